@@ -1,0 +1,289 @@
+//! The one conversion from a `CorsPolicySpec` to what the engine and the proxy run:
+//! validate, then build `cors` types and precomputed header values. `corsgate check`, the
+//! file loader and (later) the webhook and controller all go through `CompiledPolicy::from_spec`.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use serde::Serialize;
+
+use crate::cors::origin::{OriginMatcher, OriginPattern, compile_patterns};
+use crate::cors::{self, Cors, Grant, HeaderList, MethodList, Settings};
+use crate::policy::{self, CorsPolicySpec, CorsRule, CorsSpec, FieldError};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_METHODS: [&str; 3] = ["GET", "HEAD", "POST"];
+
+/// `namespace/name` of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PolicyId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PolicyId {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> PolicyId {
+        PolicyId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Where a policy's requests go.
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    pub timeout: Duration,
+}
+
+impl UpstreamTarget {
+    /// The absolute URI for a request's path and query.
+    pub fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Result<Uri, http::Error> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query.cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+        Ok(Uri::from_parts(parts)?)
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// `responseHeaders`, ready to apply.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOps {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// `remove` first, then `set` (which replaces a header of the same name).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for n in &self.remove {
+            headers.remove(n);
+        }
+        for (n, v) in &self.set {
+            headers.insert(n.clone(), v.clone());
+        }
+    }
+}
+
+/// A validated policy, compiled for the request path.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub id: PolicyId,
+    /// Lower case, as validated.
+    pub hosts: Vec<String>,
+    /// Normalised prefixes (no trailing '/', except "/" itself); `["/"]` when none were given.
+    pub paths: Vec<String>,
+    pub upstream: UpstreamTarget,
+    pub cors: Cors,
+    pub response_headers: HeaderOps,
+    pub spec: CorsPolicySpec,
+}
+
+fn internal(path: &str, e: impl fmt::Display) -> Vec<FieldError> {
+    // Validation accepted the value, so this is a corsgate bug; report it, never panic.
+    vec![FieldError::new(path, format!("could not be compiled: {e}"), "report this as a corsgate bug")]
+}
+
+/// Normalises a path prefix: no trailing '/', except the root.
+pub fn normalize_prefix(p: &str) -> String {
+    let t = p.trim_end_matches('/');
+    if t.is_empty() { "/".to_string() } else { t.to_string() }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn origin_matcher(path: &str, origins: &[String], patterns: &[String]) -> Result<OriginMatcher, Vec<FieldError>> {
+    let mut parsed = Vec::with_capacity(origins.len());
+    for o in origins {
+        parsed.push(OriginPattern::parse(o).map_err(|e| internal(path, e))?);
+    }
+    let set = compile_patterns(patterns).map_err(|(_, e)| internal(path, e))?;
+    Ok(OriginMatcher::new(&parsed, set))
+}
+
+fn base_settings(c: &CorsSpec) -> Settings {
+    let methods = c.allow_methods.clone().unwrap_or_else(|| strings(&DEFAULT_METHODS));
+    Settings::new(
+        MethodList::new(&methods),
+        HeaderList::new(&c.allow_headers),
+        HeaderList::new(&c.expose_headers),
+        c.allow_credentials,
+        c.max_age_seconds.and_then(|s| u32::try_from(s).ok()),
+        c.allow_private_network,
+    )
+}
+
+/// A rule's settings: each field it sets replaces the base's, each it omits is inherited.
+fn rule_settings(c: &CorsSpec, r: &CorsRule) -> Settings {
+    let methods = r
+        .allow_methods
+        .clone()
+        .or_else(|| c.allow_methods.clone())
+        .unwrap_or_else(|| strings(&DEFAULT_METHODS));
+    Settings::new(
+        MethodList::new(&methods),
+        HeaderList::new(r.allow_headers.as_ref().unwrap_or(&c.allow_headers)),
+        HeaderList::new(r.expose_headers.as_ref().unwrap_or(&c.expose_headers)),
+        r.allow_credentials.unwrap_or(c.allow_credentials),
+        r.max_age_seconds.or(c.max_age_seconds).and_then(|s| u32::try_from(s).ok()),
+        r.allow_private_network.unwrap_or(c.allow_private_network),
+    )
+}
+
+impl CompiledPolicy {
+    /// Validates and compiles. `namespace` resolves `upstream.service`.
+    pub fn from_spec(id: PolicyId, spec: &CorsPolicySpec) -> Result<CompiledPolicy, Vec<FieldError>> {
+        policy::validate(spec)?;
+        let c = &spec.cors;
+        let base = Grant {
+            origins: origin_matcher("spec.cors.allowOrigins", &c.allow_origins, &c.allow_origin_patterns)?,
+            settings: base_settings(c),
+        };
+        let mut rules = Vec::with_capacity(c.rules.len());
+        for (i, r) in c.rules.iter().enumerate() {
+            rules.push(Grant {
+                origins: origin_matcher(&format!("spec.cors.rules[{i}].origins"), &r.origins, &r.origin_patterns)?,
+                settings: rule_settings(c, r),
+            });
+        }
+        let engine = Cors {
+            base,
+            rules,
+            preflight: match c.preflight {
+                policy::PreflightMode::Respond => cors::PreflightMode::Respond,
+                policy::PreflightMode::Forward => cors::PreflightMode::Forward,
+            },
+            unmatched_preflight: match c.unmatched_preflight {
+                policy::UnmatchedPreflight::Reject => cors::UnmatchedPreflight::Reject,
+                policy::UnmatchedPreflight::Forward => cors::UnmatchedPreflight::Forward,
+            },
+            disallowed_origin: match c.disallowed_origin {
+                policy::DisallowedOrigin::Forward => cors::DisallowedOrigin::Forward,
+                policy::DisallowedOrigin::Reject => cors::DisallowedOrigin::Reject,
+            },
+            origin_override: c.origin_override,
+        };
+
+        let url = match (&spec.upstream.service, &spec.upstream.url) {
+            (Some(s), _) => format!("http://{}.{}.svc:{}", s.name, id.namespace, s.port),
+            (None, Some(u)) => u.clone(),
+            (None, None) => return Err(internal("spec.upstream", "no upstream")),
+        };
+        let uri = policy::upstream_url(&url).map_err(|e| internal("spec.upstream", e))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+            return Err(internal("spec.upstream", "no scheme or host"));
+        };
+        let timeout = spec
+            .upstream
+            .timeout_seconds
+            .and_then(|t| u64::try_from(t).ok())
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+
+        let mut ops = HeaderOps::default();
+        if let Some(rh) = &spec.response_headers {
+            for (i, h) in rh.set.iter().enumerate() {
+                let p = format!("spec.responseHeaders.set[{i}]");
+                let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| internal(&p, e))?;
+                let value = HeaderValue::from_str(&h.value).map_err(|e| internal(&p, e))?;
+                ops.set.push((name, value));
+            }
+            for (i, n) in rh.remove.iter().enumerate() {
+                let p = format!("spec.responseHeaders.remove[{i}]");
+                ops.remove.push(HeaderName::from_bytes(n.as_bytes()).map_err(|e| internal(&p, e))?);
+            }
+        }
+
+        let mut hosts: Vec<String> = Vec::new();
+        for h in &spec.hosts {
+            let h = h.to_ascii_lowercase();
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        let mut paths: Vec<String> = Vec::new();
+        for p in spec.paths.iter().map(|p| normalize_prefix(p)) {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        if paths.is_empty() {
+            paths.push("/".into());
+        }
+        Ok(CompiledPolicy {
+            id,
+            hosts,
+            paths,
+            upstream: UpstreamTarget {
+                scheme,
+                authority,
+                timeout,
+            },
+            cors: engine,
+            response_headers: ops,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The policy as the engine runs it, defaults filled in and rules merged: what
+    /// `/config` and `corsgate explain` show.
+    pub fn effective(&self) -> serde_json::Value {
+        let c = &self.spec.cors;
+        let grant = |s: &Settings| {
+            serde_json::json!({
+                "allowMethods": s.methods.items().collect::<Vec<_>>(),
+                "allowHeaders": s.headers.items().collect::<Vec<_>>(),
+                "exposeHeaders": s.expose.items().collect::<Vec<_>>(),
+                "allowCredentials": s.credentials,
+                "maxAgeSeconds": s.max_age,
+                "allowPrivateNetwork": s.private_network,
+            })
+        };
+        let mut base = grant(&self.cors.base.settings);
+        base["allowOrigins"] = serde_json::json!(c.allow_origins);
+        base["allowOriginPatterns"] = serde_json::json!(c.allow_origin_patterns);
+        base["preflight"] = serde_json::json!(c.preflight);
+        base["unmatchedPreflight"] = serde_json::json!(c.unmatched_preflight);
+        base["disallowedOrigin"] = serde_json::json!(c.disallowed_origin);
+        base["originOverride"] = serde_json::json!(c.origin_override);
+        let rules: Vec<_> = c
+            .rules
+            .iter()
+            .zip(&self.cors.rules)
+            .map(|(r, g)| {
+                let mut v = grant(&g.settings);
+                v["origins"] = serde_json::json!(r.origins);
+                v["originPatterns"] = serde_json::json!(r.origin_patterns);
+                v
+            })
+            .collect();
+        base["rules"] = serde_json::json!(rules);
+        serde_json::json!({
+            "name": self.id.to_string(),
+            "hosts": self.hosts,
+            "paths": self.paths,
+            "upstream": {"url": self.upstream.url(), "timeoutSeconds": self.upstream.timeout.as_secs()},
+            "cors": base,
+            "responseHeaders": self.spec.response_headers,
+        })
+    }
+}

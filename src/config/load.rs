@@ -1,0 +1,187 @@
+//! Reading `CorsPolicy` documents from a YAML file or a directory of them (standalone mode,
+//! `corsgate check`, `corsgate explain`). Every problem names the file, the document (1-based)
+//! and the field path; a load with any problem yields no snapshot at all (all-or-nothing).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::compile::PolicyId;
+use super::snapshot::{PolicyInput, Rejected, Snapshot};
+use crate::policy::{API_VERSION, CorsPolicySpec, KIND};
+
+/// Why policies could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no policy files (*.yaml, *.yml) found; fix: point --policies at a YAML file or a directory that holds some")]
+    NoFiles { path: String },
+    #[error("{location}: {message}")]
+    Document { location: String, message: String },
+    #[error("{location}: policy {policy}: {error}")]
+    Invalid { location: String, policy: String, error: String },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Document {
+    #[allow(dead_code)]
+    api_version: String,
+    #[allow(dead_code)]
+    kind: String,
+    metadata: Metadata,
+    spec: CorsPolicySpec,
+    #[serde(default)]
+    #[allow(dead_code)]
+    status: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    creation_timestamp: Option<String>,
+}
+
+/// The YAML files under `path`: the file itself, or the directory's `*.yaml`/`*.yml` files
+/// (not hidden ones, so a ConfigMap volume's `..data` links are skipped), sorted by name.
+pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(read_err)? {
+        let entry = entry.map_err(read_err)?;
+        let p = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        if yaml && !name.starts_with('.') && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(LoadError::NoFiles {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(files)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Parses the policies of one YAML text (several documents allowed).
+pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<PolicyInput> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let location = format!("{file} (document {})", i + 1);
+        let doc_err = |message: String| LoadError::Document {
+            location: location.clone(),
+            message,
+        };
+        let value = match serde_yaml::Value::deserialize(doc) {
+            Ok(serde_yaml::Value::Null) => continue,
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(doc_err(format!("not valid YAML: {e}; fix: correct the syntax at that line")));
+                break;
+            }
+        };
+        let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        match (field("apiVersion").as_deref(), field("kind").as_deref()) {
+            (Some(API_VERSION), Some(KIND)) => {}
+            (api, kind) => {
+                errors.push(doc_err(format!(
+                    "apiVersion {:?} kind {:?} is not a CorsPolicy; fix: set apiVersion: {API_VERSION} and kind: {KIND}, or move this document elsewhere",
+                    api.unwrap_or("<missing>"),
+                    kind.unwrap_or("<missing>")
+                )));
+                continue;
+            }
+        }
+        let doc: Document = match serde_path_to_error::deserialize(value) {
+            Ok(d) => d,
+            Err(e) => {
+                let path = e.path().to_string();
+                errors.push(doc_err(format!(
+                    "{path}: {}; fix: check the field's name and type against the CorsPolicy reference (README)",
+                    e.inner()
+                )));
+                continue;
+            }
+        };
+        let namespace = doc.metadata.namespace.unwrap_or_else(|| "default".into());
+        let name_ok = !doc.metadata.name.is_empty()
+            && doc.metadata.name.len() <= 253
+            && doc.metadata.name.split('.').all(is_dns_label);
+        if !name_ok || !is_dns_label(&namespace) {
+            errors.push(doc_err(format!(
+                "metadata: name {:?} / namespace {namespace:?} is not a valid Kubernetes name; fix: use lower-case letters, digits and '-'",
+                doc.metadata.name
+            )));
+            continue;
+        }
+        out.push(PolicyInput {
+            id: PolicyId::new(namespace, doc.metadata.name),
+            created: doc.metadata.creation_timestamp,
+            spec: doc.spec,
+            source: Some(location),
+        });
+    }
+    out
+}
+
+/// Reads every policy under `path`. `Err` holds every problem found.
+pub fn load_inputs(path: &Path) -> Result<Vec<PolicyInput>, Vec<LoadError>> {
+    let files = policy_files(path).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let mut inputs = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Ok(text) => inputs.extend(parse_documents(&name, &text, &mut errors)),
+            Err(source) => errors.push(LoadError::Read { path: name, source }),
+        }
+    }
+    if errors.is_empty() { Ok(inputs) } else { Err(errors) }
+}
+
+/// Loads and compiles everything under `path`, all or nothing: any invalid document or
+/// policy is an error and no snapshot is returned. Conflicts are not errors: the snapshot
+/// reports them and serves the winners.
+pub fn load_snapshot(path: &Path) -> Result<Snapshot, Vec<LoadError>> {
+    let snap = Snapshot::build(load_inputs(path)?);
+    let errors: Vec<LoadError> = snap
+        .rejected
+        .iter()
+        .filter_map(|r| match &r.rejected {
+            Rejected::InvalidSpec { errors } => Some(errors.iter().map(move |e| LoadError::Invalid {
+                location: r.source.clone().unwrap_or_default(),
+                policy: r.policy.clone(),
+                error: e.clone(),
+            })),
+            Rejected::Conflicted { .. } => None,
+        })
+        .flatten()
+        .collect();
+    if errors.is_empty() { Ok(snap) } else { Err(errors) }
+}

@@ -1,0 +1,18 @@
+//! Configuration: the one policy→engine conversion (`compile`), the immutable `Snapshot`
+//! with its routing table and version, and loading policies from files.
+//!
+//! Owns: turning policies into what the proxy serves, conflict resolution, file loading
+//! and watching. Must not touch: sockets, hyper, metrics. `proxy`, `controller` and
+//! `webhook` depend on this module; it depends on `policy` and `cors` only.
+
+pub mod compile;
+pub mod load;
+pub mod snapshot;
+pub mod watch;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::{CompiledPolicy, HeaderOps, PolicyId, UpstreamTarget};
+pub use load::{LoadError, load_inputs, load_snapshot};
+pub use snapshot::{PolicyInput, PolicyReport, Rejected, Snapshot, normalize_host};

@@ -1,0 +1,209 @@
+//! The snapshot: every accepted policy compiled, the routing table over them, a version, and
+//! a report for every policy that was not accepted. Immutable once built; the proxy swaps
+//! whole snapshots.
+//!
+//! Building is pure (policies in, snapshot out) so that file mode and the controller resolve
+//! conflicts the same way: for the same host and path prefix, the older policy
+//! (creationTimestamp, then namespace/name) wins and the other is rejected as Conflicted,
+//! naming the winner. One invalid or conflicting policy never affects the others.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::compile::{CompiledPolicy, PolicyId};
+use crate::policy::{CorsPolicySpec, FieldError};
+
+/// One policy handed to `Snapshot::build`.
+#[derive(Debug, Clone)]
+pub struct PolicyInput {
+    pub id: PolicyId,
+    /// RFC 3339 creation time, when known (files have none): older wins conflicts.
+    pub created: Option<String>,
+    pub spec: CorsPolicySpec,
+    /// Where it came from, for messages: `policies.yaml (document 2)`.
+    pub source: Option<String>,
+}
+
+/// Why a policy is not serving.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "camelCase")]
+pub enum Rejected {
+    InvalidSpec { errors: Vec<String> },
+    Conflicted { winner: String, host: String, path: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    pub policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(flatten)]
+    pub rejected: Rejected,
+}
+
+/// An accepted policy's routes: every (host, path prefix) pair, with the path table sorted
+/// longest prefix first.
+#[derive(Debug, Default, Clone)]
+pub struct RouteTable {
+    exact: HashMap<Box<str>, Vec<(Box<str>, usize)>>,
+    /// Keyed by the suffix after "*.": `example.com` for `*.example.com`.
+    wildcard: HashMap<Box<str>, Vec<(Box<str>, usize)>>,
+}
+
+/// Segment-aware prefix match: "/v1" matches "/v1" and "/v1/x", not "/v10".
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || (path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+}
+
+fn longest(table: &[(Box<str>, usize)], path: &str) -> Option<usize> {
+    table.iter().find(|(p, _)| prefix_matches(p, path)).map(|(_, i)| *i)
+}
+
+impl RouteTable {
+    fn insert(&mut self, host: &str, prefix: &str, idx: usize) {
+        let (map, key) = match host.strip_prefix("*.") {
+            Some(suffix) => (&mut self.wildcard, suffix),
+            None => (&mut self.exact, host),
+        };
+        let table = map.entry(key.into()).or_default();
+        table.push((prefix.into(), idx));
+        table.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    }
+
+    /// Finds the policy for a normalised host (lower case, no port, no trailing dot) and a
+    /// path: the exact host first, then wildcards from the most specific suffix; within a
+    /// host, the longest matching prefix.
+    pub fn route(&self, host: &str, path: &str) -> Option<usize> {
+        if let Some(i) = self.exact.get(host).and_then(|t| longest(t, path)) {
+            return Some(i);
+        }
+        if self.wildcard.is_empty() {
+            return None;
+        }
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if let Some(i) = self.wildcard.get(rest).and_then(|t| longest(t, path)) {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+/// Lower-cases a request's host, drops the port and a trailing dot. Borrowed when already
+/// normal, which is the common case.
+pub fn normalize_host(authority: &str) -> Cow<'_, str> {
+    let host = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        }
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+/// The compiled configuration the proxy serves.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// First 12 hex digits of a SHA-256 over the accepted policies: equal inputs, equal version.
+    pub version: String,
+    pub policies: Vec<CompiledPolicy>,
+    pub routes: RouteTable,
+    /// Policies that were given but do not serve, and why.
+    pub rejected: Vec<PolicyReport>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from every policy known. Never fails: invalid and conflicting
+    /// policies are left out and reported in `rejected`.
+    pub fn build(mut inputs: Vec<PolicyInput>) -> Snapshot {
+        // Older first: the order in which policies claim (host, path) pairs.
+        inputs.sort_by(|a, b| {
+            (a.created.is_none(), &a.created, &a.id).cmp(&(b.created.is_none(), &b.created, &b.id))
+        });
+        let mut snap = Snapshot::default();
+        let mut claimed: HashMap<(String, String), PolicyId> = HashMap::new();
+        let mut seen: HashMap<PolicyId, ()> = HashMap::new();
+        for input in inputs {
+            let report = |rejected| PolicyReport {
+                policy: input.id.to_string(),
+                source: input.source.clone(),
+                rejected,
+            };
+            if seen.insert(input.id.clone(), ()).is_some() {
+                snap.rejected.push(report(Rejected::InvalidSpec {
+                    errors: vec![FieldError::new(
+                        "metadata.name",
+                        format!("another policy is also named {}", input.id),
+                        "give each policy a unique namespace/name",
+                    )
+                    .to_string()],
+                }));
+                continue;
+            }
+            let compiled = match CompiledPolicy::from_spec(input.id.clone(), &input.spec) {
+                Ok(c) => c,
+                Err(errors) => {
+                    snap.rejected.push(report(Rejected::InvalidSpec {
+                        errors: errors.iter().map(ToString::to_string).collect(),
+                    }));
+                    continue;
+                }
+            };
+            let pairs: Vec<(String, String)> = compiled
+                .hosts
+                .iter()
+                .flat_map(|h| compiled.paths.iter().map(move |p| (h.clone(), p.clone())))
+                .collect();
+            if let Some((host, path, winner)) = pairs
+                .iter()
+                .find_map(|k| claimed.get(k).map(|w| (k.0.clone(), k.1.clone(), w.to_string())))
+            {
+                snap.rejected.push(report(Rejected::Conflicted { winner, host, path }));
+                continue;
+            }
+            let idx = snap.policies.len();
+            for (h, p) in pairs {
+                snap.routes.insert(&h, &p, idx);
+                claimed.insert((h, p), compiled.id.clone());
+            }
+            snap.policies.push(compiled);
+        }
+        snap.version = version_of(&snap.policies);
+        snap
+    }
+
+    /// The policy serving `host` (normalised) and `path`.
+    pub fn route(&self, host: &str, path: &str) -> Option<(usize, &CompiledPolicy)> {
+        let i = self.routes.route(host, path)?;
+        self.policies.get(i).map(|p| (i, p))
+    }
+}
+
+fn version_of(policies: &[CompiledPolicy]) -> String {
+    let mut sorted: Vec<&CompiledPolicy> = policies.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut h = Sha256::new();
+    for p in sorted {
+        h.update(p.id.to_string().as_bytes());
+        h.update([0]);
+        // Serialising our own types to JSON cannot fail; an empty digest input would only
+        // weaken the version, never break serving.
+        h.update(serde_json::to_vec(&p.spec).unwrap_or_default());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,564 @@
+//! Origins: parsing what a browser sends in `Origin`, parsing what a policy allows, and
+//! matching one against the other.
+//!
+//! Fetch serialises an origin as `scheme "://" host [ ":" port ]`, or the opaque `null`
+//! (<https://fetch.spec.whatwg.org/#origin-header>, <https://html.spec.whatwg.org/#ascii-serialisation-of-an-origin>).
+//! Anything else in the header is not an origin and never matches: a path, userinfo, a query,
+//! white space, non-ASCII bytes, several `Origin` headers. Scheme and host compare ASCII
+//! case-insensitively, ports exactly (a default port is the same as no port).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use regex::{RegexSet, RegexSetBuilder};
+
+/// Longest `Origin` value we look at; real ones are far shorter (hosts are at most 253 bytes).
+pub const MAX_ORIGIN_LEN: usize = 2048;
+
+/// Compiled-size limit for one policy's origin regexes: enough for any sane pattern, small
+/// enough that a hostile pattern cannot make the proxy allocate without bound.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Why a string is not an origin, and how to write it instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct OriginError {
+    pub message: String,
+    pub fix: String,
+}
+
+impl OriginError {
+    fn new(message: impl Into<String>, fix: impl Into<String>) -> Self {
+        OriginError {
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// An origin tuple as sent by a browser, borrowed from the header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TupleOrigin<'a> {
+    pub scheme: &'a str,
+    pub host: &'a str,
+    /// `None` when the header had no port or the scheme's default port.
+    pub port: Option<u16>,
+    /// True when scheme and host are already lower case and no default port was spelled
+    /// out: the raw value is then its own lookup key, and matching allocates nothing.
+    canonical: bool,
+}
+
+/// What the `Origin` request header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOrigin<'a> {
+    /// The opaque origin `null` (sandboxed iframes, `file:` pages, some redirects).
+    Null,
+    Tuple(TupleOrigin<'a>),
+    /// Present but not a serialised origin, or sent more than once. Never allowed.
+    Invalid(InvalidOrigin),
+}
+
+/// Why a request's `Origin` header cannot be an origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidOrigin {
+    Multiple,
+    Empty,
+    TooLong,
+    NotAscii,
+    Malformed,
+}
+
+impl fmt::Display for InvalidOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InvalidOrigin::Multiple => "several Origin headers",
+            InvalidOrigin::Empty => "an empty Origin header",
+            InvalidOrigin::TooLong => "an Origin header longer than 2048 bytes",
+            InvalidOrigin::NotAscii => "an Origin header with non-ASCII or control bytes",
+            InvalidOrigin::Malformed => "an Origin header that is not scheme://host[:port] or null",
+        })
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("ws") {
+        Some(80)
+    } else {
+        None
+    }
+}
+
+fn is_scheme(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// A host as it may appear in a serialised origin: a domain (labels of letters, digits, `-`
+/// and `_`, one optional trailing dot), an IPv4 address (a domain by this grammar) or a
+/// bracketed IPv6 literal.
+fn host_shape(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        return Err("the host is empty");
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or("an IPv6 host is missing its ']'")?;
+        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+            return Err("the IPv6 host is not an address");
+        }
+        return Ok(());
+    }
+    if host.len() > 254 {
+        return Err("the host is longer than 253 characters");
+    }
+    let body = host.strip_suffix('.').unwrap_or(host);
+    for label in body.split('.') {
+        if label.is_empty() {
+            return Err("the host has an empty label");
+        }
+        if label.len() > 63 {
+            return Err("a host label is longer than 63 characters");
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err("the host has a character that is not a letter, digit, '-' or '_'");
+        }
+    }
+    Ok(())
+}
+
+/// Splits `scheme://host[:port]` and checks every part. Shared by requests and policies.
+fn split_tuple(s: &str) -> Result<(&str, &str, Option<u16>, bool), &'static str> {
+    let (scheme, rest) = s.split_once("://").ok_or("it has no \"://\"")?;
+    if !is_scheme(scheme) {
+        return Err("the scheme is not letters, digits, '+', '-' or '.'");
+    }
+    if rest.contains('@') {
+        return Err("it has userinfo (user@): an origin never does");
+    }
+    if rest.contains(['/', '?', '#', '\\']) {
+        return Err("it has a path, query or fragment: an origin is only scheme://host[:port]");
+    }
+    let (host, port_str) = if rest.starts_with('[') {
+        match rest.find(']') {
+            Some(end) => {
+                let (h, tail) = rest.split_at(end + 1);
+                match tail {
+                    "" => (h, None),
+                    t => (h, Some(t.strip_prefix(':').ok_or("junk after the IPv6 host")?)),
+                }
+            }
+            None => return Err("an IPv6 host is missing its ']'"),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    host_shape(host)?;
+    let mut explicit_default = false;
+    let port = match port_str {
+        None => None,
+        Some(p) => {
+            if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("the port is not a number from 0 to 65535");
+            }
+            let n: u32 = p.parse().map_err(|_| "the port is not a number from 0 to 65535")?;
+            let n = u16::try_from(n).map_err(|_| "the port is not a number from 0 to 65535")?;
+            if default_port(scheme) == Some(n) {
+                explicit_default = true;
+                None
+            } else {
+                Some(n)
+            }
+        }
+    };
+    Ok((scheme, host, port, explicit_default))
+}
+
+/// Parses one `Origin` header value as a browser would have sent it.
+pub fn parse_request_origin(raw: &[u8]) -> RequestOrigin<'_> {
+    if raw.is_empty() {
+        return RequestOrigin::Invalid(InvalidOrigin::Empty);
+    }
+    if raw.len() > MAX_ORIGIN_LEN {
+        return RequestOrigin::Invalid(InvalidOrigin::TooLong);
+    }
+    // Visible ASCII only: browsers punycode hosts, and white space is never part of an origin.
+    if !raw.iter().all(|b| (0x21..0x7f).contains(b)) {
+        return RequestOrigin::Invalid(InvalidOrigin::NotAscii);
+    }
+    let Ok(s) = std::str::from_utf8(raw) else {
+        return RequestOrigin::Invalid(InvalidOrigin::NotAscii);
+    };
+    if s == "null" {
+        return RequestOrigin::Null;
+    }
+    match split_tuple(s) {
+        Ok((scheme, host, port, explicit_default)) => RequestOrigin::Tuple(TupleOrigin {
+            scheme,
+            host,
+            port,
+            canonical: !explicit_default && !s.bytes().any(|b| b.is_ascii_uppercase()),
+        }),
+        Err(_) => RequestOrigin::Invalid(InvalidOrigin::Malformed),
+    }
+}
+
+impl TupleOrigin<'_> {
+    /// The lower-case `scheme://host[:port]` used as the exact-match key. Borrowed from the
+    /// header in the common case, so matching a browser's origin allocates nothing.
+    fn key<'s>(&self, raw: &'s str) -> Cow<'s, str> {
+        if self.canonical {
+            Cow::Borrowed(raw)
+        } else {
+            Cow::Owned(canonical(self.scheme, self.host, self.port))
+        }
+    }
+}
+
+fn canonical(scheme: &str, host: &str, port: Option<u16>) -> String {
+    let mut s = format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase());
+    if let Some(p) = port {
+        s.push(':');
+        s.push_str(&p.to_string());
+    }
+    s
+}
+
+/// One entry of a policy's `allowOrigins` (or a rule's `origins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
+    /// `*`: every tuple origin (never `null`).
+    Any,
+    /// `null`, listed literally.
+    Null,
+    /// `scheme://host[:port]`, stored lower case, default port dropped.
+    Exact(String),
+    /// `scheme://*.suffix[:port]`: one or more labels under `suffix`, never `suffix` itself.
+    Wildcard {
+        scheme: String,
+        /// With its leading dot: `.example.com`.
+        suffix: String,
+        port: Option<u16>,
+    },
+}
+
+impl OriginPattern {
+    /// Parses a configured origin. Errors say what is wrong and how to write it.
+    pub fn parse(s: &str) -> Result<OriginPattern, OriginError> {
+        if s == "*" {
+            return Ok(OriginPattern::Any);
+        }
+        if s == "null" {
+            return Ok(OriginPattern::Null);
+        }
+        if s.is_empty() {
+            return Err(OriginError::new(
+                "an origin is empty",
+                "write scheme://host[:port], e.g. \"https://app.example.com\"",
+            ));
+        }
+        if !s.is_ascii() {
+            return Err(OriginError::new(
+                format!("{s:?} has non-ASCII characters; browsers send hosts in punycode"),
+                "write the host's xn-- (punycode) form",
+            ));
+        }
+        if s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(OriginError::new(
+                format!("{s:?} contains white space"),
+                "remove the spaces; list each origin as its own entry",
+            ));
+        }
+        if s.ends_with('/') && split_tuple(s.trim_end_matches('/')).is_ok() {
+            return Err(OriginError::new(
+                format!("{s:?} ends with '/', but a browser's Origin never does, so it would never match"),
+                format!("write {:?}", s.trim_end_matches('/')),
+            ));
+        }
+        let (scheme, host, port, _) = split_tuple(s).map_err(|why| {
+            OriginError::new(
+                format!("{s:?} is not an origin: {why}"),
+                "write scheme://host[:port], e.g. \"https://app.example.com\" or \"https://*.example.com\"",
+            )
+        })?;
+        let scheme = scheme.to_ascii_lowercase();
+        let host = host.to_ascii_lowercase();
+        if let Some(suffix) = host.strip_prefix("*.") {
+            return Ok(OriginPattern::Wildcard {
+                scheme,
+                suffix: format!(".{suffix}"),
+                port,
+            });
+        }
+        if host.contains('*') {
+            return Err(OriginError::new(
+                format!("{s:?} has a '*' that is not the whole first label"),
+                "use one leading \"*.\" label (\"https://*.example.com\") or allowOriginPatterns for anything else",
+            ));
+        }
+        Ok(OriginPattern::Exact(canonical(&scheme, &host, port)))
+    }
+}
+
+/// Builds `^(?:pattern)$` so a configured regex must match the whole origin.
+pub fn compile_patterns(patterns: &[String]) -> Result<Option<RegexSet>, (usize, OriginError)> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    for (i, p) in patterns.iter().enumerate() {
+        // Compile one at a time to name the bad entry.
+        RegexSetBuilder::new([anchored(p)])
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| (i, regex_error(p, &e)))?;
+    }
+    RegexSetBuilder::new(patterns.iter().map(|p| anchored(p)))
+        .size_limit(REGEX_SIZE_LIMIT * 4)
+        .build()
+        .map(Some)
+        .map_err(|e| (0, regex_error(&patterns[0], &e)))
+}
+
+fn anchored(p: &str) -> String {
+    format!("^(?:{p})$")
+}
+
+fn regex_error(p: &str, e: &regex::Error) -> OriginError {
+    let detail = e.to_string();
+    let first = detail.lines().last().unwrap_or("invalid").trim();
+    OriginError::new(
+        format!("{p:?} is not a valid regular expression: {first}"),
+        "use Rust regex syntax (no look-around or back-references); escape dots as \\.",
+    )
+}
+
+/// How an origin was allowed: which header value to send depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginMatch {
+    /// Matched an exact entry, a wildcard, a pattern or `null`: reflect the origin.
+    Listed,
+    /// Matched only `*`.
+    Any,
+}
+
+/// Everything a policy (or one rule) allows as origin, ready for per-request lookups.
+#[derive(Debug, Clone, Default)]
+pub struct OriginMatcher {
+    any: bool,
+    null: bool,
+    exact: HashSet<Box<str>>,
+    wildcards: Vec<(String, String, Option<u16>)>,
+    patterns: Option<RegexSet>,
+}
+
+impl OriginMatcher {
+    pub fn new(origins: &[OriginPattern], patterns: Option<RegexSet>) -> OriginMatcher {
+        let mut m = OriginMatcher {
+            patterns,
+            ..OriginMatcher::default()
+        };
+        for o in origins {
+            match o {
+                OriginPattern::Any => m.any = true,
+                OriginPattern::Null => m.null = true,
+                OriginPattern::Exact(s) => {
+                    m.exact.insert(s.as_str().into());
+                }
+                OriginPattern::Wildcard { scheme, suffix, port } => {
+                    m.wildcards.push((scheme.clone(), suffix.clone(), *port));
+                }
+            }
+        }
+        m
+    }
+
+    /// True when `*` is among the allowed origins.
+    pub fn allows_any(&self) -> bool {
+        self.any
+    }
+
+    /// Matches a request's origin. `raw` is the header value (already known to be ASCII).
+    pub fn matches(&self, origin: &RequestOrigin<'_>, raw: &str) -> Option<OriginMatch> {
+        match origin {
+            RequestOrigin::Invalid(_) => None,
+            RequestOrigin::Null => self.null.then_some(OriginMatch::Listed),
+            RequestOrigin::Tuple(t) => {
+                if !self.exact.is_empty() && self.exact.contains(t.key(raw).as_ref()) {
+                    return Some(OriginMatch::Listed);
+                }
+                for (scheme, suffix, port) in &self.wildcards {
+                    if t.port == *port
+                        && t.scheme.eq_ignore_ascii_case(scheme)
+                        && t.host.len() > suffix.len()
+                        && t.host.as_bytes()[t.host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+                    {
+                        return Some(OriginMatch::Listed);
+                    }
+                }
+                if let Some(set) = &self.patterns {
+                    if set.is_match(raw) {
+                        return Some(OriginMatch::Listed);
+                    }
+                }
+                self.any.then_some(OriginMatch::Any)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn matcher(origins: &[&str], patterns: &[&str]) -> OriginMatcher {
+        let parsed: Vec<_> = origins.iter().map(|o| OriginPattern::parse(o).unwrap()).collect();
+        let pats: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
+        OriginMatcher::new(&parsed, compile_patterns(&pats).unwrap())
+    }
+
+    fn allows(m: &OriginMatcher, raw: &str) -> Option<OriginMatch> {
+        m.matches(&parse_request_origin(raw.as_bytes()), raw)
+    }
+
+    #[test]
+    fn exact_origins_resist_suffix_prefix_scheme_and_port_attacks() {
+        let m = matcher(&["https://example.com"], &[]);
+        assert_eq!(allows(&m, "https://example.com"), Some(OriginMatch::Listed));
+        assert_eq!(allows(&m, "HTTPS://EXAMPLE.COM"), Some(OriginMatch::Listed));
+        assert_eq!(allows(&m, "https://example.com:443"), Some(OriginMatch::Listed));
+        for bad in [
+            "https://example.com.evil.net",
+            "https://evilexample.com",
+            "https://example.co",
+            "http://example.com",
+            "https://example.com:8443",
+            "https://example.com.",
+            "https://user@example.com",
+            "https://example.com/",
+            "https://example.com/path",
+            "https://example.com?x",
+            " https://example.com",
+            "https://example.com ",
+            "null",
+            "",
+            "https://exam\u{e9}ple.com",
+            "https://sub.example.com",
+        ] {
+            assert_eq!(allows(&m, bad), None, "{bad:?} must not match");
+        }
+    }
+
+    #[test]
+    fn wildcard_needs_at_least_one_label_and_never_the_bare_suffix() {
+        let m = matcher(&["https://*.example.com"], &[]);
+        assert_eq!(allows(&m, "https://a.example.com"), Some(OriginMatch::Listed));
+        assert_eq!(allows(&m, "https://a.b.example.com"), Some(OriginMatch::Listed));
+        assert_eq!(allows(&m, "https://A.Example.COM"), Some(OriginMatch::Listed));
+        for bad in [
+            "https://example.com",
+            "https://.example.com",
+            "https://evilexample.com",
+            "https://a.example.com.evil.net",
+            "http://a.example.com",
+            "https://a.example.com:8443",
+            "https://a.example.com.",
+        ] {
+            assert_eq!(allows(&m, bad), None, "{bad:?} must not match");
+        }
+        let with_port = matcher(&["http://*.example.test:8080"], &[]);
+        assert_eq!(allows(&with_port, "http://a.example.test:8080"), Some(OriginMatch::Listed));
+        assert_eq!(allows(&with_port, "http://a.example.test"), None);
+    }
+
+    #[test]
+    fn star_matches_tuples_but_not_null_or_garbage() {
+        let m = matcher(&["*"], &[]);
+        assert_eq!(allows(&m, "https://anything.test"), Some(OriginMatch::Any));
+        assert_eq!(allows(&m, "null"), None);
+        assert_eq!(allows(&m, "not an origin"), None);
+        let with_null = matcher(&["null"], &[]);
+        assert_eq!(allows(&with_null, "null"), Some(OriginMatch::Listed));
+        assert_eq!(allows(&with_null, "NULL"), None);
+    }
+
+    #[test]
+    fn patterns_are_full_matches() {
+        let m = matcher(&[], &[r"https://pr-[0-9]+\.preview\.example\.com"]);
+        assert_eq!(allows(&m, "https://pr-12.preview.example.com"), Some(OriginMatch::Listed));
+        assert_eq!(allows(&m, "https://pr-12.preview.example.com.evil.net"), None);
+        assert_eq!(allows(&m, "https://xpr-12.preview.example.com"), None);
+        assert_eq!(allows(&m, "null"), None);
+    }
+
+    #[test]
+    fn request_origin_shapes() {
+        assert_eq!(parse_request_origin(b"null"), RequestOrigin::Null);
+        assert!(matches!(parse_request_origin(b"http://[::1]:8080"), RequestOrigin::Tuple(t) if t.port == Some(8080)));
+        assert!(matches!(parse_request_origin(b"chrome-extension://abcdef"), RequestOrigin::Tuple(_)));
+        assert_eq!(parse_request_origin(&[b'a'; 3000]), RequestOrigin::Invalid(InvalidOrigin::TooLong));
+        assert_eq!(parse_request_origin(b"https://a.com:99999"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
+        assert_eq!(parse_request_origin(b"https://a..com"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
+        assert_eq!(parse_request_origin(b"https://a.com:"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
+        assert_eq!(parse_request_origin(b"https://"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
+        assert_eq!(parse_request_origin(b"\xff\xfe"), RequestOrigin::Invalid(InvalidOrigin::NotAscii));
+    }
+
+    #[test]
+    fn configured_origins_get_precise_errors() {
+        let e = OriginPattern::parse("https://example.com/").unwrap_err();
+        assert!(e.message.contains("ends with '/'"), "{e:?}");
+        assert_eq!(e.fix, "write \"https://example.com\"");
+        assert!(OriginPattern::parse("example.com").unwrap_err().message.contains("no \"://\""));
+        assert!(OriginPattern::parse("https://u@example.com").unwrap_err().message.contains("userinfo"));
+        assert!(OriginPattern::parse("https://a.*.example.com").unwrap_err().message.contains("'*'"));
+        assert!(OriginPattern::parse("https://bücher.de").unwrap_err().fix.contains("punycode"));
+        assert_eq!(
+            OriginPattern::parse("HTTPS://Example.COM:443").unwrap(),
+            OriginPattern::Exact("https://example.com".into())
+        );
+        assert!(compile_patterns(&["(unclosed".into()]).is_err());
+    }
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let o = parse_request_origin(&bytes);
+            let raw = String::from_utf8_lossy(&bytes);
+            let m = matcher(&["*", "https://*.example.com", "https://a.test"], &["https://x[0-9]+\\.test"]);
+            let _ = m.matches(&o, &raw);
+            let _ = OriginPattern::parse(&raw);
+        }
+
+        #[test]
+        fn wildcard_matches_exactly_the_hosts_under_the_suffix(sub in label(), other in label(), suffix in label()) {
+            let m = matcher(&[&format!("https://*.{suffix}.test")], &[]);
+            let under = format!("https://{sub}.{suffix}.test");
+            prop_assert!(allows(&m, &under).is_some());
+            let apex = format!("https://{suffix}.test");
+            prop_assert!(allows(&m, &apex).is_none());
+            let glued = format!("https://{other}{suffix}.test");
+            prop_assert!(allows(&m, &glued).is_none());
+            let appended = format!("https://{sub}.{suffix}.test.{other}");
+            prop_assert!(allows(&m, &appended).is_none());
+        }
+
+        #[test]
+        fn exact_match_is_case_insensitive_but_port_exact(host in label(), port in 1u16..65535) {
+            let m = matcher(&[&format!("https://{host}.test")], &[]);
+            let upper = format!("HTTPS://{}.TEST", host.to_uppercase());
+            prop_assert!(allows(&m, &upper).is_some());
+            let with_port = format!("https://{host}.test:{port}");
+            prop_assert_eq!(allows(&m, &with_port).is_some(), port == 443);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! corsgate: CORS at the edge of a Kubernetes cluster.
+//!
+//! Layers, each depending only on those above it:
+//! - `cors`: the pure engine (origins, classification, decisions, headers). No I/O.
+//! - `policy`: the `CorsPolicy` resource types and validation.
+//! - `config`: policy → engine compilation, the immutable snapshot and routing, file loading.
+//! - `proxy`: the hyper edge proxy and its admin endpoints.
+//! - `explain`, `demo`: the `corsgate explain` and `corsgate demo` commands.
+//!
+//! `main.rs` only parses the command line and wires these together.
+
+pub mod config;
+pub mod cors;
+pub mod policy;
+pub mod proxy;
+pub mod demo;
+pub mod explain;

@@ -1,0 +1,419 @@
+//! Everything that makes a `CorsPolicySpec` valid, checked in one place for `corsgate check`,
+//! the proxy's file loader, and (later) the webhook and the controller. Each problem names
+//! the field path, what is wrong and how to fix it; all problems are reported, not the first.
+
+use std::fmt;
+
+use super::{CorsPolicySpec, CorsRule, ResponseHeaders, Upstream};
+use crate::cors::lists::is_token;
+use crate::cors::origin::{OriginPattern, compile_patterns};
+
+/// One problem in a policy: `path` is a JSON path such as `spec.cors.allowOrigins[1]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}; fix: {}", self.path, self.message, self.fix)
+    }
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Validates a spec; `Err` holds every problem found.
+pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
+    let mut errs = Vec::new();
+    hosts(&spec.hosts, &mut errs);
+    paths(&spec.paths, &mut errs);
+    upstream(&spec.upstream, &mut errs);
+    let cors = &spec.cors;
+    let base = "spec.cors";
+    origins(&format!("{base}.allowOrigins"), &cors.allow_origins, true, &mut errs);
+    patterns(&format!("{base}.allowOriginPatterns"), &cors.allow_origin_patterns, &mut errs);
+    if let Some(m) = &cors.allow_methods {
+        methods(&format!("{base}.allowMethods"), m, &mut errs);
+    }
+    header_names(&format!("{base}.allowHeaders"), &cors.allow_headers, &mut errs);
+    header_names(&format!("{base}.exposeHeaders"), &cors.expose_headers, &mut errs);
+    max_age(&format!("{base}.maxAgeSeconds"), cors.max_age_seconds, &mut errs);
+    if cors.allow_credentials {
+        if let Some(i) = cors.allow_origins.iter().position(|o| o == "*") {
+            errs.push(FieldError::new(
+                format!("{base}.allowOrigins[{i}]"),
+                "\"*\" cannot be combined with allowCredentials: true: every site on the web could make credentialed requests",
+                "list the trusted origins (a wildcard such as \"https://*.example.com\" is fine), or set allowCredentials: false",
+            ));
+        }
+    }
+    for (i, rule) in cors.rules.iter().enumerate() {
+        self::rule(&format!("{base}.rules[{i}]"), rule, &mut errs);
+    }
+    if let Some(rh) = &spec.response_headers {
+        response_headers(rh, &mut errs);
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// An exact DNS name or `*.` + a DNS name, as used in `spec.hosts`.
+pub fn host_error(h: &str) -> Option<(String, String)> {
+    if h.is_empty() {
+        return Some(("the host is empty".into(), "write a DNS name such as \"api.example.com\"".into()));
+    }
+    if h.ends_with('.') {
+        return Some((
+            format!("{h:?} ends with a dot"),
+            format!("write {:?}; requests with a trailing dot match it anyway", h.trim_end_matches('.')),
+        ));
+    }
+    if h.contains(':') || h.contains('/') {
+        return Some((
+            format!("{h:?} is not a host name: ports, schemes and paths do not belong here"),
+            "write only the name, e.g. \"api.example.com\"; put path prefixes in spec.paths".into(),
+        ));
+    }
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    if name.contains('*') {
+        return Some((
+            format!("{h:?} has a '*' that is not one whole leading label"),
+            "use one leading \"*.\" label, e.g. \"*.example.com\"".into(),
+        ));
+    }
+    if name.len() > 253 {
+        return Some((format!("{h:?} is longer than 253 characters"), "use a shorter host name".into()));
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Some((
+                format!("{h:?} is not a DNS name: label {label:?} must be 1-63 letters, digits or '-', not starting or ending with '-'"),
+                "write a DNS name such as \"api.example.com\" (non-ASCII names in their xn-- form)".into(),
+            ));
+        }
+    }
+    None
+}
+
+fn hosts(hosts: &[String], errs: &mut Vec<FieldError>) {
+    if hosts.is_empty() {
+        errs.push(FieldError::new(
+            "spec.hosts",
+            "at least one host is required",
+            "add the host names this policy serves, e.g. hosts: [\"api.example.com\"]",
+        ));
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        if let Some((m, f)) = host_error(h) {
+            errs.push(FieldError::new(format!("spec.hosts[{i}]"), m, f));
+        }
+    }
+}
+
+fn paths(paths: &[String], errs: &mut Vec<FieldError>) {
+    for (i, p) in paths.iter().enumerate() {
+        let path = format!("spec.paths[{i}]");
+        if !p.starts_with('/') {
+            errs.push(FieldError::new(path, format!("{p:?} does not start with '/'"), format!("write \"/{}\"", p.trim_start_matches('/'))));
+        } else if p.contains(['?', '#']) || p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii()) {
+            errs.push(FieldError::new(
+                path,
+                format!("{p:?} is not a path prefix: it has a query, fragment, white space or non-ASCII byte"),
+                "write only the path, percent-encoded, e.g. \"/v1/items\"",
+            ));
+        } else if p.contains("//") || p.split('/').any(|s| s == "." || s == "..") {
+            errs.push(FieldError::new(
+                path,
+                format!("{p:?} has an empty, \".\" or \"..\" segment"),
+                "write the normalised path, e.g. \"/v1/items\"",
+            ));
+        }
+    }
+}
+
+fn upstream(u: &Upstream, errs: &mut Vec<FieldError>) {
+    match (&u.service, &u.url) {
+        (Some(_), Some(_)) | (None, None) => errs.push(FieldError::new(
+            "spec.upstream",
+            "exactly one of service or url must be set",
+            "set upstream.service {name, port} for a Service in this namespace, or upstream.url for any http(s) origin",
+        )),
+        (Some(s), None) => {
+            let name_ok = !s.name.is_empty()
+                && s.name.len() <= 63
+                && s.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && s.name.starts_with(|c: char| c.is_ascii_lowercase())
+                && !s.name.ends_with('-');
+            if !name_ok {
+                errs.push(FieldError::new(
+                    "spec.upstream.service.name",
+                    format!("{:?} is not a Service name", s.name),
+                    "use the Service's metadata.name: lower-case letters, digits and '-', starting with a letter",
+                ));
+            }
+            if !(1..=65535).contains(&s.port) {
+                errs.push(FieldError::new(
+                    "spec.upstream.service.port",
+                    format!("{} is not a port number", s.port),
+                    "use the Service port (1-65535)",
+                ));
+            }
+        }
+        (None, Some(url)) => {
+            if let Err(m) = upstream_url(url) {
+                errs.push(FieldError::new(
+                    "spec.upstream.url",
+                    format!("{url:?} {m}"),
+                    "write scheme://host[:port], e.g. \"http://127.0.0.1:9000\"",
+                ));
+            }
+        }
+    }
+    if let Some(t) = u.timeout_seconds {
+        if !(1..=3600).contains(&t) {
+            errs.push(FieldError::new(
+                "spec.upstream.timeoutSeconds",
+                format!("{t} is out of range"),
+                "use 1 to 3600 seconds, or omit it for 30",
+            ));
+        }
+    }
+}
+
+/// Parses an upstream URL: http or https, a host, no userinfo, path, query or fragment.
+pub fn upstream_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("is not a URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("must start with http:// or https://".into()),
+    }
+    let Some(auth) = uri.authority() else {
+        return Err("has no host".into());
+    };
+    if auth.as_str().contains('@') {
+        return Err("has userinfo, which is not supported".into());
+    }
+    if auth.host().is_empty() {
+        return Err("has no host".into());
+    }
+    let pq = uri.path_and_query().map_or("", |p| p.as_str());
+    if !(pq.is_empty() || pq == "/") {
+        return Err("has a path or query; the request's own path is sent as is".into());
+    }
+    Ok(uri)
+}
+
+fn origins(path: &str, origins: &[String], allow_star: bool, errs: &mut Vec<FieldError>) {
+    for (i, o) in origins.iter().enumerate() {
+        match OriginPattern::parse(o) {
+            Ok(OriginPattern::Any) if !allow_star => errs.push(FieldError::new(
+                format!("{path}[{i}]"),
+                "a rule cannot apply to \"*\": it would match every origin",
+                "put settings for every origin on spec.cors itself, and list specific origins in rules",
+            )),
+            Ok(_) => {}
+            Err(e) => errs.push(FieldError::new(format!("{path}[{i}]"), e.message, e.fix)),
+        }
+    }
+}
+
+fn patterns(path: &str, patterns: &[String], errs: &mut Vec<FieldError>) {
+    if let Err((i, e)) = compile_patterns(patterns) {
+        errs.push(FieldError::new(format!("{path}[{i}]"), e.message, e.fix));
+    }
+}
+
+fn methods(path: &str, methods: &[String], errs: &mut Vec<FieldError>) {
+    if methods.is_empty() {
+        errs.push(FieldError::new(
+            path,
+            "the list is empty, so no preflight could ever pass",
+            "list methods such as [\"GET\", \"POST\"], or omit the field for GET, HEAD, POST",
+        ));
+    }
+    for (i, m) in methods.iter().enumerate() {
+        if m != "*" && !is_token(m) {
+            errs.push(FieldError::new(
+                format!("{path}[{i}]"),
+                format!("{m:?} is not an HTTP method"),
+                "write a method name such as \"PUT\" (letters, no spaces), or \"*\"",
+            ));
+        }
+    }
+}
+
+fn header_names(path: &str, names: &[String], errs: &mut Vec<FieldError>) {
+    for (i, n) in names.iter().enumerate() {
+        if n != "*" && !is_token(n) {
+            errs.push(FieldError::new(
+                format!("{path}[{i}]"),
+                format!("{n:?} is not a header name"),
+                "write a header name such as \"x-request-id\" (no spaces, colons or commas; one per entry), or \"*\"",
+            ));
+        }
+    }
+}
+
+fn max_age(path: &str, v: Option<i32>, errs: &mut Vec<FieldError>) {
+    if let Some(v) = v {
+        if !(0..=86400).contains(&v) {
+            errs.push(FieldError::new(
+                path,
+                format!("{v} is out of range"),
+                "use 0 to 86400 seconds (browsers cap it lower: Chromium at 7200), or omit it",
+            ));
+        }
+    }
+}
+
+fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) {
+    if r.origins.is_empty() && r.origin_patterns.is_empty() {
+        errs.push(FieldError::new(
+            format!("{path}.origins"),
+            "a rule needs origins or originPatterns to apply to",
+            "list the origins this rule is for, e.g. origins: [\"https://admin.example.com\"]",
+        ));
+    }
+    origins(&format!("{path}.origins"), &r.origins, false, errs);
+    patterns(&format!("{path}.originPatterns"), &r.origin_patterns, errs);
+    if let Some(m) = &r.allow_methods {
+        methods(&format!("{path}.allowMethods"), m, errs);
+    }
+    if let Some(h) = &r.allow_headers {
+        header_names(&format!("{path}.allowHeaders"), h, errs);
+    }
+    if let Some(h) = &r.expose_headers {
+        header_names(&format!("{path}.exposeHeaders"), h, errs);
+    }
+    max_age(&format!("{path}.maxAgeSeconds"), r.max_age_seconds, errs);
+}
+
+/// Response headers the edge owns: set through `spec.cors`, or meaningful per connection.
+fn reserved_header(name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    if n.starts_with("access-control-") {
+        Some("CORS headers are computed per request from spec.cors; configure them there")
+    } else if n == "vary" {
+        Some("the edge manages Vary so caches stay correct")
+    } else if matches!(
+        n.as_str(),
+        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer" | "content-length"
+    ) {
+        Some("it describes the connection or framing, which the edge manages")
+    } else {
+        None
+    }
+}
+
+fn response_headers(rh: &ResponseHeaders, errs: &mut Vec<FieldError>) {
+    for (i, h) in rh.set.iter().enumerate() {
+        let path = format!("spec.responseHeaders.set[{i}]");
+        if !is_token(&h.name) {
+            errs.push(FieldError::new(
+                format!("{path}.name"),
+                format!("{:?} is not a header name", h.name),
+                "write a header name such as \"Strict-Transport-Security\"",
+            ));
+        } else if let Some(why) = reserved_header(&h.name) {
+            errs.push(FieldError::new(format!("{path}.name"), format!("{:?} cannot be set here: {why}", h.name), "remove this entry"));
+        } else if rh.set[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&h.name)) {
+            errs.push(FieldError::new(
+                format!("{path}.name"),
+                format!("{:?} is set twice", h.name),
+                "keep one entry per header name (join list values with \", \")",
+            ));
+        }
+        if http::HeaderValue::from_str(&h.value).is_err() {
+            errs.push(FieldError::new(
+                format!("{path}.value"),
+                "the value has a line break, control character or non-ASCII character",
+                "write a single-line ASCII value",
+            ));
+        }
+    }
+    for (i, n) in rh.remove.iter().enumerate() {
+        let path = format!("spec.responseHeaders.remove[{i}]");
+        if !is_token(n) {
+            errs.push(FieldError::new(path, format!("{n:?} is not a header name"), "write a header name such as \"x-powered-by\""));
+        } else if let Some(why) = reserved_header(n) {
+            errs.push(FieldError::new(path, format!("{n:?} cannot be removed here: {why}"), "remove this entry"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> CorsPolicySpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        match validate(&spec(yaml)) {
+            Ok(()) => vec![],
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const OK: &str = "hosts: [api.example.com]\nupstream: {url: \"http://127.0.0.1:9000\"}\n";
+
+    #[test]
+    fn a_minimal_policy_is_valid() {
+        assert!(errors(OK).is_empty());
+    }
+
+    #[test]
+    fn each_problem_names_field_and_fix() {
+        let cases: &[(&str, &str)] = &[
+            ("hosts: []\nupstream: {url: \"http://a\"}", "spec.hosts: at least one host is required; fix: add the host names"),
+            ("hosts: [\"api.example.com.\"]\nupstream: {url: \"http://a\"}", "spec.hosts[0]: \"api.example.com.\" ends with a dot; fix: write \"api.example.com\""),
+            ("hosts: [\"a.*.com\"]\nupstream: {url: \"http://a\"}", "spec.hosts[0]: \"a.*.com\" has a '*'"),
+            ("hosts: [\"api.example.com:443\"]\nupstream: {url: \"http://a\"}", "spec.hosts[0]: \"api.example.com:443\" is not a host name"),
+            ("hosts: [a]\npaths: [v1]\nupstream: {url: \"http://a\"}", "spec.paths[0]: \"v1\" does not start with '/'; fix: write \"/v1\""),
+            ("hosts: [a]\npaths: [\"/a//b\"]\nupstream: {url: \"http://a\"}", "spec.paths[0]: \"/a//b\" has an empty"),
+            ("hosts: [a]\nupstream: {}", "spec.upstream: exactly one of service or url must be set"),
+            ("hosts: [a]\nupstream: {url: \"ftp://a\"}", "spec.upstream.url: \"ftp://a\" must start with http:// or https://"),
+            ("hosts: [a]\nupstream: {url: \"http://a/base\"}", "spec.upstream.url: \"http://a/base\" has a path"),
+            ("hosts: [a]\nupstream: {service: {name: Web, port: 80}}", "spec.upstream.service.name: \"Web\" is not a Service name"),
+            ("hosts: [a]\nupstream: {service: {name: web, port: 0}}", "spec.upstream.service.port: 0 is not a port number"),
+            ("hosts: [a]\nupstream: {url: \"http://a\", timeoutSeconds: 0}", "spec.upstream.timeoutSeconds: 0 is out of range"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"https://a.com/\"]}", "spec.cors.allowOrigins[0]: \"https://a.com/\" ends with '/'"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"a.com\"]}", "spec.cors.allowOrigins[0]: \"a.com\" is not an origin"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"*\"], allowCredentials: true}", "spec.cors.allowOrigins[0]: \"*\" cannot be combined with allowCredentials"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOriginPatterns: [\"(x\"]}", "spec.cors.allowOriginPatterns[0]: \"(x\" is not a valid regular expression"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowMethods: [\"GE T\"]}", "spec.cors.allowMethods[0]: \"GE T\" is not an HTTP method"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowMethods: []}", "spec.cors.allowMethods: the list is empty"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowHeaders: [\"x-a, x-b\"]}", "spec.cors.allowHeaders[0]: \"x-a, x-b\" is not a header name"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {maxAgeSeconds: 90000}", "spec.cors.maxAgeSeconds: 90000 is out of range"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {rules: [{allowCredentials: true}]}", "spec.cors.rules[0].origins: a rule needs origins"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {rules: [{origins: [\"*\"]}]}", "spec.cors.rules[0].origins[0]: a rule cannot apply to \"*\""),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {set: [{name: Access-Control-Allow-Origin, value: \"*\"}]}", "spec.responseHeaders.set[0].name: \"Access-Control-Allow-Origin\" cannot be set here"),
+            ("hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {remove: [\"bad name\"]}", "spec.responseHeaders.remove[0]: \"bad name\" is not a header name"),
+        ];
+        for (yaml, want) in cases {
+            let got = errors(yaml);
+            assert!(got.iter().any(|e| e.starts_with(want)), "for\n{yaml}\nwant an error starting with {want:?}, got {got:#?}");
+        }
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let got = errors("hosts: []\nupstream: {}\ncors: {maxAgeSeconds: -1}");
+        assert_eq!(got.len(), 3, "{got:#?}");
+    }
+}

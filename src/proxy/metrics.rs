@@ -1,0 +1,246 @@
+//! Prometheus metrics of the proxy. Per-policy counters are looked up once, when a snapshot
+//! is installed, so a request only increments atomics: no lock, no hash, no allocation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+use crate::cors::Rejection;
+
+/// `outcome` label values of `corsgate_proxy_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    PreflightAllowed,
+    PreflightRejected,
+    ActualAllowed,
+    OriginRejected,
+    UpstreamError,
+    /// No `Origin` header: not a CORS request.
+    NotCors,
+}
+
+const OUTCOMES: [(Outcome, &str); 6] = [
+    (Outcome::PreflightAllowed, "preflight_allowed"),
+    (Outcome::PreflightRejected, "preflight_rejected"),
+    (Outcome::ActualAllowed, "actual_allowed"),
+    (Outcome::OriginRejected, "origin_rejected"),
+    (Outcome::UpstreamError, "upstream_error"),
+    (Outcome::NotCors, "not_cors"),
+];
+
+const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyOutcome {
+    policy: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyReason {
+    policy: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+/// Upper bounds (seconds) of the upstream latency histogram.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+#[derive(Debug, Default)]
+struct HistogramInner {
+    /// One more than `BUCKETS`: the last is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A histogram of durations made of atomics only (prometheus-client's takes a mutex).
+#[derive(Debug, Clone, Default)]
+pub struct Latency(Arc<HistogramInner>);
+
+impl Latency {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.0
+            .sum_nanos
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.0.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Latency {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Latency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .zip(self.0.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, self.0.count.load(Ordering::Relaxed), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Every metric of a proxy process.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<PolicyOutcome, Counter>,
+    rejections: Family<PolicyReason, Counter>,
+    latency: Family<PolicyLabel, Latency>,
+    pub unrouted: Counter,
+    reloads: Family<ResultLabel, Counter>,
+    pub policies: Gauge,
+    pub rejected_policies: Gauge,
+}
+
+/// One policy's counters, resolved when a snapshot is installed.
+#[derive(Debug, Clone)]
+pub struct PolicyCounters {
+    outcomes: [Counter; 6],
+    rejections: [Counter; 4],
+    pub latency: Latency,
+}
+
+impl PolicyCounters {
+    pub fn outcome(&self, o: Outcome) {
+        if let Some(i) = OUTCOMES.iter().position(|(k, _)| *k == o) {
+            self.outcomes[i].inc();
+        }
+    }
+
+    pub fn rejection(&self, r: &Rejection) {
+        if let Some(i) = REASONS.iter().position(|k| *k == r.label()) {
+            self.rejections[i].inc();
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            rejections: Family::default(),
+            latency: Family::default(),
+            unrouted: Counter::default(),
+            reloads: Family::default(),
+            policies: Gauge::default(),
+            rejected_policies: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "corsgate_proxy_requests",
+            "Requests by policy and outcome",
+            m.requests.clone(),
+        );
+        r.register(
+            "corsgate_cors_rejections",
+            "CORS requests not allowed, by policy and reason",
+            m.rejections.clone(),
+        );
+        r.register(
+            "corsgate_upstream_duration_seconds",
+            "Time from sending a request upstream to its response headers",
+            m.latency.clone(),
+        );
+        r.register(
+            "corsgate_proxy_unrouted_requests",
+            "Requests that matched no policy (answered 404)",
+            m.unrouted.clone(),
+        );
+        r.register(
+            "corsgate_config_reloads",
+            "Configuration loads by result (success, failure)",
+            m.reloads.clone(),
+        );
+        r.register("corsgate_config_policies", "Policies serving", m.policies.clone());
+        r.register(
+            "corsgate_config_rejected_policies",
+            "Policies given but not serving (conflicted)",
+            m.rejected_policies.clone(),
+        );
+        m
+    }
+
+    /// Resolves a policy's counters; called when a snapshot is installed, never per request.
+    pub fn policy(&self, policy: &str) -> PolicyCounters {
+        let outcomes = OUTCOMES.map(|(_, label)| {
+            self.requests
+                .get_or_create(&PolicyOutcome {
+                    policy: policy.to_string(),
+                    outcome: label.to_string(),
+                })
+                .clone()
+        });
+        let rejections = REASONS.map(|reason| {
+            self.rejections
+                .get_or_create(&PolicyReason {
+                    policy: policy.to_string(),
+                    reason: reason.to_string(),
+                })
+                .clone()
+        });
+        let latency = self
+            .latency
+            .get_or_create(&PolicyLabel {
+                policy: policy.to_string(),
+            })
+            .clone();
+        PolicyCounters {
+            outcomes,
+            rejections,
+            latency,
+        }
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: if ok { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

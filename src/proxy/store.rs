@@ -1,0 +1,114 @@
+//! The live configuration: one `ArcSwap` holding the current snapshot and its per-policy
+//! counters. A request loads it once and keeps that `Arc` to the end, so a swap never
+//! changes the policy under a request in flight. A failed load keeps the last good snapshot
+//! and records why.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+
+use super::metrics::{Metrics, PolicyCounters};
+use crate::config::Snapshot;
+
+/// A snapshot and its counters (aligned with `snapshot.policies`).
+pub struct Live {
+    pub snapshot: Snapshot,
+    pub counters: Vec<PolicyCounters>,
+    pub loaded_at: u64,
+}
+
+/// What the last load attempt said, for `/config` and logs.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadStatus {
+    pub source: String,
+    pub last_attempt_unix_seconds: u64,
+    pub last_success_unix_seconds: Option<u64>,
+    /// Problems of the last attempt; empty when it succeeded.
+    pub errors: Vec<String>,
+}
+
+pub struct Store {
+    live: ArcSwapOption<Live>,
+    status: Mutex<LoadStatus>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Store {
+    pub fn new(metrics: Arc<Metrics>, source: impl Into<String>) -> Store {
+        Store {
+            live: ArcSwapOption::empty(),
+            status: Mutex::new(LoadStatus {
+                source: source.into(),
+                ..LoadStatus::default()
+            }),
+            metrics,
+        }
+    }
+
+    /// The current configuration, `None` until the first good one.
+    pub fn load(&self) -> Option<Arc<Live>> {
+        self.live.load_full()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.live.load().is_some()
+    }
+
+    pub fn version(&self) -> Option<String> {
+        self.live.load().as_ref().map(|l| l.snapshot.version.clone())
+    }
+
+    /// Installs a snapshot. Returns false (and keeps the current one) when the version is
+    /// unchanged, so polling the same files does nothing.
+    pub fn install(&self, snapshot: Snapshot) -> bool {
+        let t = now();
+        {
+            let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            st.last_attempt_unix_seconds = t;
+            st.last_success_unix_seconds = Some(t);
+            st.errors.clear();
+        }
+        if self.version().as_deref() == Some(snapshot.version.as_str()) {
+            return false;
+        }
+        let counters = snapshot
+            .policies
+            .iter()
+            .map(|p| self.metrics.policy(&p.id.to_string()))
+            .collect();
+        self.metrics.reload(true);
+        self.metrics.policies.set(i64::try_from(snapshot.policies.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .rejected_policies
+            .set(i64::try_from(snapshot.rejected.len()).unwrap_or(i64::MAX));
+        self.live.store(Some(Arc::new(Live {
+            snapshot,
+            counters,
+            loaded_at: t,
+        })));
+        true
+    }
+
+    /// Records a failed load. Returns false when the errors are the same as last time (the
+    /// poll retries a broken file; it should not log the same thing every few seconds).
+    pub fn fail(&self, errors: Vec<String>) -> bool {
+        let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        st.last_attempt_unix_seconds = now();
+        let new = st.errors != errors;
+        st.errors = errors;
+        if new {
+            self.metrics.reload(false);
+        }
+        new
+    }
+
+    pub fn status(&self) -> LoadStatus {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
