@@ -7,12 +7,12 @@
 
 use std::fmt::Write as _;
 
+use http::Method;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderValue,
-    ORIGIN,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD,
+    HeaderMap, HeaderValue, ORIGIN,
 };
-use http::Method;
 
 use crate::config::{CompiledPolicy, Snapshot, normalize_host};
 use crate::cors::{self, Action, Decision, Kind, Matched, Rejection};
@@ -52,18 +52,27 @@ fn header_name(h: &str) -> &str {
 fn preflight_reasons(req: &Request) -> Vec<String> {
     let mut why = Vec::new();
     if !matches!(req.method.as_str(), "GET" | "HEAD" | "POST") {
-        why.push(format!("method {} is not CORS-safelisted (GET, HEAD, POST)", req.method));
+        why.push(format!(
+            "method {} is not CORS-safelisted (GET, HEAD, POST)",
+            req.method
+        ));
     }
     for h in &req.headers {
         let (name, value) = match h.split_once(':') {
-            Some((n, v)) => (n.trim().to_ascii_lowercase(), Some(v.trim().to_ascii_lowercase())),
+            Some((n, v)) => (
+                n.trim().to_ascii_lowercase(),
+                Some(v.trim().to_ascii_lowercase()),
+            ),
             None => (h.trim().to_ascii_lowercase(), None),
         };
         let safe = match name.as_str() {
             "accept" | "accept-language" | "content-language" => true,
             "content-type" => value.as_deref().is_some_and(|v| {
                 let essence = v.split(';').next().unwrap_or("").trim();
-                matches!(essence, "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain")
+                matches!(
+                    essence,
+                    "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+                )
             }),
             _ => false,
         };
@@ -95,7 +104,13 @@ fn matched_text(p: &CompiledPolicy, m: Option<Matched>) -> String {
     match m {
         Some(Matched::Base) => "matches spec.cors.allowOrigins / allowOriginPatterns".into(),
         Some(Matched::Rule(i)) => {
-            let origins = p.spec.cors.rules.get(i).map(|r| r.origins.join(", ")).unwrap_or_default();
+            let origins = p
+                .spec
+                .cors
+                .rules
+                .get(i)
+                .map(|r| r.origins.join(", "))
+                .unwrap_or_default();
             format!("matches spec.cors.rules[{i}] (origins: {origins}); that rule's settings apply")
         }
         None => "matches no allowOrigins, allowOriginPatterns or rule".into(),
@@ -124,18 +139,31 @@ fn browser_cors_check(h: &HeaderMap, origin: &str, credentials: bool) -> Result<
     };
     if acao == "*" {
         if credentials {
-            return Err("Access-Control-Allow-Origin is \"*\" but the request carries credentials".into());
+            return Err(
+                "Access-Control-Allow-Origin is \"*\" but the request carries credentials".into(),
+            );
         }
     } else if acao.as_bytes() != origin.as_bytes() {
-        return Err(format!("Access-Control-Allow-Origin {acao:?} is not the page's origin"));
+        return Err(format!(
+            "Access-Control-Allow-Origin {acao:?} is not the page's origin"
+        ));
     }
-    if credentials && h.get(ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none_or(|v| v != "true") {
+    if credentials
+        && h.get(ACCESS_CONTROL_ALLOW_CREDENTIALS)
+            .is_none_or(|v| v != "true")
+    {
         return Err("credentials: include, but no Access-Control-Allow-Credentials: true".into());
     }
     Ok(())
 }
 
-fn list_has(h: &HeaderMap, name: http::HeaderName, item: &str, credentials: bool, star_ok: bool) -> bool {
+fn list_has(
+    h: &HeaderMap,
+    name: http::HeaderName,
+    item: &str,
+    credentials: bool,
+    star_ok: bool,
+) -> bool {
     h.get_all(name).iter().any(|v| {
         cors::lists::split_header_list(v.as_bytes()).any(|t| {
             t.eq_ignore_ascii_case(item.as_bytes()) || (t == b"*" && !credentials && star_ok)
@@ -146,12 +174,29 @@ fn list_has(h: &HeaderMap, name: http::HeaderName, item: &str, credentials: bool
 /// The browser's checks of a preflight answer, beyond the CORS check.
 fn browser_preflight_check(h: &HeaderMap, req: &Request) -> Result<(), String> {
     let safelisted = matches!(req.method.as_str(), "GET" | "HEAD" | "POST");
-    if !safelisted && !list_has(h, ACCESS_CONTROL_ALLOW_METHODS, &req.method, req.credentials, true) {
-        return Err(format!("{} is not in Access-Control-Allow-Methods", req.method));
+    if !safelisted
+        && !list_has(
+            h,
+            ACCESS_CONTROL_ALLOW_METHODS,
+            &req.method,
+            req.credentials,
+            true,
+        )
+    {
+        return Err(format!(
+            "{} is not in Access-Control-Allow-Methods",
+            req.method
+        ));
     }
     for name in req.headers.iter().map(|h| header_name(h)) {
         let star_ok = !name.eq_ignore_ascii_case("authorization");
-        if !list_has(h, ACCESS_CONTROL_ALLOW_HEADERS, name, req.credentials, star_ok) {
+        if !list_has(
+            h,
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            name,
+            req.credentials,
+            star_ok,
+        ) {
             return Err(format!("{name} is not in Access-Control-Allow-Headers"));
         }
     }
@@ -162,28 +207,73 @@ fn browser_preflight_check(h: &HeaderMap, req: &Request) -> Result<(), String> {
 pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
     let mut out = String::new();
     let o = &mut out;
-    let origin_text = req.origin.as_deref().unwrap_or("(no Origin: same-origin or not a browser)");
-    let _ = writeln!(o, "request    {} http://{}{} from {}", req.method, req.host, req.path, origin_text);
+    let origin_text = req
+        .origin
+        .as_deref()
+        .unwrap_or("(no Origin: same-origin or not a browser)");
+    let _ = writeln!(
+        o,
+        "request    {} http://{}{} from {}",
+        req.method, req.host, req.path, origin_text
+    );
     if !req.headers.is_empty() {
-        let _ = writeln!(o, "           headers: {}", req.headers.iter().map(|h| header_name(h)).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            o,
+            "           headers: {}",
+            req.headers
+                .iter()
+                .map(|h| header_name(h))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let host = normalize_host(&req.host);
     let path = req.path.split('?').next().unwrap_or("/");
     let Some((_, policy)) = snap.route(&host, path) else {
-        let _ = writeln!(o, "route      no policy serves host {host:?} and path {path:?}: the edge answers 404, no CORS headers");
-        let hosts: Vec<&str> = snap.policies.iter().flat_map(|p| p.hosts.iter().map(String::as_str)).collect();
-        let _ = writeln!(o, "           hosts served: {}", if hosts.is_empty() { "(none)".to_string() } else { hosts.join(", ") });
+        let _ = writeln!(
+            o,
+            "route      no policy serves host {host:?} and path {path:?}: the edge answers 404, no CORS headers"
+        );
+        let hosts: Vec<&str> = snap
+            .policies
+            .iter()
+            .flat_map(|p| p.hosts.iter().map(String::as_str))
+            .collect();
+        let _ = writeln!(
+            o,
+            "           hosts served: {}",
+            if hosts.is_empty() {
+                "(none)".to_string()
+            } else {
+                hosts.join(", ")
+            }
+        );
         return (out, Verdict::NotApplicable);
     };
-    let prefix = policy.paths.iter().filter(|p| crate::config::snapshot::prefix_matches(p, path)).max_by_key(|p| p.len()).cloned().unwrap_or_default();
-    let _ = writeln!(o, "route      policy {} (hosts {}; path prefix {prefix})", policy.id, policy.hosts.join(", "));
+    let prefix = policy
+        .paths
+        .iter()
+        .filter(|p| crate::config::snapshot::prefix_matches(p, path))
+        .max_by_key(|p| p.len())
+        .cloned()
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "route      policy {} (hosts {}; path prefix {prefix})",
+        policy.id,
+        policy.hosts.join(", ")
+    );
 
     let Some(origin) = req.origin.clone() else {
         let mut h = HeaderMap::new();
         let d = policy.cors.decide(cors::CorsRequest::default());
         d.apply_to_response(&mut h);
         policy.response_headers.apply(&mut h);
-        let _ = writeln!(o, "cors       not a CORS request: forwarded to {}; the edge adds to its response:", policy.upstream.url());
+        let _ = writeln!(
+            o,
+            "cors       not a CORS request: forwarded to {}; the edge adds to its response:",
+            policy.upstream.url()
+        );
         show_headers(o, &h);
         return (out, Verdict::NotApplicable);
     };
@@ -194,7 +284,10 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
 
     let why = preflight_reasons(req);
     if why.is_empty() {
-        let _ = writeln!(o, "browser    no preflight: a simple request (safelisted method and headers)");
+        let _ = writeln!(
+            o,
+            "browser    no preflight: a simple request (safelisted method and headers)"
+        );
     } else {
         let _ = writeln!(o, "browser    sends a preflight first: {}", why.join("; "));
         let mut pre = HeaderMap::new();
@@ -202,16 +295,23 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         if let Ok(m) = HeaderValue::from_str(&req.method) {
             pre.insert(ACCESS_CONTROL_REQUEST_METHOD, m);
         }
-        let mut names: Vec<String> = req.headers.iter().map(|h| header_name(h).to_ascii_lowercase()).collect();
+        let mut names: Vec<String> = req
+            .headers
+            .iter()
+            .map(|h| header_name(h).to_ascii_lowercase())
+            .collect();
         names.sort();
         names.dedup();
-        if !names.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&names.join(",")) {
-                pre.insert(ACCESS_CONTROL_REQUEST_HEADERS, v);
-            }
+        if !names.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&names.join(","))
+        {
+            pre.insert(ACCESS_CONTROL_REQUEST_HEADERS, v);
         }
         if req.private_network {
-            pre.insert("access-control-request-private-network", HeaderValue::from_static("true"));
+            pre.insert(
+                "access-control-request-private-network",
+                HeaderValue::from_static("true"),
+            );
         }
         let d = policy.cors.decide(cors::classify(&Method::OPTIONS, &pre));
         let _ = writeln!(o, "preflight  OPTIONS {path}");
@@ -222,8 +322,16 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
             None => None,
         };
         if let Some(s) = settings {
-            let _ = writeln!(o, "  methods  allowMethods: {}", s.methods.items().collect::<Vec<_>>().join(", "));
-            let _ = writeln!(o, "  headers  allowHeaders: {}", s.headers.items().collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                o,
+                "  methods  allowMethods: {}",
+                s.methods.items().collect::<Vec<_>>().join(", ")
+            );
+            let _ = writeln!(
+                o,
+                "  headers  allowHeaders: {}",
+                s.headers.items().collect::<Vec<_>>().join(", ")
+            );
         }
         if let Some(r) = &d.rejection {
             let _ = writeln!(o, "  check    FAILED: {}", rejection_text(r, &d));
@@ -242,7 +350,10 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
             }
             Action::Forward => {
                 d.apply_to_response(&mut h);
-                format!("forwarded to {}; on its response the edge sets", policy.upstream.url())
+                format!(
+                    "forwarded to {}; on its response the edge sets",
+                    policy.upstream.url()
+                )
             }
         };
         policy.response_headers.apply(&mut h);
@@ -250,7 +361,8 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         show_headers(o, &h);
         let browser = match d.action {
             Action::Reject => Err("the preflight's status is 403, not an ok status".to_string()),
-            _ => browser_cors_check(&h, &origin, req.credentials).and_then(|()| browser_preflight_check(&h, req)),
+            _ => browser_cors_check(&h, &origin, req.credentials)
+                .and_then(|()| browser_preflight_check(&h, req)),
         };
         if let Err(e) = browser {
             let _ = writeln!(o, "verdict    BLOCKED by the browser at the preflight: {e}");
@@ -266,7 +378,9 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
     let _ = writeln!(o, "  origin   {origin} {}", matched_text(policy, d.matched));
     let mut h = HeaderMap::new();
     let status = match d.action {
-        Action::Reject => "rejected at the edge: 403 Forbidden (disallowedOrigin: Reject)".to_string(),
+        Action::Reject => {
+            "rejected at the edge: 403 Forbidden (disallowedOrigin: Reject)".to_string()
+        }
         _ => format!(
             "forwarded to {}; on its response (errors included) the edge sets",
             policy.upstream.url()

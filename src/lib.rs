@@ -11,7 +11,7 @@
 
 pub mod config;
 pub mod cors;
-pub mod policy;
-pub mod proxy;
 pub mod demo;
 pub mod explain;
+pub mod policy;
+pub mod proxy;

@@ -13,7 +13,11 @@ use corsgate::config::{self, Snapshot};
 use corsgate::{demo, explain, proxy};
 
 #[derive(Parser)]
-#[command(name = "corsgate", version, about = "CORS at the edge: CorsPolicy resources, a Fetch-correct engine, an edge proxy")]
+#[command(
+    name = "corsgate",
+    version,
+    about = "CORS at the edge: CorsPolicy resources, a Fetch-correct engine, an edge proxy"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CORSGATE_LOG_FORMAT")]
@@ -110,7 +114,9 @@ struct DemoArgs {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -121,9 +127,14 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let n = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let rt = if n <= 1 {
         // One CPU: a single-threaded scheduler avoids cross-thread wake-ups entirely.
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()
     };
     rt.context("cannot start the async runtime")
 }
@@ -188,7 +199,11 @@ fn check(paths: &[PathBuf]) -> ExitCode {
     if failed {
         return ExitCode::FAILURE;
     }
-    println!("ok: {} policies valid (config version {})", snap.policies.len(), snap.version);
+    println!(
+        "ok: {} policies valid (config version {})",
+        snap.policies.len(),
+        snap.version
+    );
     ExitCode::SUCCESS
 }
 
@@ -232,7 +247,9 @@ fn main() -> ExitCode {
                     drain: Duration::from_secs(a.drain_timeout_seconds),
                     poll: Duration::from_secs(a.poll_interval_seconds.max(1)),
                 };
-                proxy::run(opts, shutdown_signal()).await.context("proxy failed")
+                proxy::run(opts, shutdown_signal())
+                    .await
+                    .context("proxy failed")
             })
         }),
         Command::Demo(a) => runtime(None).and_then(|rt| {
@@ -244,7 +261,9 @@ fn main() -> ExitCode {
                     upstream: a.upstream,
                     policies: a.policies,
                 };
-                demo::run(opts, shutdown_signal()).await.context("demo failed")
+                demo::run(opts, shutdown_signal())
+                    .await
+                    .context("demo failed")
             })
         }),
     };

@@ -47,11 +47,18 @@ pub struct UpstreamTarget {
 
 impl UpstreamTarget {
     /// The absolute URI for a request's path and query.
-    pub fn uri(&self, path_and_query: Option<&http::uri::PathAndQuery>) -> Result<Uri, http::Error> {
+    pub fn uri(
+        &self,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<Uri, http::Error> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(path_and_query.cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
         Ok(Uri::from_parts(parts)?)
     }
 
@@ -99,20 +106,32 @@ pub struct CompiledPolicy {
 
 fn internal(path: &str, e: impl fmt::Display) -> Vec<FieldError> {
     // Validation accepted the value, so this is a corsgate bug; report it, never panic.
-    vec![FieldError::new(path, format!("could not be compiled: {e}"), "report this as a corsgate bug")]
+    vec![FieldError::new(
+        path,
+        format!("could not be compiled: {e}"),
+        "report this as a corsgate bug",
+    )]
 }
 
 /// Normalises a path prefix: no trailing '/', except the root.
 pub fn normalize_prefix(p: &str) -> String {
     let t = p.trim_end_matches('/');
-    if t.is_empty() { "/".to_string() } else { t.to_string() }
+    if t.is_empty() {
+        "/".to_string()
+    } else {
+        t.to_string()
+    }
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn origin_matcher(path: &str, origins: &[String], patterns: &[String]) -> Result<OriginMatcher, Vec<FieldError>> {
+fn origin_matcher(
+    path: &str,
+    origins: &[String],
+    patterns: &[String],
+) -> Result<OriginMatcher, Vec<FieldError>> {
     let mut parsed = Vec::with_capacity(origins.len());
     for o in origins {
         parsed.push(OriginPattern::parse(o).map_err(|e| internal(path, e))?);
@@ -122,7 +141,10 @@ fn origin_matcher(path: &str, origins: &[String], patterns: &[String]) -> Result
 }
 
 fn base_settings(c: &CorsSpec) -> Settings {
-    let methods = c.allow_methods.clone().unwrap_or_else(|| strings(&DEFAULT_METHODS));
+    let methods = c
+        .allow_methods
+        .clone()
+        .unwrap_or_else(|| strings(&DEFAULT_METHODS));
     Settings::new(
         MethodList::new(&methods),
         HeaderList::new(&c.allow_headers),
@@ -145,24 +167,37 @@ fn rule_settings(c: &CorsSpec, r: &CorsRule) -> Settings {
         HeaderList::new(r.allow_headers.as_ref().unwrap_or(&c.allow_headers)),
         HeaderList::new(r.expose_headers.as_ref().unwrap_or(&c.expose_headers)),
         r.allow_credentials.unwrap_or(c.allow_credentials),
-        r.max_age_seconds.or(c.max_age_seconds).and_then(|s| u32::try_from(s).ok()),
+        r.max_age_seconds
+            .or(c.max_age_seconds)
+            .and_then(|s| u32::try_from(s).ok()),
         r.allow_private_network.unwrap_or(c.allow_private_network),
     )
 }
 
 impl CompiledPolicy {
     /// Validates and compiles. `namespace` resolves `upstream.service`.
-    pub fn from_spec(id: PolicyId, spec: &CorsPolicySpec) -> Result<CompiledPolicy, Vec<FieldError>> {
+    pub fn from_spec(
+        id: PolicyId,
+        spec: &CorsPolicySpec,
+    ) -> Result<CompiledPolicy, Vec<FieldError>> {
         policy::validate(spec)?;
         let c = &spec.cors;
         let base = Grant {
-            origins: origin_matcher("spec.cors.allowOrigins", &c.allow_origins, &c.allow_origin_patterns)?,
+            origins: origin_matcher(
+                "spec.cors.allowOrigins",
+                &c.allow_origins,
+                &c.allow_origin_patterns,
+            )?,
             settings: base_settings(c),
         };
         let mut rules = Vec::with_capacity(c.rules.len());
         for (i, r) in c.rules.iter().enumerate() {
             rules.push(Grant {
-                origins: origin_matcher(&format!("spec.cors.rules[{i}].origins"), &r.origins, &r.origin_patterns)?,
+                origins: origin_matcher(
+                    &format!("spec.cors.rules[{i}].origins"),
+                    &r.origins,
+                    &r.origin_patterns,
+                )?,
                 settings: rule_settings(c, r),
             });
         }
@@ -190,7 +225,8 @@ impl CompiledPolicy {
             (None, None) => return Err(internal("spec.upstream", "no upstream")),
         };
         let uri = policy::upstream_url(&url).map_err(|e| internal("spec.upstream", e))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
             return Err(internal("spec.upstream", "no scheme or host"));
         };
         let timeout = spec
@@ -203,13 +239,15 @@ impl CompiledPolicy {
         if let Some(rh) = &spec.response_headers {
             for (i, h) in rh.set.iter().enumerate() {
                 let p = format!("spec.responseHeaders.set[{i}]");
-                let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| internal(&p, e))?;
+                let name =
+                    HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| internal(&p, e))?;
                 let value = HeaderValue::from_str(&h.value).map_err(|e| internal(&p, e))?;
                 ops.set.push((name, value));
             }
             for (i, n) in rh.remove.iter().enumerate() {
                 let p = format!("spec.responseHeaders.remove[{i}]");
-                ops.remove.push(HeaderName::from_bytes(n.as_bytes()).map_err(|e| internal(&p, e))?);
+                ops.remove
+                    .push(HeaderName::from_bytes(n.as_bytes()).map_err(|e| internal(&p, e))?);
             }
         }
 

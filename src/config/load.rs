@@ -19,12 +19,18 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: no policy files (*.yaml, *.yml) found; fix: point --policies at a YAML file or a directory that holds some")]
+    #[error(
+        "{path}: no policy files (*.yaml, *.yml) found; fix: point --policies at a YAML file or a directory that holds some"
+    )]
     NoFiles { path: String },
     #[error("{location}: {message}")]
     Document { location: String, message: String },
     #[error("{location}: policy {policy}: {error}")]
-    Invalid { location: String, policy: String, error: String },
+    Invalid {
+        location: String,
+        policy: String,
+        error: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -84,7 +90,8 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -102,7 +109,9 @@ pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> V
             Ok(serde_yaml::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
-                errors.push(doc_err(format!("not valid YAML: {e}; fix: correct the syntax at that line")));
+                errors.push(doc_err(format!(
+                    "not valid YAML: {e}; fix: correct the syntax at that line"
+                )));
                 break;
             }
         };
@@ -162,7 +171,11 @@ pub fn load_inputs(path: &Path) -> Result<Vec<PolicyInput>, Vec<LoadError>> {
             Err(source) => errors.push(LoadError::Read { path: name, source }),
         }
     }
-    if errors.is_empty() { Ok(inputs) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Loads and compiles everything under `path`, all or nothing: any invalid document or
@@ -174,14 +187,20 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, Vec<LoadError>> {
         .rejected
         .iter()
         .filter_map(|r| match &r.rejected {
-            Rejected::InvalidSpec { errors } => Some(errors.iter().map(move |e| LoadError::Invalid {
-                location: r.source.clone().unwrap_or_default(),
-                policy: r.policy.clone(),
-                error: e.clone(),
-            })),
+            Rejected::InvalidSpec { errors } => {
+                Some(errors.iter().map(move |e| LoadError::Invalid {
+                    location: r.source.clone().unwrap_or_default(),
+                    policy: r.policy.clone(),
+                    error: e.clone(),
+                }))
+            }
             Rejected::Conflicted { .. } => None,
         })
         .flatten()
         .collect();
-    if errors.is_empty() { Ok(snap) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(snap)
+    } else {
+        Err(errors)
+    }
 }

@@ -31,8 +31,14 @@ pub struct PolicyInput {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "reason", rename_all = "camelCase")]
 pub enum Rejected {
-    InvalidSpec { errors: Vec<String> },
-    Conflicted { winner: String, host: String, path: String },
+    InvalidSpec {
+        errors: Vec<String>,
+    },
+    Conflicted {
+        winner: String,
+        host: String,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,11 +62,15 @@ pub struct RouteTable {
 /// Segment-aware prefix match: "/v1" matches "/v1" and "/v1/x", not "/v10".
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix == "/"
-        || (path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+        || (path.starts_with(prefix)
+            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
 }
 
 fn longest(table: &[(Box<str>, usize)], path: &str) -> Option<usize> {
-    table.iter().find(|(p, _)| prefix_matches(p, path)).map(|(_, i)| *i)
+    table
+        .iter()
+        .find(|(p, _)| prefix_matches(p, path))
+        .map(|(_, i)| *i)
 }
 
 impl RouteTable {
@@ -144,12 +154,14 @@ impl Snapshot {
             };
             if seen.insert(input.id.clone(), ()).is_some() {
                 snap.rejected.push(report(Rejected::InvalidSpec {
-                    errors: vec![FieldError::new(
-                        "metadata.name",
-                        format!("another policy is also named {}", input.id),
-                        "give each policy a unique namespace/name",
-                    )
-                    .to_string()],
+                    errors: vec![
+                        FieldError::new(
+                            "metadata.name",
+                            format!("another policy is also named {}", input.id),
+                            "give each policy a unique namespace/name",
+                        )
+                        .to_string(),
+                    ],
                 }));
                 continue;
             }
@@ -167,11 +179,13 @@ impl Snapshot {
                 .iter()
                 .flat_map(|h| compiled.paths.iter().map(move |p| (h.clone(), p.clone())))
                 .collect();
-            if let Some((host, path, winner)) = pairs
-                .iter()
-                .find_map(|k| claimed.get(k).map(|w| (k.0.clone(), k.1.clone(), w.to_string())))
-            {
-                snap.rejected.push(report(Rejected::Conflicted { winner, host, path }));
+            if let Some((host, path, winner)) = pairs.iter().find_map(|k| {
+                claimed
+                    .get(k)
+                    .map(|w| (k.0.clone(), k.1.clone(), w.to_string()))
+            }) {
+                snap.rejected
+                    .push(report(Rejected::Conflicted { winner, host, path }));
                 continue;
             }
             let idx = snap.policies.len();

@@ -41,11 +41,11 @@ pub fn watch(path: &Path, poll: Duration) -> Watch {
             .to_path_buf()
     };
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if !matches!(ev.kind, EventKind::Access(_)) {
-                // Full channel: a reload is already pending, which is all we need.
-                let _ = tx.try_send(());
-            }
+        if let Ok(ev) = res
+            && !matches!(ev.kind, EventKind::Access(_))
+        {
+            // Full channel: a reload is already pending, which is all we need.
+            let _ = tx.try_send(());
         }
     })
     .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));

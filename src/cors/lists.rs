@@ -10,7 +10,20 @@ pub fn is_token(s: &str) -> bool {
             b.is_ascii_alphanumeric()
                 || matches!(
                     b,
-                    b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
                 )
         })
 }
@@ -45,12 +58,20 @@ impl MethodList {
     pub fn new(methods: &[String]) -> MethodList {
         let any = methods.iter().any(|m| m == "*");
         let mut list: Vec<String> = Vec::new();
-        for m in methods.iter().filter(|m| *m != "*").map(|m| normalize_method(m)) {
+        for m in methods
+            .iter()
+            .filter(|m| *m != "*")
+            .map(|m| normalize_method(m))
+        {
             if !list.contains(&m) {
                 list.push(m);
             }
         }
-        let value = if any { Some(HeaderValue::from_static("*")) } else { join(&list) };
+        let value = if any {
+            Some(HeaderValue::from_static("*"))
+        } else {
+            join(&list)
+        };
         MethodList {
             any,
             methods: list,
@@ -72,7 +93,10 @@ impl MethodList {
     }
 
     pub fn items(&self) -> impl Iterator<Item = &str> {
-        self.any.then_some("*").into_iter().chain(self.methods.iter().map(String::as_str))
+        self.any
+            .then_some("*")
+            .into_iter()
+            .chain(self.methods.iter().map(String::as_str))
     }
 }
 
@@ -96,7 +120,11 @@ impl HeaderList {
         }
         let value = join(&list);
         list.retain(|n| n != "*");
-        HeaderList { any, names: list, value }
+        HeaderList {
+            any,
+            names: list,
+            value,
+        }
     }
 
     pub fn any(&self) -> bool {
@@ -110,7 +138,8 @@ impl HeaderList {
     /// Is the request header `name` allowed? `*` covers every name but `authorization`,
     /// which Fetch requires to be listed by name (<https://fetch.spec.whatwg.org/#cors-preflight-fetch>, step 7.6).
     pub fn allows(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n.eq_ignore_ascii_case(name)) || (self.any && !name.eq_ignore_ascii_case("authorization"))
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || (self.any && !name.eq_ignore_ascii_case("authorization"))
     }
 
     /// The configured list as one header value, `*` included when configured.
@@ -124,14 +153,20 @@ impl HeaderList {
     }
 
     pub fn items(&self) -> impl Iterator<Item = &str> {
-        self.any.then_some("*").into_iter().chain(self.names.iter().map(String::as_str))
+        self.any
+            .then_some("*")
+            .into_iter()
+            .chain(self.names.iter().map(String::as_str))
     }
 }
 
 /// Iterates the names of an `Access-Control-Request-Headers` value: comma-separated,
 /// optional white space, empty elements skipped.
 pub fn split_header_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|b| *b == b',').map(trim_ows).filter(|s| !s.is_empty())
+    value
+        .split(|b| *b == b',')
+        .map(trim_ows)
+        .filter(|s| !s.is_empty())
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {
@@ -149,7 +184,13 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 pub fn is_safelisted_response_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "cache-control" | "content-language" | "content-length" | "content-type" | "expires" | "last-modified" | "pragma"
+        "cache-control"
+            | "content-language"
+            | "content-length"
+            | "content-type"
+            | "expires"
+            | "last-modified"
+            | "pragma"
     )
 }
 

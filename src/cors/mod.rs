@@ -15,21 +15,24 @@ pub mod vary;
 #[cfg(test)]
 mod tests;
 
+use http::Method;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderName, HeaderValue, ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderName,
+    HeaderValue, ORIGIN, VARY,
 };
-use http::Method;
 
 pub use lists::{HeaderList, MethodList};
 pub use origin::{OriginMatch, OriginMatcher, OriginPattern, RequestOrigin};
 
-
-const REQUEST_PRIVATE_NETWORK: HeaderName = HeaderName::from_static("access-control-request-private-network");
-const ALLOW_PRIVATE_NETWORK: HeaderName = HeaderName::from_static("access-control-allow-private-network");
-const PREFLIGHT_VARY: HeaderValue =
-    HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
+const REQUEST_PRIVATE_NETWORK: HeaderName =
+    HeaderName::from_static("access-control-request-private-network");
+const ALLOW_PRIVATE_NETWORK: HeaderName =
+    HeaderName::from_static("access-control-allow-private-network");
+const PREFLIGHT_VARY: HeaderValue = HeaderValue::from_static(
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+);
 const TRUE: HeaderValue = HeaderValue::from_static("true");
 const STAR: HeaderValue = HeaderValue::from_static("*");
 
@@ -152,13 +155,15 @@ pub fn classify(method: &Method, headers: &HeaderMap) -> CorsRequest {
     let origin = values.next().cloned();
     let multiple_origins = values.next().is_some();
     let preflight = if origin.is_some() && method == Method::OPTIONS {
-        headers.get(ACCESS_CONTROL_REQUEST_METHOD).map(|m| Preflight {
-            method: m.clone(),
-            headers: headers.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
-            private_network: headers
-                .get(REQUEST_PRIVATE_NETWORK)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")),
-        })
+        headers
+            .get(ACCESS_CONTROL_REQUEST_METHOD)
+            .map(|m| Preflight {
+                method: m.clone(),
+                headers: headers.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
+                private_network: headers
+                    .get(REQUEST_PRIVATE_NETWORK)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")),
+            })
     } else {
         None
     };
@@ -237,7 +242,11 @@ pub struct Decision<'p> {
 impl Cors {
     /// The grant for an origin: the first rule whose origins match, else the base.
     /// `raw` is the header value the origin was parsed from.
-    pub fn grant_for<'p>(&'p self, origin: &RequestOrigin<'_>, raw: &[u8]) -> Option<(Matched, &'p Settings, OriginMatch)> {
+    pub fn grant_for<'p>(
+        &'p self,
+        origin: &RequestOrigin<'_>,
+        raw: &[u8],
+    ) -> Option<(Matched, &'p Settings, OriginMatch)> {
         if let RequestOrigin::Invalid(_) = origin {
             return None;
         }
@@ -374,7 +383,9 @@ impl<'p> Decision<'p> {
             out.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
         }
         if preflight {
-            let Some(pf) = &self.request.preflight else { return };
+            let Some(pf) = &self.request.preflight else {
+                return;
+            };
             // With credentials a browser takes `*` literally: reflect the request instead.
             let methods = if settings.methods.any() && settings.credentials {
                 Some(pf.method.clone())

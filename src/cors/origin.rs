@@ -105,8 +105,14 @@ fn host_shape(host: &str) -> Result<(), &'static str> {
         return Err("the host is empty");
     }
     if let Some(inner) = host.strip_prefix('[') {
-        let inner = inner.strip_suffix(']').ok_or("an IPv6 host is missing its ']'")?;
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or("an IPv6 host is missing its ']'")?;
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err("the IPv6 host is not an address");
         }
         return Ok(());
@@ -122,7 +128,10 @@ fn host_shape(host: &str) -> Result<(), &'static str> {
         if label.len() > 63 {
             return Err("a host label is longer than 63 characters");
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err("the host has a character that is not a letter, digit, '-' or '_'");
         }
     }
@@ -147,7 +156,10 @@ fn split_tuple(s: &str) -> Result<(&str, &str, Option<u16>, bool), &'static str>
                 let (h, tail) = rest.split_at(end + 1);
                 match tail {
                     "" => (h, None),
-                    t => (h, Some(t.strip_prefix(':').ok_or("junk after the IPv6 host")?)),
+                    t => (
+                        h,
+                        Some(t.strip_prefix(':').ok_or("junk after the IPv6 host")?),
+                    ),
                 }
             }
             None => return Err("an IPv6 host is missing its ']'"),
@@ -166,7 +178,9 @@ fn split_tuple(s: &str) -> Result<(&str, &str, Option<u16>, bool), &'static str>
             if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err("the port is not a number from 0 to 65535");
             }
-            let n: u32 = p.parse().map_err(|_| "the port is not a number from 0 to 65535")?;
+            let n: u32 = p
+                .parse()
+                .map_err(|_| "the port is not a number from 0 to 65535")?;
             let n = u16::try_from(n).map_err(|_| "the port is not a number from 0 to 65535")?;
             if default_port(scheme) == Some(n) {
                 explicit_default = true;
@@ -221,7 +235,11 @@ impl TupleOrigin<'_> {
 }
 
 fn canonical(scheme: &str, host: &str, port: Option<u16>) -> String {
-    let mut s = format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase());
+    let mut s = format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    );
     if let Some(p) = port {
         s.push(':');
         s.push_str(&p.to_string());
@@ -268,7 +286,9 @@ impl OriginPattern {
                 "write the host's xn-- (punycode) form",
             ));
         }
-        if s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if s.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(OriginError::new(
                 format!("{s:?} contains white space"),
                 "remove the spaces; list each origin as its own entry",
@@ -276,11 +296,29 @@ impl OriginPattern {
         }
         if s.ends_with('/') && split_tuple(s.trim_end_matches('/')).is_ok() {
             return Err(OriginError::new(
-                format!("{s:?} ends with '/', but a browser's Origin never does, so it would never match"),
+                format!(
+                    "{s:?} ends with '/', but a browser's Origin never does, so it would never match"
+                ),
                 format!("write {:?}", s.trim_end_matches('/')),
             ));
         }
-        let (scheme, host, port, _) = split_tuple(s).map_err(|why| {
+        // A leading "*." label makes a wildcard; the rest must be an ordinary origin.
+        let (wildcard, tuple) = match s.split_once("://") {
+            Some((scheme, rest)) if rest.starts_with("*.") => {
+                (true, format!("{scheme}://{}", &rest[2..]))
+            }
+            _ => (false, s.to_string()),
+        };
+        if tuple
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains('*'))
+        {
+            return Err(OriginError::new(
+                format!("{s:?} has a '*' that is not the whole first label"),
+                "use one leading \"*.\" label (\"https://*.example.com\") or allowOriginPatterns for anything else",
+            ));
+        }
+        let (scheme, host, port, _) = split_tuple(&tuple).map_err(|why| {
             OriginError::new(
                 format!("{s:?} is not an origin: {why}"),
                 "write scheme://host[:port], e.g. \"https://app.example.com\" or \"https://*.example.com\"",
@@ -288,18 +326,12 @@ impl OriginPattern {
         })?;
         let scheme = scheme.to_ascii_lowercase();
         let host = host.to_ascii_lowercase();
-        if let Some(suffix) = host.strip_prefix("*.") {
+        if wildcard {
             return Ok(OriginPattern::Wildcard {
                 scheme,
-                suffix: format!(".{suffix}"),
+                suffix: format!(".{host}"),
                 port,
             });
-        }
-        if host.contains('*') {
-            return Err(OriginError::new(
-                format!("{s:?} has a '*' that is not the whole first label"),
-                "use one leading \"*.\" label (\"https://*.example.com\") or allowOriginPatterns for anything else",
-            ));
         }
         Ok(OriginPattern::Exact(canonical(&scheme, &host, port)))
     }
@@ -369,7 +401,11 @@ impl OriginMatcher {
                 OriginPattern::Exact(s) => {
                     m.exact.insert(s.as_str().into());
                 }
-                OriginPattern::Wildcard { scheme, suffix, port } => {
+                OriginPattern::Wildcard {
+                    scheme,
+                    suffix,
+                    port,
+                } => {
                     m.wildcards.push((scheme.clone(), suffix.clone(), *port));
                 }
             }
@@ -395,15 +431,16 @@ impl OriginMatcher {
                     if t.port == *port
                         && t.scheme.eq_ignore_ascii_case(scheme)
                         && t.host.len() > suffix.len()
-                        && t.host.as_bytes()[t.host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+                        && t.host.as_bytes()[t.host.len() - suffix.len()..]
+                            .eq_ignore_ascii_case(suffix.as_bytes())
                     {
                         return Some(OriginMatch::Listed);
                     }
                 }
-                if let Some(set) = &self.patterns {
-                    if set.is_match(raw) {
-                        return Some(OriginMatch::Listed);
-                    }
+                if let Some(set) = &self.patterns
+                    && set.is_match(raw)
+                {
+                    return Some(OriginMatch::Listed);
                 }
                 self.any.then_some(OriginMatch::Any)
             }
@@ -417,7 +454,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn matcher(origins: &[&str], patterns: &[&str]) -> OriginMatcher {
-        let parsed: Vec<_> = origins.iter().map(|o| OriginPattern::parse(o).unwrap()).collect();
+        let parsed: Vec<_> = origins
+            .iter()
+            .map(|o| OriginPattern::parse(o).unwrap())
+            .collect();
         let pats: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
         OriginMatcher::new(&parsed, compile_patterns(&pats).unwrap())
     }
@@ -431,7 +471,10 @@ mod tests {
         let m = matcher(&["https://example.com"], &[]);
         assert_eq!(allows(&m, "https://example.com"), Some(OriginMatch::Listed));
         assert_eq!(allows(&m, "HTTPS://EXAMPLE.COM"), Some(OriginMatch::Listed));
-        assert_eq!(allows(&m, "https://example.com:443"), Some(OriginMatch::Listed));
+        assert_eq!(
+            allows(&m, "https://example.com:443"),
+            Some(OriginMatch::Listed)
+        );
         for bad in [
             "https://example.com.evil.net",
             "https://evilexample.com",
@@ -457,9 +500,18 @@ mod tests {
     #[test]
     fn wildcard_needs_at_least_one_label_and_never_the_bare_suffix() {
         let m = matcher(&["https://*.example.com"], &[]);
-        assert_eq!(allows(&m, "https://a.example.com"), Some(OriginMatch::Listed));
-        assert_eq!(allows(&m, "https://a.b.example.com"), Some(OriginMatch::Listed));
-        assert_eq!(allows(&m, "https://A.Example.COM"), Some(OriginMatch::Listed));
+        assert_eq!(
+            allows(&m, "https://a.example.com"),
+            Some(OriginMatch::Listed)
+        );
+        assert_eq!(
+            allows(&m, "https://a.b.example.com"),
+            Some(OriginMatch::Listed)
+        );
+        assert_eq!(
+            allows(&m, "https://A.Example.COM"),
+            Some(OriginMatch::Listed)
+        );
         for bad in [
             "https://example.com",
             "https://.example.com",
@@ -472,7 +524,10 @@ mod tests {
             assert_eq!(allows(&m, bad), None, "{bad:?} must not match");
         }
         let with_port = matcher(&["http://*.example.test:8080"], &[]);
-        assert_eq!(allows(&with_port, "http://a.example.test:8080"), Some(OriginMatch::Listed));
+        assert_eq!(
+            allows(&with_port, "http://a.example.test:8080"),
+            Some(OriginMatch::Listed)
+        );
         assert_eq!(allows(&with_port, "http://a.example.test"), None);
     }
 
@@ -490,8 +545,14 @@ mod tests {
     #[test]
     fn patterns_are_full_matches() {
         let m = matcher(&[], &[r"https://pr-[0-9]+\.preview\.example\.com"]);
-        assert_eq!(allows(&m, "https://pr-12.preview.example.com"), Some(OriginMatch::Listed));
-        assert_eq!(allows(&m, "https://pr-12.preview.example.com.evil.net"), None);
+        assert_eq!(
+            allows(&m, "https://pr-12.preview.example.com"),
+            Some(OriginMatch::Listed)
+        );
+        assert_eq!(
+            allows(&m, "https://pr-12.preview.example.com.evil.net"),
+            None
+        );
         assert_eq!(allows(&m, "https://xpr-12.preview.example.com"), None);
         assert_eq!(allows(&m, "null"), None);
     }
@@ -499,14 +560,37 @@ mod tests {
     #[test]
     fn request_origin_shapes() {
         assert_eq!(parse_request_origin(b"null"), RequestOrigin::Null);
-        assert!(matches!(parse_request_origin(b"http://[::1]:8080"), RequestOrigin::Tuple(t) if t.port == Some(8080)));
-        assert!(matches!(parse_request_origin(b"chrome-extension://abcdef"), RequestOrigin::Tuple(_)));
-        assert_eq!(parse_request_origin(&[b'a'; 3000]), RequestOrigin::Invalid(InvalidOrigin::TooLong));
-        assert_eq!(parse_request_origin(b"https://a.com:99999"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
-        assert_eq!(parse_request_origin(b"https://a..com"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
-        assert_eq!(parse_request_origin(b"https://a.com:"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
-        assert_eq!(parse_request_origin(b"https://"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
-        assert_eq!(parse_request_origin(b"\xff\xfe"), RequestOrigin::Invalid(InvalidOrigin::NotAscii));
+        assert!(
+            matches!(parse_request_origin(b"http://[::1]:8080"), RequestOrigin::Tuple(t) if t.port == Some(8080))
+        );
+        assert!(matches!(
+            parse_request_origin(b"chrome-extension://abcdef"),
+            RequestOrigin::Tuple(_)
+        ));
+        assert_eq!(
+            parse_request_origin(&[b'a'; 3000]),
+            RequestOrigin::Invalid(InvalidOrigin::TooLong)
+        );
+        assert_eq!(
+            parse_request_origin(b"https://a.com:99999"),
+            RequestOrigin::Invalid(InvalidOrigin::Malformed)
+        );
+        assert_eq!(
+            parse_request_origin(b"https://a..com"),
+            RequestOrigin::Invalid(InvalidOrigin::Malformed)
+        );
+        assert_eq!(
+            parse_request_origin(b"https://a.com:"),
+            RequestOrigin::Invalid(InvalidOrigin::Malformed)
+        );
+        assert_eq!(
+            parse_request_origin(b"https://"),
+            RequestOrigin::Invalid(InvalidOrigin::Malformed)
+        );
+        assert_eq!(
+            parse_request_origin(b"\xff\xfe"),
+            RequestOrigin::Invalid(InvalidOrigin::NotAscii)
+        );
     }
 
     #[test]
@@ -514,10 +598,30 @@ mod tests {
         let e = OriginPattern::parse("https://example.com/").unwrap_err();
         assert!(e.message.contains("ends with '/'"), "{e:?}");
         assert_eq!(e.fix, "write \"https://example.com\"");
-        assert!(OriginPattern::parse("example.com").unwrap_err().message.contains("no \"://\""));
-        assert!(OriginPattern::parse("https://u@example.com").unwrap_err().message.contains("userinfo"));
-        assert!(OriginPattern::parse("https://a.*.example.com").unwrap_err().message.contains("'*'"));
-        assert!(OriginPattern::parse("https://bücher.de").unwrap_err().fix.contains("punycode"));
+        assert!(
+            OriginPattern::parse("example.com")
+                .unwrap_err()
+                .message
+                .contains("no \"://\"")
+        );
+        assert!(
+            OriginPattern::parse("https://u@example.com")
+                .unwrap_err()
+                .message
+                .contains("userinfo")
+        );
+        assert!(
+            OriginPattern::parse("https://a.*.example.com")
+                .unwrap_err()
+                .message
+                .contains("'*'")
+        );
+        assert!(
+            OriginPattern::parse("https://bücher.de")
+                .unwrap_err()
+                .fix
+                .contains("punycode")
+        );
         assert_eq!(
             OriginPattern::parse("HTTPS://Example.COM:443").unwrap(),
             OriginPattern::Exact("https://example.com".into())

@@ -46,7 +46,9 @@ pub fn merge_vary_origin(headers: &mut HeaderMap) {
 
 /// True when the upstream sent any `Access-Control-*` header.
 pub fn has_cors_headers(headers: &HeaderMap) -> bool {
-    headers.keys().any(|k| k.as_str().starts_with("access-control-"))
+    headers
+        .keys()
+        .any(|k| k.as_str().starts_with("access-control-"))
 }
 
 /// Removes every `Access-Control-*` header (the edge's decision replaces the upstream's).
@@ -69,7 +71,10 @@ mod tests {
     use super::*;
 
     fn vary_of(h: &HeaderMap) -> Vec<&str> {
-        h.get_all(VARY).iter().map(|v| v.to_str().unwrap()).collect()
+        h.get_all(VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
     }
 
     #[test]
@@ -87,7 +92,10 @@ mod tests {
         h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
         h.append(VARY, HeaderValue::from_static("Accept-Language, Cookie"));
         merge_vary_origin(&mut h);
-        assert_eq!(vary_of(&h), ["Accept-Encoding, Accept-Language, Cookie, Origin"]);
+        assert_eq!(
+            vary_of(&h),
+            ["Accept-Encoding, Accept-Language, Cookie, Origin"]
+        );
     }
 
     #[test]
@@ -104,7 +112,10 @@ mod tests {
     fn strips_every_access_control_header() {
         let mut h = HeaderMap::new();
         h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-        h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
+        h.insert(
+            "access-control-allow-credentials",
+            HeaderValue::from_static("true"),
+        );
         h.insert("x-keep", HeaderValue::from_static("1"));
         strip_cors_headers(&mut h);
         assert_eq!(h.len(), 1);

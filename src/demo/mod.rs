@@ -42,7 +42,8 @@ pub struct DemoOptions {
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Either::Right(Full::new(body.into())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -53,9 +54,16 @@ async fn echo(counter: Arc<AtomicU64>, req: Request<Incoming>) -> Response<Body>
     let path = req.uri().path().to_string();
     let mut status = StatusCode::OK;
     if let Some(code) = path.strip_prefix("/status/") {
-        status = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        status = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
     }
-    if let Some(ms) = path.strip_prefix("/slow/").and_then(|m| m.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }
     let headers: serde_json::Map<String, serde_json::Value> = req
@@ -69,7 +77,11 @@ async fn echo(counter: Arc<AtomicU64>, req: Request<Incoming>) -> Response<Body>
         "path": path,
         "headers": headers,
     });
-    let mut r = text(status, "application/json", serde_json::to_vec_pretty(&body).unwrap_or_default());
+    let mut r = text(
+        status,
+        "application/json",
+        serde_json::to_vec_pretty(&body).unwrap_or_default(),
+    );
     r.headers_mut().insert("x-request-id", HeaderValue::from(n));
     r
 }
@@ -78,7 +90,12 @@ async fn echo(counter: Arc<AtomicU64>, req: Request<Incoming>) -> Response<Body>
 /// origin would send first (the preflight when one is needed, else the request) and returns
 /// the edge's status and headers as JSON, so the page can show why a call was blocked —
 /// which JavaScript itself is never told.
-async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, api: SocketAddr, origin: &str, query: &str) -> Response<Body> {
+async fn probe(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    api: SocketAddr,
+    origin: &str,
+    query: &str,
+) -> Response<Body> {
     let mut method = "GET".to_string();
     let mut path = "/".to_string();
     let mut headers = String::new();
@@ -99,7 +116,9 @@ async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, api: SocketAddr, or
         .header(header::HOST, "localhost")
         .header(header::ORIGIN, origin);
     if preflight {
-        b = b.method(Method::OPTIONS).header("access-control-request-method", method.as_str());
+        b = b
+            .method(Method::OPTIONS)
+            .header("access-control-request-method", method.as_str());
         if !headers.is_empty() {
             b = b.header("access-control-request-headers", headers.as_str());
         }
@@ -114,7 +133,12 @@ async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, api: SocketAddr, or
             let hs: Vec<(String, String)> = resp
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let status = resp.status().as_u16();
             let _ = resp.into_body().collect().await;
@@ -122,7 +146,11 @@ async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, api: SocketAddr, or
         }
         Err(e) => serde_json::json!({"error": e.to_string()}),
     };
-    text(StatusCode::OK, "application/json", serde_json::to_vec(&result).unwrap_or_default())
+    text(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_vec(&result).unwrap_or_default(),
+    )
 }
 
 /// Runs the demo until `shutdown` turns true.
@@ -133,7 +161,18 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
             let dir = std::env::temp_dir().join(format!("corsgate-demo-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
             let file = dir.join("quickstart.yaml");
-            std::fs::write(&file, QUICKSTART)?;
+            // The bundled file names the default addresses; follow --upstream and --page.
+            let text = QUICKSTART
+                .replace(
+                    "http://127.0.0.1:9000",
+                    &format!("http://{}", opts.upstream),
+                )
+                .replace("http://127.0.0.1:3000", &format!("http://{}", opts.page))
+                .replace(
+                    "http://app.example.test:3000",
+                    &format!("http://app.example.test:{}", opts.page.port()),
+                );
+            std::fs::write(&file, text)?;
             file
         }
     };
@@ -152,7 +191,8 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     ));
     let api = opts.listen;
     let page_origin = format!("http://{}", opts.page);
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
     let page = PAGE.replace("__API__", &format!("http://localhost:{}", api.port()));
     let shared = Arc::new((client, page, page_origin.clone()));
     tokio::spawn(server::serve(
@@ -166,7 +206,9 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
                     let (client, page, origin) = &*shared;
                     match req.uri().path() {
                         "/" => text(StatusCode::OK, "text/html; charset=utf-8", page.clone()),
-                        "/probe" => probe(client, api, origin, req.uri().query().unwrap_or("")).await,
+                        "/probe" => {
+                            probe(client, api, origin, req.uri().query().unwrap_or("")).await
+                        }
                         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
                     }
                 }
@@ -177,9 +219,18 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     ));
     println!();
     println!("  corsgate demo");
-    println!("  open the page:  {page_origin}/   (origin {page_origin}, calls the API on http://localhost:{})", api.port());
-    println!("  policies:       {}   (edit it: the proxy reloads)", policies.display());
-    println!("  proxy admin:    http://{}/config   /metrics   /readyz", opts.admin);
+    println!(
+        "  open the page:  {page_origin}/   (origin {page_origin}, calls the API on http://localhost:{})",
+        api.port()
+    );
+    println!(
+        "  policies:       {}   (edit it: the proxy reloads)",
+        policies.display()
+    );
+    println!(
+        "  proxy admin:    http://{}/config   /metrics   /readyz",
+        opts.admin
+    );
     println!("  echo upstream:  http://{}", opts.upstream);
     println!(
         "  try:            curl -si -X OPTIONS http://localhost:{}/hello -H 'Origin: {page_origin}' -H 'Access-Control-Request-Method: PUT'",

@@ -23,7 +23,11 @@ impl fmt::Display for FieldError {
 }
 
 impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> FieldError {
+    pub fn new(
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> FieldError {
         FieldError {
             path: path.into(),
             message: message.into(),
@@ -40,22 +44,43 @@ pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
     upstream(&spec.upstream, &mut errs);
     let cors = &spec.cors;
     let base = "spec.cors";
-    origins(&format!("{base}.allowOrigins"), &cors.allow_origins, true, &mut errs);
-    patterns(&format!("{base}.allowOriginPatterns"), &cors.allow_origin_patterns, &mut errs);
+    origins(
+        &format!("{base}.allowOrigins"),
+        &cors.allow_origins,
+        true,
+        &mut errs,
+    );
+    patterns(
+        &format!("{base}.allowOriginPatterns"),
+        &cors.allow_origin_patterns,
+        &mut errs,
+    );
     if let Some(m) = &cors.allow_methods {
         methods(&format!("{base}.allowMethods"), m, &mut errs);
     }
-    header_names(&format!("{base}.allowHeaders"), &cors.allow_headers, &mut errs);
-    header_names(&format!("{base}.exposeHeaders"), &cors.expose_headers, &mut errs);
-    max_age(&format!("{base}.maxAgeSeconds"), cors.max_age_seconds, &mut errs);
-    if cors.allow_credentials {
-        if let Some(i) = cors.allow_origins.iter().position(|o| o == "*") {
-            errs.push(FieldError::new(
+    header_names(
+        &format!("{base}.allowHeaders"),
+        &cors.allow_headers,
+        &mut errs,
+    );
+    header_names(
+        &format!("{base}.exposeHeaders"),
+        &cors.expose_headers,
+        &mut errs,
+    );
+    max_age(
+        &format!("{base}.maxAgeSeconds"),
+        cors.max_age_seconds,
+        &mut errs,
+    );
+    if cors.allow_credentials
+        && let Some(i) = cors.allow_origins.iter().position(|o| o == "*")
+    {
+        errs.push(FieldError::new(
                 format!("{base}.allowOrigins[{i}]"),
                 "\"*\" cannot be combined with allowCredentials: true: every site on the web could make credentialed requests",
                 "list the trusted origins (a wildcard such as \"https://*.example.com\" is fine), or set allowCredentials: false",
             ));
-        }
     }
     for (i, rule) in cors.rules.iter().enumerate() {
         self::rule(&format!("{base}.rules[{i}]"), rule, &mut errs);
@@ -69,12 +94,18 @@ pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
 /// An exact DNS name or `*.` + a DNS name, as used in `spec.hosts`.
 pub fn host_error(h: &str) -> Option<(String, String)> {
     if h.is_empty() {
-        return Some(("the host is empty".into(), "write a DNS name such as \"api.example.com\"".into()));
+        return Some((
+            "the host is empty".into(),
+            "write a DNS name such as \"api.example.com\"".into(),
+        ));
     }
     if h.ends_with('.') {
         return Some((
             format!("{h:?} ends with a dot"),
-            format!("write {:?}; requests with a trailing dot match it anyway", h.trim_end_matches('.')),
+            format!(
+                "write {:?}; requests with a trailing dot match it anyway",
+                h.trim_end_matches('.')
+            ),
         ));
     }
     if h.contains(':') || h.contains('/') {
@@ -91,18 +122,26 @@ pub fn host_error(h: &str) -> Option<(String, String)> {
         ));
     }
     if name.len() > 253 {
-        return Some((format!("{h:?} is longer than 253 characters"), "use a shorter host name".into()));
+        return Some((
+            format!("{h:?} is longer than 253 characters"),
+            "use a shorter host name".into(),
+        ));
     }
     for label in name.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
             return Some((
-                format!("{h:?} is not a DNS name: label {label:?} must be 1-63 letters, digits or '-', not starting or ending with '-'"),
-                "write a DNS name such as \"api.example.com\" (non-ASCII names in their xn-- form)".into(),
+                format!(
+                    "{h:?} is not a DNS name: label {label:?} must be 1-63 letters, digits or '-', not starting or ending with '-'"
+                ),
+                "write a DNS name such as \"api.example.com\" (non-ASCII names in their xn-- form)"
+                    .into(),
             ));
         }
     }
@@ -128,8 +167,15 @@ fn paths(paths: &[String], errs: &mut Vec<FieldError>) {
     for (i, p) in paths.iter().enumerate() {
         let path = format!("spec.paths[{i}]");
         if !p.starts_with('/') {
-            errs.push(FieldError::new(path, format!("{p:?} does not start with '/'"), format!("write \"/{}\"", p.trim_start_matches('/'))));
-        } else if p.contains(['?', '#']) || p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii()) {
+            errs.push(FieldError::new(
+                path,
+                format!("{p:?} does not start with '/'"),
+                format!("write \"/{}\"", p.trim_start_matches('/')),
+            ));
+        } else if p.contains(['?', '#'])
+            || p.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii())
+        {
             errs.push(FieldError::new(
                 path,
                 format!("{p:?} is not a path prefix: it has a query, fragment, white space or non-ASCII byte"),
@@ -183,14 +229,14 @@ fn upstream(u: &Upstream, errs: &mut Vec<FieldError>) {
             }
         }
     }
-    if let Some(t) = u.timeout_seconds {
-        if !(1..=3600).contains(&t) {
-            errs.push(FieldError::new(
-                "spec.upstream.timeoutSeconds",
-                format!("{t} is out of range"),
-                "use 1 to 3600 seconds, or omit it for 30",
-            ));
-        }
+    if let Some(t) = u.timeout_seconds
+        && !(1..=3600).contains(&t)
+    {
+        errs.push(FieldError::new(
+            "spec.upstream.timeoutSeconds",
+            format!("{t} is out of range"),
+            "use 1 to 3600 seconds, or omit it for 30",
+        ));
     }
 }
 
@@ -269,14 +315,14 @@ fn header_names(path: &str, names: &[String], errs: &mut Vec<FieldError>) {
 }
 
 fn max_age(path: &str, v: Option<i32>, errs: &mut Vec<FieldError>) {
-    if let Some(v) = v {
-        if !(0..=86400).contains(&v) {
-            errs.push(FieldError::new(
-                path,
-                format!("{v} is out of range"),
-                "use 0 to 86400 seconds (browsers cap it lower: Chromium at 7200), or omit it",
-            ));
-        }
+    if let Some(v) = v
+        && !(0..=86400).contains(&v)
+    {
+        errs.push(FieldError::new(
+            path,
+            format!("{v} is out of range"),
+            "use 0 to 86400 seconds (browsers cap it lower: Chromium at 7200), or omit it",
+        ));
     }
 }
 
@@ -311,7 +357,14 @@ fn reserved_header(name: &str) -> Option<&'static str> {
         Some("the edge manages Vary so caches stay correct")
     } else if matches!(
         n.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer" | "content-length"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "content-length"
     ) {
         Some("it describes the connection or framing, which the edge manages")
     } else {
@@ -329,8 +382,15 @@ fn response_headers(rh: &ResponseHeaders, errs: &mut Vec<FieldError>) {
                 "write a header name such as \"Strict-Transport-Security\"",
             ));
         } else if let Some(why) = reserved_header(&h.name) {
-            errs.push(FieldError::new(format!("{path}.name"), format!("{:?} cannot be set here: {why}", h.name), "remove this entry"));
-        } else if rh.set[..i].iter().any(|o| o.name.eq_ignore_ascii_case(&h.name)) {
+            errs.push(FieldError::new(
+                format!("{path}.name"),
+                format!("{:?} cannot be set here: {why}", h.name),
+                "remove this entry",
+            ));
+        } else if rh.set[..i]
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&h.name))
+        {
             errs.push(FieldError::new(
                 format!("{path}.name"),
                 format!("{:?} is set twice", h.name),
@@ -348,9 +408,17 @@ fn response_headers(rh: &ResponseHeaders, errs: &mut Vec<FieldError>) {
     for (i, n) in rh.remove.iter().enumerate() {
         let path = format!("spec.responseHeaders.remove[{i}]");
         if !is_token(n) {
-            errs.push(FieldError::new(path, format!("{n:?} is not a header name"), "write a header name such as \"x-powered-by\""));
+            errs.push(FieldError::new(
+                path,
+                format!("{n:?} is not a header name"),
+                "write a header name such as \"x-powered-by\"",
+            ));
         } else if let Some(why) = reserved_header(n) {
-            errs.push(FieldError::new(path, format!("{n:?} cannot be removed here: {why}"), "remove this entry"));
+            errs.push(FieldError::new(
+                path,
+                format!("{n:?} cannot be removed here: {why}"),
+                "remove this entry",
+            ));
         }
     }
 }
@@ -380,34 +448,109 @@ mod tests {
     #[test]
     fn each_problem_names_field_and_fix() {
         let cases: &[(&str, &str)] = &[
-            ("hosts: []\nupstream: {url: \"http://a\"}", "spec.hosts: at least one host is required; fix: add the host names"),
-            ("hosts: [\"api.example.com.\"]\nupstream: {url: \"http://a\"}", "spec.hosts[0]: \"api.example.com.\" ends with a dot; fix: write \"api.example.com\""),
-            ("hosts: [\"a.*.com\"]\nupstream: {url: \"http://a\"}", "spec.hosts[0]: \"a.*.com\" has a '*'"),
-            ("hosts: [\"api.example.com:443\"]\nupstream: {url: \"http://a\"}", "spec.hosts[0]: \"api.example.com:443\" is not a host name"),
-            ("hosts: [a]\npaths: [v1]\nupstream: {url: \"http://a\"}", "spec.paths[0]: \"v1\" does not start with '/'; fix: write \"/v1\""),
-            ("hosts: [a]\npaths: [\"/a//b\"]\nupstream: {url: \"http://a\"}", "spec.paths[0]: \"/a//b\" has an empty"),
-            ("hosts: [a]\nupstream: {}", "spec.upstream: exactly one of service or url must be set"),
-            ("hosts: [a]\nupstream: {url: \"ftp://a\"}", "spec.upstream.url: \"ftp://a\" must start with http:// or https://"),
-            ("hosts: [a]\nupstream: {url: \"http://a/base\"}", "spec.upstream.url: \"http://a/base\" has a path"),
-            ("hosts: [a]\nupstream: {service: {name: Web, port: 80}}", "spec.upstream.service.name: \"Web\" is not a Service name"),
-            ("hosts: [a]\nupstream: {service: {name: web, port: 0}}", "spec.upstream.service.port: 0 is not a port number"),
-            ("hosts: [a]\nupstream: {url: \"http://a\", timeoutSeconds: 0}", "spec.upstream.timeoutSeconds: 0 is out of range"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"https://a.com/\"]}", "spec.cors.allowOrigins[0]: \"https://a.com/\" ends with '/'"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"a.com\"]}", "spec.cors.allowOrigins[0]: \"a.com\" is not an origin"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"*\"], allowCredentials: true}", "spec.cors.allowOrigins[0]: \"*\" cannot be combined with allowCredentials"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOriginPatterns: [\"(x\"]}", "spec.cors.allowOriginPatterns[0]: \"(x\" is not a valid regular expression"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowMethods: [\"GE T\"]}", "spec.cors.allowMethods[0]: \"GE T\" is not an HTTP method"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowMethods: []}", "spec.cors.allowMethods: the list is empty"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowHeaders: [\"x-a, x-b\"]}", "spec.cors.allowHeaders[0]: \"x-a, x-b\" is not a header name"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {maxAgeSeconds: 90000}", "spec.cors.maxAgeSeconds: 90000 is out of range"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {rules: [{allowCredentials: true}]}", "spec.cors.rules[0].origins: a rule needs origins"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {rules: [{origins: [\"*\"]}]}", "spec.cors.rules[0].origins[0]: a rule cannot apply to \"*\""),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {set: [{name: Access-Control-Allow-Origin, value: \"*\"}]}", "spec.responseHeaders.set[0].name: \"Access-Control-Allow-Origin\" cannot be set here"),
-            ("hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {remove: [\"bad name\"]}", "spec.responseHeaders.remove[0]: \"bad name\" is not a header name"),
+            (
+                "hosts: []\nupstream: {url: \"http://a\"}",
+                "spec.hosts: at least one host is required; fix: add the host names",
+            ),
+            (
+                "hosts: [\"api.example.com.\"]\nupstream: {url: \"http://a\"}",
+                "spec.hosts[0]: \"api.example.com.\" ends with a dot; fix: write \"api.example.com\"",
+            ),
+            (
+                "hosts: [\"a.*.com\"]\nupstream: {url: \"http://a\"}",
+                "spec.hosts[0]: \"a.*.com\" has a '*'",
+            ),
+            (
+                "hosts: [\"api.example.com:443\"]\nupstream: {url: \"http://a\"}",
+                "spec.hosts[0]: \"api.example.com:443\" is not a host name",
+            ),
+            (
+                "hosts: [a]\npaths: [v1]\nupstream: {url: \"http://a\"}",
+                "spec.paths[0]: \"v1\" does not start with '/'; fix: write \"/v1\"",
+            ),
+            (
+                "hosts: [a]\npaths: [\"/a//b\"]\nupstream: {url: \"http://a\"}",
+                "spec.paths[0]: \"/a//b\" has an empty",
+            ),
+            (
+                "hosts: [a]\nupstream: {}",
+                "spec.upstream: exactly one of service or url must be set",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"ftp://a\"}",
+                "spec.upstream.url: \"ftp://a\" must start with http:// or https://",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a/base\"}",
+                "spec.upstream.url: \"http://a/base\" has a path",
+            ),
+            (
+                "hosts: [a]\nupstream: {service: {name: Web, port: 80}}",
+                "spec.upstream.service.name: \"Web\" is not a Service name",
+            ),
+            (
+                "hosts: [a]\nupstream: {service: {name: web, port: 0}}",
+                "spec.upstream.service.port: 0 is not a port number",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\", timeoutSeconds: 0}",
+                "spec.upstream.timeoutSeconds: 0 is out of range",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"https://a.com/\"]}",
+                "spec.cors.allowOrigins[0]: \"https://a.com/\" ends with '/'",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"a.com\"]}",
+                "spec.cors.allowOrigins[0]: \"a.com\" is not an origin",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOrigins: [\"*\"], allowCredentials: true}",
+                "spec.cors.allowOrigins[0]: \"*\" cannot be combined with allowCredentials",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowOriginPatterns: [\"(x\"]}",
+                "spec.cors.allowOriginPatterns[0]: \"(x\" is not a valid regular expression",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowMethods: [\"GE T\"]}",
+                "spec.cors.allowMethods[0]: \"GE T\" is not an HTTP method",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowMethods: []}",
+                "spec.cors.allowMethods: the list is empty",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {allowHeaders: [\"x-a, x-b\"]}",
+                "spec.cors.allowHeaders[0]: \"x-a, x-b\" is not a header name",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {maxAgeSeconds: 90000}",
+                "spec.cors.maxAgeSeconds: 90000 is out of range",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {rules: [{allowCredentials: true}]}",
+                "spec.cors.rules[0].origins: a rule needs origins",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\ncors: {rules: [{origins: [\"*\"]}]}",
+                "spec.cors.rules[0].origins[0]: a rule cannot apply to \"*\"",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {set: [{name: Access-Control-Allow-Origin, value: \"*\"}]}",
+                "spec.responseHeaders.set[0].name: \"Access-Control-Allow-Origin\" cannot be set here",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {remove: [\"bad name\"]}",
+                "spec.responseHeaders.remove[0]: \"bad name\" is not a header name",
+            ),
         ];
         for (yaml, want) in cases {
             let got = errors(yaml);
-            assert!(got.iter().any(|e| e.starts_with(want)), "for\n{yaml}\nwant an error starting with {want:?}, got {got:#?}");
+            assert!(
+                got.iter().any(|e| e.starts_with(want)),
+                "for\n{yaml}\nwant an error starting with {want:?}, got {got:#?}"
+            );
         }
     }
 

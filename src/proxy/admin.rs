@@ -12,7 +12,8 @@ use super::store::Store;
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Either::Right(Full::new(body.into())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -63,6 +64,10 @@ pub fn handle(store: &Store, req: &Request<hyper::body::Incoming>) -> Response<B
             let body = serde_json::to_vec_pretty(&config_json(store)).unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)
         }
-        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found: try /healthz, /readyz, /metrics or /config\n"),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: try /healthz, /readyz, /metrics or /config\n",
+        ),
     }
 }

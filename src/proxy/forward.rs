@@ -54,10 +54,10 @@ pub fn client() -> Result<UpstreamClient, std::io::Error> {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(conn) = headers.remove(header::CONNECTION) {
         for name in conn.as_bytes().split(|b| *b == b',') {
-            if let Ok(name) = std::str::from_utf8(name.trim_ascii()) {
-                if !name.is_empty() {
-                    headers.remove(name);
-                }
+            if let Ok(name) = std::str::from_utf8(name.trim_ascii())
+                && !name.is_empty()
+            {
+                headers.remove(name);
             }
         }
     }
@@ -107,7 +107,11 @@ pub async fn forward(
     h.insert(X_FORWARDED_HOST, host.clone());
 
     let started = Instant::now();
-    let sent = tokio::time::timeout(policy.upstream.timeout, client.request(Request::from_parts(parts, body))).await;
+    let sent = tokio::time::timeout(
+        policy.upstream.timeout,
+        client.request(Request::from_parts(parts, body)),
+    )
+    .await;
     latency.observe(started.elapsed());
     match sent {
         Err(_) => Err(ProxyError::Timeout {
@@ -132,7 +136,10 @@ mod tests {
     #[test]
     fn strips_standard_and_connection_listed_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

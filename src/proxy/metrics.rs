@@ -79,11 +79,15 @@ pub struct Latency(Arc<HistogramInner>);
 impl Latency {
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.0
-            .sum_nanos
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.0.sum_nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         self.0.count.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -101,7 +105,12 @@ impl EncodeMetric for Latency {
             .zip(self.0.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
             .collect();
         let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, self.0.count.load(Ordering::Relaxed), &buckets, None)
+        encoder.encode_histogram::<NoLabelSet>(
+            sum,
+            self.0.count.load(Ordering::Relaxed),
+            &buckets,
+            None,
+        )
     }
 
     fn metric_type(&self) -> MetricType {
@@ -187,7 +196,11 @@ impl Metrics {
             "Configuration loads by result (success, failure)",
             m.reloads.clone(),
         );
-        r.register("corsgate_config_policies", "Policies serving", m.policies.clone());
+        r.register(
+            "corsgate_config_policies",
+            "Policies serving",
+            m.policies.clone(),
+        );
         r.register(
             "corsgate_config_rejected_policies",
             "Policies given but not serving (conflicted)",

@@ -46,7 +46,10 @@ fn rejection_text(r: &Rejection, req: &cors::CorsRequest) -> String {
             _ => "the origin is not allowed".to_string(),
         },
         Rejection::Method => {
-            let m = req.preflight.as_ref().map(|p| String::from_utf8_lossy(p.method.as_bytes()).into_owned());
+            let m = req
+                .preflight
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(p.method.as_bytes()).into_owned());
             format!("method {} is not allowed", m.unwrap_or_default())
         }
         Rejection::Header(h) => format!("request header {h:?} is not allowed"),
@@ -62,9 +65,15 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in `Host`.
     let host_value = match req.headers().get(header::HOST) {
         Some(h) => Some(h.clone()),
-        None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
-    let host_raw = host_value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host_raw = host_value
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let host = normalize_host(host_raw);
     let Some((idx, policy)) = live.snapshot.route(&host, req.uri().path()) else {
         shared.store.metrics.unrouted.inc();
@@ -76,7 +85,9 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     let Some(counters) = live.counters.get(idx) else {
         return rescue(&ProxyError::NotReady);
     };
-    let decision = policy.cors.decide(cors::classify(req.method(), req.headers()));
+    let decision = policy
+        .cors
+        .decide(cors::classify(req.method(), req.headers()));
     if let Some(r) = &decision.rejection {
         counters.rejection(r);
     }
@@ -115,13 +126,26 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
                 .map_or_else(String::new, |r| rejection_text(r, decision.request()));
             rescue(&ProxyError::Rejected {
                 policy: policy.id.to_string(),
-                what: if decision.kind == Kind::Preflight { "preflight" } else { "request" },
+                what: if decision.kind == Kind::Preflight {
+                    "preflight"
+                } else {
+                    "request"
+                },
                 reason,
             })
         }
         Action::Forward => {
             let host_value = host_value.unwrap_or_else(|| HeaderValue::from_static(""));
-            match forward::forward(&shared.client, policy, &counters.latency, req, peer, &host_value).await {
+            match forward::forward(
+                &shared.client,
+                policy,
+                &counters.latency,
+                req,
+                peer,
+                &host_value,
+            )
+            .await
+            {
                 Ok(r) => {
                     counters.outcome(outcome);
                     r.map(Either::Left)
@@ -160,7 +184,9 @@ pub fn reload(store: &Store, path: &std::path::Path) {
                     tracing::error!(error = %l, "invalid policy; keeping the last good configuration");
                 }
                 match store.version() {
-                    Some(v) => tracing::warn!(version = %v, "still serving the previous configuration"),
+                    Some(v) => {
+                        tracing::warn!(version = %v, "still serving the previous configuration")
+                    }
                     None => tracing::warn!("no configuration loaded yet; not ready"),
                 }
             }
@@ -179,7 +205,10 @@ pub struct ProxyOptions {
 }
 
 /// Runs the proxy until `shutdown` turns true; returns after draining.
-pub async fn run(opts: ProxyOptions, shutdown: watch::Receiver<bool>) -> Result<(), std::io::Error> {
+pub async fn run(
+    opts: ProxyOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), std::io::Error> {
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(Store::new(metrics, opts.policies.display().to_string()));
     let client = forward::client()?;

@@ -67,16 +67,23 @@ pub async fn serve<M, H, Fut>(
     }
     drop(listener);
     tracing::info!(listener = name, "stopped accepting; draining connections");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(listener = name, deadline_seconds = drain.as_secs(), "drain deadline passed; closing the remaining connections");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            deadline_seconds = drain.as_secs(),
+            "drain deadline passed; closing the remaining connections"
+        );
     }
 }
 
 /// Binds a listener with a message that names the address.
 pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
+    })
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).

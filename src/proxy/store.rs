@@ -36,7 +36,9 @@ pub struct Store {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Store {
@@ -61,7 +63,10 @@ impl Store {
     }
 
     pub fn version(&self) -> Option<String> {
-        self.live.load().as_ref().map(|l| l.snapshot.version.clone())
+        self.live
+            .load()
+            .as_ref()
+            .map(|l| l.snapshot.version.clone())
     }
 
     /// Installs a snapshot. Returns false (and keeps the current one) when the version is
@@ -83,7 +88,9 @@ impl Store {
             .map(|p| self.metrics.policy(&p.id.to_string()))
             .collect();
         self.metrics.reload(true);
-        self.metrics.policies.set(i64::try_from(snapshot.policies.len()).unwrap_or(i64::MAX));
+        self.metrics
+            .policies
+            .set(i64::try_from(snapshot.policies.len()).unwrap_or(i64::MAX));
         self.metrics
             .rejected_policies
             .set(i64::try_from(snapshot.rejected.len()).unwrap_or(i64::MAX));
@@ -109,6 +116,9 @@ impl Store {
     }
 
     pub fn status(&self) -> LoadStatus {
-        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -1,0 +1,889 @@
+//! Black-box tests of `corsgate proxy` over loopback: the real binary, a real upstream, and
+//! for each semantics line of DESIGN.md the status, the exact headers, and whether the
+//! upstream saw the request.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const APP: &str = "https://app.example.com";
+
+fn base_policy(url: &str) -> String {
+    let main = policy(
+        "api",
+        "[\"api.example.com\"]",
+        r#"  cors:
+    allowOrigins: ["https://app.example.com", "https://*.example.org"]
+    allowOriginPatterns: ['^https://pr-[0-9]+\.preview\.example\.com$']
+    allowMethods: ["GET", "POST", "PUT"]
+    allowHeaders: ["content-type", "x-custom"]
+    exposeHeaders: ["x-request-id"]
+    maxAgeSeconds: 600
+    rules:
+      - origins: ["https://admin.example.com"]
+        allowMethods: ["GET", "DELETE"]
+        allowHeaders: ["authorization"]
+        allowCredentials: true
+  responseHeaders:
+    set: [{name: Strict-Transport-Security, value: "max-age=63072000"}]
+    remove: ["x-internal"]"#,
+        url,
+    );
+    let strict = policy(
+        "strict",
+        "[\"strict.example.com\"]",
+        r#"  cors:
+    allowOrigins: ["https://app.example.com"]
+    disallowedOrigin: Reject
+    unmatchedPreflight: Forward
+    preflight: Forward
+    originOverride: false
+    allowPrivateNetwork: true"#,
+        url,
+    );
+    let open = policy(
+        "open",
+        "[\"*.open.example.com\"]",
+        r#"  paths: ["/v1"]
+  cors:
+    allowOrigins: ["*"]"#,
+        url,
+    );
+    format!("{main}---\n{strict}---\n{open}")
+}
+
+async fn setup() -> (Upstream, Proxy) {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&base_policy(&up.url()), true).await;
+    (up, proxy)
+}
+
+fn h<'a>(host: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut v = vec![("host", host)];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[tokio::test]
+async fn preflight_is_answered_at_the_edge_and_never_reaches_the_upstream() {
+    let (up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "OPTIONS",
+        "/items",
+        &h(
+            "api.example.com",
+            &[
+                ("origin", APP),
+                ("access-control-request-method", "PUT"),
+                ("access-control-request-headers", "content-type,x-custom"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 204);
+    assert_eq!(
+        got.cors_headers(),
+        [
+            "access-control-allow-headers: content-type,x-custom",
+            "access-control-allow-methods: GET, POST, PUT",
+            "access-control-allow-origin: https://app.example.com",
+            "access-control-max-age: 600",
+        ]
+    );
+    assert_eq!(
+        got.vary(),
+        ["Origin, Access-Control-Request-Method, Access-Control-Request-Headers"]
+    );
+    assert_eq!(
+        got.header("strict-transport-security"),
+        Some("max-age=63072000"),
+        "responseHeaders apply to preflights"
+    );
+    assert!(up.seen().is_empty(), "upstream saw {:?}", up.seen());
+}
+
+#[tokio::test]
+async fn allowed_actual_request_is_forwarded_with_cors_and_forwarding_headers() {
+    let (up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/items?q=1",
+        &h(
+            "api.example.com",
+            &[
+                ("origin", APP),
+                ("connection", "keep-alive, x-hop-req"),
+                ("x-hop-req", "secret"),
+                ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+                ("x-forwarded-for", "203.0.113.9"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "ok");
+    assert_eq!(
+        got.cors_headers(),
+        [
+            "access-control-allow-origin: https://app.example.com",
+            "access-control-expose-headers: x-request-id"
+        ]
+    );
+    assert_eq!(got.vary(), ["Origin"]);
+    assert_eq!(got.header("x-internal"), None, "responseHeaders.remove");
+    assert_eq!(
+        got.header("strict-transport-security"),
+        Some("max-age=63072000")
+    );
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    let s = &seen[0];
+    assert_eq!(s.path, "/items");
+    assert_eq!(s.headers["host"], "api.example.com", "Host is preserved");
+    assert_eq!(s.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(s.headers["x-forwarded-proto"], "http");
+    assert_eq!(s.headers["x-forwarded-host"], "api.example.com");
+    for hop in ["x-hop-req", "proxy-authorization", "keep-alive"] {
+        assert!(!s.headers.contains_key(hop), "{hop} must not be forwarded");
+    }
+    assert_eq!(s.headers["origin"], APP, "Origin reaches the upstream");
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_are_stripped() {
+    let (_up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/hop",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert!(got.header("x-hop-resp").is_none() && got.header("keep-alive").is_none());
+}
+
+#[tokio::test]
+async fn origins_exact_wildcard_pattern_rule_and_attacks() {
+    let (_up, proxy) = setup().await;
+    let cases = [
+        ("https://app.example.com", Some("https://app.example.com")),
+        ("https://APP.example.com", Some("https://APP.example.com")),
+        ("https://a.example.org", Some("https://a.example.org")),
+        (
+            "https://pr-42.preview.example.com",
+            Some("https://pr-42.preview.example.com"),
+        ),
+        (
+            "https://admin.example.com",
+            Some("https://admin.example.com"),
+        ),
+        ("https://example.org", None),
+        ("https://app.example.com.evil.net", None),
+        ("https://evilapp.example.com", None),
+        ("http://app.example.com", None),
+        ("https://app.example.com:8443", None),
+        ("https://pr-42.preview.example.com.evil.net", None),
+        ("null", None),
+        ("https://user@app.example.com", None),
+    ];
+    for (origin, want) in cases {
+        let got = send(
+            proxy.addr,
+            "GET",
+            "/",
+            &h("api.example.com", &[("origin", origin)]),
+        )
+        .await;
+        assert_eq!(got.status, 200, "{origin}");
+        assert_eq!(got.header("access-control-allow-origin"), want, "{origin}");
+        assert_eq!(got.vary(), ["Origin"], "{origin}");
+        if want.is_none() {
+            assert!(
+                got.cors_headers().is_empty(),
+                "{origin}: {:?}",
+                got.cors_headers()
+            );
+        }
+    }
+    let admin = send(
+        proxy.addr,
+        "GET",
+        "/",
+        &h(
+            "api.example.com",
+            &[("origin", "https://admin.example.com")],
+        ),
+    )
+    .await;
+    assert_eq!(
+        admin.header("access-control-allow-credentials"),
+        Some("true"),
+        "rule grants credentials"
+    );
+}
+
+#[tokio::test]
+async fn several_origin_headers_are_rejected() {
+    let (_up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/",
+        &h("api.example.com", &[("origin", APP), ("origin", APP)]),
+    )
+    .await;
+    assert!(got.cors_headers().is_empty());
+}
+
+#[tokio::test]
+async fn rejected_preflights_get_403_without_cors_headers() {
+    let (up, proxy) = setup().await;
+    for (origin, method, headers, reason) in [
+        ("https://evil.example", "PUT", "", "origin"),
+        (APP, "DELETE", "", "method"),
+        (APP, "PUT", "x-other", "header"),
+        ("https://admin.example.com", "GET", "x-custom", "header"),
+    ] {
+        let mut hs = h(
+            "api.example.com",
+            &[
+                ("origin", origin),
+                ("access-control-request-method", method),
+            ],
+        );
+        if !headers.is_empty() {
+            hs.push(("access-control-request-headers", headers));
+        }
+        let got = send(proxy.addr, "OPTIONS", "/x", &hs).await;
+        assert_eq!(got.status, 403, "{origin} {method} {headers}");
+        assert!(got.cors_headers().is_empty(), "{:?}", got.cors_headers());
+        assert_eq!(got.vary(), ["Origin"]);
+        assert_eq!(got.header("x-corsgate-error"), Some("cors-rejected"));
+        assert_eq!(
+            got.header("strict-transport-security"),
+            Some("max-age=63072000")
+        );
+        let (_, metrics) = proxy.admin("/metrics").await;
+        assert!(
+            metric(
+                &metrics,
+                "corsgate_cors_rejections_total",
+                &["policy=\"test/api\"", &format!("reason=\"{reason}\"")]
+            ) >= 1.0,
+            "{metrics}"
+        );
+    }
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn authorization_needs_a_rule_that_lists_it() {
+    let (_up, proxy) = setup().await;
+    let ok = send(
+        proxy.addr,
+        "OPTIONS",
+        "/",
+        &h(
+            "api.example.com",
+            &[
+                ("origin", "https://admin.example.com"),
+                ("access-control-request-method", "DELETE"),
+                ("access-control-request-headers", "authorization"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(
+        ok.header("access-control-allow-methods"),
+        Some("GET, DELETE")
+    );
+}
+
+#[tokio::test]
+async fn plain_options_goes_upstream() {
+    let (up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "OPTIONS",
+        "/x",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let got2 = send(
+        proxy.addr,
+        "OPTIONS",
+        "/y",
+        &h(
+            "api.example.com",
+            &[("access-control-request-method", "PUT")],
+        ),
+    )
+    .await;
+    assert_eq!(got2.status, 200);
+    assert_eq!(counts(&up.seen())["OPTIONS /x"], 1);
+    assert_eq!(counts(&up.seen())["OPTIONS /y"], 1);
+}
+
+#[tokio::test]
+async fn forward_modes_reject_mode_and_upstream_headers_kept() {
+    let (up, proxy) = setup().await;
+    let host = "strict.example.com";
+    // preflight: Forward — the upstream answers, the edge adds its headers.
+    let got = send(
+        proxy.addr,
+        "OPTIONS",
+        "/p",
+        &h(
+            host,
+            &[("origin", APP), ("access-control-request-method", "GET")],
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("access-control-allow-origin"), Some(APP));
+    // unmatchedPreflight: Forward — forwarded, no CORS headers added.
+    let got = send(
+        proxy.addr,
+        "OPTIONS",
+        "/q",
+        &h(
+            host,
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "GET"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert!(got.cors_headers().is_empty());
+    // disallowedOrigin: Reject — 403 at the edge.
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/r",
+        &h(host, &[("origin", "https://evil.example")]),
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    assert_eq!(got.vary(), ["Origin"]);
+    // originOverride: false — the upstream's own CORS headers stand.
+    let got = send(proxy.addr, "GET", "/cors", &h(host, &[("origin", APP)])).await;
+    assert_eq!(got.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        got.header("access-control-expose-headers"),
+        Some("x-secret")
+    );
+    let c = counts(&up.seen());
+    assert_eq!(
+        (c.get("OPTIONS /p"), c.get("OPTIONS /q"), c.get("GET /r")),
+        (Some(&1), Some(&1), None)
+    );
+}
+
+#[tokio::test]
+async fn origin_override_replaces_permissive_upstream_headers() {
+    let (_up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/cors",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    assert_eq!(
+        got.cors_headers(),
+        [
+            "access-control-allow-origin: https://app.example.com",
+            "access-control-expose-headers: x-request-id"
+        ]
+    );
+    let evil = send(
+        proxy.addr,
+        "GET",
+        "/cors",
+        &h("api.example.com", &[("origin", "https://evil.example")]),
+    )
+    .await;
+    assert!(evil.cors_headers().is_empty(), "{:?}", evil.cors_headers());
+    let plain = send(proxy.addr, "GET", "/cors", &h("api.example.com", &[])).await;
+    assert!(plain.cors_headers().is_empty());
+    assert_eq!(
+        plain.vary(),
+        ["Origin"],
+        "responses without Origin vary on it too"
+    );
+}
+
+#[tokio::test]
+async fn vary_is_merged_once_with_the_upstreams() {
+    let (_up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/vary",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    assert_eq!(got.vary(), ["Accept-Encoding, Origin"]);
+}
+
+#[tokio::test]
+async fn errors_carry_cors_headers_upstream_5xx_refused_and_timeout() {
+    let (_up, proxy) = setup().await;
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/status/500",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    assert_eq!(got.status, 500);
+    assert_eq!(got.header("access-control-allow-origin"), Some(APP));
+    assert_eq!(
+        got.header("strict-transport-security"),
+        Some("max-age=63072000")
+    );
+
+    let slow = Instant::now();
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/slow/5000",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    assert_eq!(got.status, 504, "{}", got.body);
+    assert!(
+        slow.elapsed() < Duration::from_secs(4),
+        "timeoutSeconds: 2 is honoured"
+    );
+    assert_eq!(got.header("access-control-allow-origin"), Some(APP));
+    assert_eq!(got.header("x-corsgate-error"), Some("upstream-timeout"));
+
+    // An upstream that refuses connections.
+    let dead = free_port();
+    let p2 = Proxy::start(
+        &policy(
+            "dead",
+            "[\"api.example.com\"]",
+            "  cors: {allowOrigins: [\"https://app.example.com\"]}",
+            &format!("http://127.0.0.1:{dead}"),
+        ),
+        true,
+    )
+    .await;
+    let got = send(
+        p2.addr,
+        "GET",
+        "/",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    assert_eq!(got.status, 502);
+    assert_eq!(got.header("access-control-allow-origin"), Some(APP));
+    assert_eq!(got.header("x-corsgate-error"), Some("upstream-connect"));
+    assert!(got.body.contains("Connection refused"), "{}", got.body);
+    let (_, metrics) = p2.admin("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "corsgate_proxy_requests_total",
+            &["outcome=\"upstream_error\""]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn unmatched_host_or_path_gets_a_plain_404() {
+    let (up, proxy) = setup().await;
+    for (host, path) in [
+        ("nope.example.com", "/"),
+        ("open.example.com", "/v1"),
+        ("x.open.example.com", "/v2"),
+    ] {
+        let got = send(proxy.addr, "GET", path, &h(host, &[("origin", APP)])).await;
+        assert_eq!(got.status, 404, "{host}{path}");
+        assert!(got.cors_headers().is_empty());
+        assert!(got.body.contains("no policy serves host"), "{}", got.body);
+    }
+    let ok = send(
+        proxy.addr,
+        "GET",
+        "/v1/x",
+        &h("x.open.example.com", &[("origin", "https://any.site")]),
+    )
+    .await;
+    assert_eq!(ok.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn private_network_preflight() {
+    let (_up, proxy) = setup().await;
+    let pn = [("access-control-request-private-network", "true")];
+    let mut hs = h(
+        "strict.example.com",
+        &[("origin", APP), ("access-control-request-method", "GET")],
+    );
+    hs.extend_from_slice(&pn);
+    // strict forwards preflights; the edge still adds the private-network answer.
+    let got = send(proxy.addr, "OPTIONS", "/", &hs).await;
+    assert_eq!(
+        got.header("access-control-allow-private-network"),
+        Some("true")
+    );
+    let mut hs = h(
+        "api.example.com",
+        &[("origin", APP), ("access-control-request-method", "GET")],
+    );
+    hs.extend_from_slice(&pn);
+    let got = send(proxy.addr, "OPTIONS", "/", &hs).await;
+    assert_eq!(got.status, 403, "allowPrivateNetwork is false on api");
+}
+
+#[tokio::test]
+async fn http2_cleartext_is_served() {
+    let (_up, proxy) = setup().await;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let req = http::Request::get(format!("http://api.example.com:{}/h2", proxy.addr.port()))
+        .header("origin", APP)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    // Connect to loopback while the :authority names the API host.
+    let mut parts = req.into_parts();
+    parts.0.uri = format!("http://127.0.0.1:{}/h2", proxy.addr.port())
+        .parse()
+        .unwrap();
+    parts
+        .0
+        .headers
+        .insert("host", "api.example.com".parse().unwrap());
+    let resp = client
+        .request(http::Request::from_parts(parts.0, parts.1))
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.headers()["access-control-allow-origin"], APP);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_config_and_metrics() {
+    let (_up, proxy) = setup().await;
+    assert_eq!(proxy.admin("/healthz").await.0, 200);
+    assert_eq!(proxy.admin("/readyz").await.0, 200);
+    send(
+        proxy.addr,
+        "GET",
+        "/",
+        &h("api.example.com", &[("origin", APP)]),
+    )
+    .await;
+    send(
+        proxy.addr,
+        "GET",
+        "/",
+        &h("api.example.com", &[("origin", "https://evil.example")]),
+    )
+    .await;
+    send(
+        proxy.addr,
+        "OPTIONS",
+        "/",
+        &h(
+            "api.example.com",
+            &[("origin", APP), ("access-control-request-method", "PUT")],
+        ),
+    )
+    .await;
+    send(proxy.addr, "GET", "/", &h("api.example.com", &[])).await;
+    send(proxy.addr, "GET", "/", &h("unknown.example.com", &[])).await;
+    let (_, m) = proxy.admin("/metrics").await;
+    for outcome in [
+        "actual_allowed",
+        "origin_rejected",
+        "preflight_allowed",
+        "not_cors",
+    ] {
+        assert_eq!(
+            metric(
+                &m,
+                "corsgate_proxy_requests_total",
+                &["policy=\"test/api\"", &format!("outcome=\"{outcome}\"")]
+            ),
+            1.0,
+            "{outcome}\n{m}"
+        );
+    }
+    assert_eq!(
+        metric(&m, "corsgate_proxy_unrouted_requests_total", &[]),
+        1.0
+    );
+    assert!(
+        metric(
+            &m,
+            "corsgate_upstream_duration_seconds_count",
+            &["policy=\"test/api\""]
+        ) >= 3.0
+    );
+    assert_eq!(metric(&m, "corsgate_config_policies", &[]), 3.0);
+    let (_, config) = proxy.admin("/config").await;
+    let c: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(c["ready"], true);
+    assert_eq!(c["version"].as_str().unwrap().len(), 12);
+    assert_eq!(c["policies"][0]["name"], "test/api");
+    assert_eq!(
+        c["policies"][0]["cors"]["rules"][0]["maxAgeSeconds"], 600,
+        "effective policy: rules inherit"
+    );
+}
+
+#[tokio::test]
+async fn hot_reload_applies_good_edits_and_keeps_serving_on_bad_ones() {
+    let up = Upstream::start().await;
+    let allow = |origin: &str| {
+        policy(
+            "api",
+            "[\"api.example.com\"]",
+            &format!("  cors: {{allowOrigins: [\"{origin}\"]}}"),
+            &up.url(),
+        )
+    };
+    let proxy = Proxy::start(&allow(APP), true).await;
+    let v1 = proxy.version().await;
+    let origin_of = |host| async move {
+        send(
+            proxy.addr,
+            "GET",
+            "/",
+            &h(host, &[("origin", "https://new.example.com")]),
+        )
+        .await
+        .header("access-control-allow-origin")
+        .map(str::to_string)
+    };
+    assert_eq!(origin_of("api.example.com").await, None);
+
+    // A good edit, written in place.
+    std::fs::write(&proxy.policies, allow("https://new.example.com")).unwrap();
+    let v2 = proxy.wait_version_change(&v1).await;
+    assert_eq!(
+        origin_of("api.example.com").await.as_deref(),
+        Some("https://new.example.com")
+    );
+
+    // A broken edit: the last good config keeps serving; /config and /metrics say why.
+    let broken = allow("https://new.example.com").replace("allowOrigins", "allowOrigin");
+    write_atomically(&proxy.policies, &broken);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let config = loop {
+        let (_, body) = proxy.admin("/config").await;
+        let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if !c["lastLoad"]["errors"].as_array().unwrap().is_empty() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the broken edit was not noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let err = config["lastLoad"]["errors"][0].as_str().unwrap();
+    assert!(
+        err.contains(
+            "policies.yaml (document 1): spec.cors.allowOrigin: unknown field `allowOrigin`"
+        ),
+        "{err}"
+    );
+    assert_eq!(config["version"], v2.as_str());
+    assert_eq!(
+        origin_of("api.example.com").await.as_deref(),
+        Some("https://new.example.com")
+    );
+    assert_eq!(proxy.admin("/readyz").await.0, 200);
+    let (_, m) = proxy.admin("/metrics").await;
+    assert_eq!(
+        metric(&m, "corsgate_config_reloads_total", &["result=\"failure\""]),
+        1.0
+    );
+    assert!(
+        proxy.log_text().contains("spec.cors.allowOrigin"),
+        "the log names the field"
+    );
+
+    // A later good edit, by rename (as editors and ConfigMap volumes do), is picked up.
+    write_atomically(&proxy.policies, &allow("https://third.example.com"));
+    proxy.wait_version_change(&v2).await;
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/",
+        &h(
+            "api.example.com",
+            &[("origin", "https://third.example.com")],
+        ),
+    )
+    .await;
+    assert_eq!(
+        got.header("access-control-allow-origin"),
+        Some("https://third.example.com")
+    );
+}
+
+#[tokio::test]
+async fn requests_in_flight_finish_on_the_config_they_started_with() {
+    let up = Upstream::start().await;
+    let with = |origin: &str| {
+        policy(
+            "api",
+            "[\"api.example.com\"]",
+            &format!("  cors: {{allowOrigins: [\"{origin}\"]}}"),
+            &up.url(),
+        )
+    };
+    let proxy = Proxy::start(&with(APP), true).await;
+    let v1 = proxy.version().await;
+    let addr = proxy.addr;
+    let slow = tokio::spawn(async move {
+        send(
+            addr,
+            "GET",
+            "/slow/1500",
+            &h("api.example.com", &[("origin", APP)]),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&proxy.policies, with("https://other.example.com")).unwrap();
+    proxy.wait_version_change(&v1).await;
+    let got = slow.await.unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.header("access-control-allow-origin"),
+        Some(APP),
+        "decided on the old snapshot"
+    );
+    let now = send(addr, "GET", "/", &h("api.example.com", &[("origin", APP)])).await;
+    assert_eq!(now.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn not_ready_until_a_valid_config_then_ready() {
+    let up = Upstream::start().await;
+    let good = policy("api", "[\"api.example.com\"]", "", &up.url());
+    let proxy = Proxy::start("apiVersion: nope\n", false).await;
+    assert_eq!(proxy.admin("/readyz").await.0, 503);
+    let got = send(proxy.addr, "GET", "/", &h("api.example.com", &[])).await;
+    assert_eq!(got.status, 503);
+    std::fs::write(&proxy.policies, good).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.admin("/readyz").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never became ready: {}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn directory_of_policies_with_configmap_style_links() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A ConfigMap volume: files are links into ..data, which is a link to a timestamped dir.
+    let ts1 = dir.path().join("..2026_11_25_v1");
+    std::fs::create_dir(&ts1).unwrap();
+    std::fs::write(
+        ts1.join("a.yaml"),
+        policy("a", "[\"a.example.com\"]", "", &up.url()),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_25_v1", dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/a.yaml", dir.path().join("a.yaml")).unwrap();
+    let path = dir.path().to_path_buf();
+    let proxy = Proxy::start_at(dir, path.clone(), true).await;
+    let v1 = proxy.version().await;
+    assert_eq!(
+        send(proxy.addr, "GET", "/", &h("a.example.com", &[]))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(proxy.addr, "GET", "/", &h("b.example.com", &[]))
+            .await
+            .status,
+        404
+    );
+    // The kubelet's update: a new timestamped dir, then ..data swapped by rename.
+    let ts2 = path.join("..2026_11_25_v2");
+    std::fs::create_dir(&ts2).unwrap();
+    std::fs::write(
+        ts2.join("a.yaml"),
+        policy("a", "[\"b.example.com\"]", "", &up.url()),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_25_v2", path.join("..data_tmp")).unwrap();
+    std::fs::rename(path.join("..data_tmp"), path.join("..data")).unwrap();
+    proxy.wait_version_change(&v1).await;
+    assert_eq!(
+        send(proxy.addr, "GET", "/", &h("b.example.com", &[]))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let (_up, mut proxy) = setup().await;
+    let addr = proxy.addr;
+    let slow = tokio::spawn(async move {
+        send(
+            addr,
+            "GET",
+            "/slow/1000",
+            &h("api.example.com", &[("origin", APP)]),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let got = slow.await.unwrap();
+    assert_eq!(got.status, 200, "the in-flight request finished");
+    assert_eq!(got.header("access-control-allow-origin"), Some(APP));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = proxy.child.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "proxy did not exit after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer accepting"
+    );
+}

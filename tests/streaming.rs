@@ -1,0 +1,99 @@
+//! Bodies stream through the proxy: a 1 GiB download and a 1 GiB upload pass while the
+//! proxy's peak memory stays flat.
+
+mod support;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::*;
+
+const GIB: u64 = 1 << 30;
+const CHUNK: usize = 64 * 1024;
+
+struct Chunks(u64, Bytes);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Frame<Bytes>, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.0 -= 1;
+        std::task::Poll::Ready(Some(Ok(Frame::data(self.1.clone()))))
+    }
+}
+
+#[tokio::test]
+async fn a_gibibyte_each_way_with_flat_memory() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(
+        &policy(
+            "big",
+            "[\"big.example.com\"]",
+            "  cors: {allowOrigins: [\"https://app.example.com\"]}",
+            &up.url(),
+        ),
+        true,
+    )
+    .await;
+    // Warm up, then take the baseline.
+    send(proxy.addr, "GET", "/", &[("host", "big.example.com")]).await;
+    let before = proxy.peak_rss_kib();
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<TestBody>();
+    let started = Instant::now();
+    let req = http::Request::get(format!("http://{}/download/{GIB}", proxy.addr))
+        .header("host", "big.example.com")
+        .header("origin", "https://app.example.com")
+        .body(BodyExt::boxed(StreamBody::new(Chunks(0, Bytes::new()))))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let mut body = resp.into_body();
+    let mut got: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        got += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+    }
+    assert_eq!(got, GIB);
+    let down = started.elapsed();
+
+    let started = Instant::now();
+    let chunk = Bytes::from(vec![b'u'; CHUNK]);
+    let req = http::Request::post(format!("http://{}/upload", proxy.addr))
+        .header("host", "big.example.com")
+        .body(BodyExt::boxed(StreamBody::new(Chunks(
+            GIB / CHUNK as u64,
+            chunk,
+        ))))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        GIB.to_string(),
+        "the upstream received every byte"
+    );
+    let upload = started.elapsed();
+
+    let after = proxy.peak_rss_kib();
+    eprintln!(
+        "download 1 GiB in {down:?}, upload 1 GiB in {upload:?}; proxy peak RSS {before} KiB -> {after} KiB"
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB: bodies were buffered"
+    );
+}
