@@ -1,1 +1,99 @@
-fn main() {}
+//! The engine's per-request work, alone: classify + decide + write headers, and routing.
+//! `cargo bench` (criterion). The proxy end to end is measured by bench/compare.sh.
+
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Method};
+
+use corsgate::config::{PolicyId, PolicyInput, Snapshot};
+use corsgate::cors;
+
+const POLICY: &str = r#"
+hosts: ["api.example.test", "*.apps.example.test"]
+paths: ["/v1"]
+upstream: {url: "http://127.0.0.1:9000"}
+cors:
+  allowOrigins: ["https://app.example.test", "https://*.example.org"]
+  allowOriginPatterns: ['^https://pr-[0-9]+\.preview\.example\.test$']
+  allowMethods: ["GET", "POST", "PUT", "DELETE"]
+  allowHeaders: ["content-type", "x-custom"]
+  exposeHeaders: ["x-request-id"]
+  allowCredentials: true
+  maxAgeSeconds: 600
+"#;
+
+fn snapshot(n: usize) -> Snapshot {
+    let spec: corsgate::policy::CorsPolicySpec = serde_yaml::from_str(POLICY).unwrap();
+    let mut inputs = vec![PolicyInput {
+        id: PolicyId::new("bench", "api"),
+        created: None,
+        spec: spec.clone(),
+        source: None,
+    }];
+    for i in 0..n {
+        let mut s = spec.clone();
+        s.hosts = vec![format!("api{i}.example.test")];
+        inputs.push(PolicyInput {
+            id: PolicyId::new("bench", format!("p{i}")),
+            created: None,
+            spec: s,
+            source: None,
+        });
+    }
+    Snapshot::build(inputs)
+}
+
+fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn bench(c: &mut Criterion) {
+    let snap = snapshot(1000);
+    let (_, policy) = snap.route("api.example.test", "/v1/items").unwrap();
+    let preflight = headers(&[
+        ("origin", "https://app.example.test"),
+        ("access-control-request-method", "PUT"),
+        ("access-control-request-headers", "content-type,x-custom"),
+    ]);
+    let actual = headers(&[("origin", "https://app.example.test")]);
+    let wildcard = headers(&[("origin", "https://a.b.example.org")]);
+    let pattern = headers(&[("origin", "https://pr-1234.preview.example.test")]);
+    let evil = headers(&[("origin", "https://app.example.test.evil.net")]);
+
+    c.bench_function("preflight allowed: classify + decide + write", |b| {
+        b.iter(|| {
+            let d = policy
+                .cors
+                .decide(cors::classify(&Method::OPTIONS, black_box(&preflight)));
+            let mut out = HeaderMap::with_capacity(8);
+            d.write_preflight(&mut out);
+            black_box(out)
+        })
+    });
+    for (name, h) in [
+        ("exact", &actual),
+        ("wildcard", &wildcard),
+        ("regex", &pattern),
+        ("rejected", &evil),
+    ] {
+        c.bench_function(&format!("actual {name}: classify + decide + apply"), |b| {
+            b.iter(|| {
+                let d = policy
+                    .cors
+                    .decide(cors::classify(&Method::GET, black_box(h)));
+                let mut out = HeaderMap::with_capacity(8);
+                d.apply_to_response(&mut out);
+                black_box(out)
+            })
+        });
+    }
+    c.bench_function("route among 1001 policies", |b| {
+        b.iter(|| black_box(snap.route(black_box("x.apps.example.test"), black_box("/v1/items"))))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
