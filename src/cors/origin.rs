@@ -99,8 +99,10 @@ fn is_scheme(s: &str) -> bool {
 
 /// A host as it may appear in a serialised origin: a domain (labels of letters, digits, `-`
 /// and `_`, one optional trailing dot), an IPv4 address (a domain by this grammar) or a
-/// bracketed IPv6 literal.
-fn host_shape(host: &str) -> Result<(), &'static str> {
+/// bracketed IPv6 literal. With `wildcard` (a configured origin, never a request's), one
+/// leading `*.` label is allowed and the rest must be such a host.
+fn host_shape(host: &str, wildcard: bool) -> Result<(), &'static str> {
+    let host = if wildcard { host.strip_prefix("*.").unwrap_or(host) } else { host };
     if host.is_empty() {
         return Err("the host is empty");
     }
@@ -129,8 +131,9 @@ fn host_shape(host: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Splits `scheme://host[:port]` and checks every part. Shared by requests and policies.
-fn split_tuple(s: &str) -> Result<(&str, &str, Option<u16>, bool), &'static str> {
+/// Splits `scheme://host[:port]` and checks every part. Shared by requests and policies;
+/// `wildcard` (policies only) lets the host start with one `*.` label.
+fn split_tuple(s: &str, wildcard: bool) -> Result<(&str, &str, Option<u16>, bool), &'static str> {
     let (scheme, rest) = s.split_once("://").ok_or("it has no \"://\"")?;
     if !is_scheme(scheme) {
         return Err("the scheme is not letters, digits, '+', '-' or '.'");
@@ -158,7 +161,7 @@ fn split_tuple(s: &str) -> Result<(&str, &str, Option<u16>, bool), &'static str>
             None => (rest, None),
         }
     };
-    host_shape(host)?;
+    host_shape(host, wildcard)?;
     let mut explicit_default = false;
     let port = match port_str {
         None => None,
@@ -197,7 +200,7 @@ pub fn parse_request_origin(raw: &[u8]) -> RequestOrigin<'_> {
     if s == "null" {
         return RequestOrigin::Null;
     }
-    match split_tuple(s) {
+    match split_tuple(s, false) {
         Ok((scheme, host, port, explicit_default)) => RequestOrigin::Tuple(TupleOrigin {
             scheme,
             host,
@@ -274,13 +277,21 @@ impl OriginPattern {
                 "remove the spaces; list each origin as its own entry",
             ));
         }
-        if s.ends_with('/') && split_tuple(s.trim_end_matches('/')).is_ok() {
+        if s.ends_with('/') && split_tuple(s.trim_end_matches('/'), true).is_ok() {
             return Err(OriginError::new(
                 format!("{s:?} ends with '/', but a browser's Origin never does, so it would never match"),
                 format!("write {:?}", s.trim_end_matches('/')),
             ));
         }
-        let (scheme, host, port, _) = split_tuple(s).map_err(|why| {
+        // Checked before the shape, so a stray '*' gets this message and not a generic one.
+        let after_scheme = s.split_once("://").map_or(s, |(_, rest)| rest);
+        if after_scheme.strip_prefix("*.").unwrap_or(after_scheme).contains('*') {
+            return Err(OriginError::new(
+                format!("{s:?} has a '*' that is not the whole first label"),
+                "use one leading \"*.\" label (\"https://*.example.com\") or allowOriginPatterns for anything else",
+            ));
+        }
+        let (scheme, host, port, _) = split_tuple(s, true).map_err(|why| {
             OriginError::new(
                 format!("{s:?} is not an origin: {why}"),
                 "write scheme://host[:port], e.g. \"https://app.example.com\" or \"https://*.example.com\"",
@@ -294,12 +305,6 @@ impl OriginPattern {
                 suffix: format!(".{suffix}"),
                 port,
             });
-        }
-        if host.contains('*') {
-            return Err(OriginError::new(
-                format!("{s:?} has a '*' that is not the whole first label"),
-                "use one leading \"*.\" label (\"https://*.example.com\") or allowOriginPatterns for anything else",
-            ));
         }
         Ok(OriginPattern::Exact(canonical(&scheme, &host, port)))
     }
@@ -474,6 +479,21 @@ mod tests {
         let with_port = matcher(&["http://*.example.test:8080"], &[]);
         assert_eq!(allows(&with_port, "http://a.example.test:8080"), Some(OriginMatch::Listed));
         assert_eq!(allows(&with_port, "http://a.example.test"), None);
+    }
+
+    #[test]
+    fn wildcard_origins_parse_and_requests_never_carry_a_star() {
+        // The bug this guards: the host check rejected every "*." pattern, so no policy
+        // with a wildcard origin (examples/per-origin-rules.yaml among them) could load.
+        let wild = |scheme: &str, suffix: &str, port| OriginPattern::Wildcard { scheme: scheme.into(), suffix: suffix.into(), port };
+        assert_eq!(OriginPattern::parse("https://*.Example.com").unwrap(), wild("https", ".example.com", None));
+        assert_eq!(OriginPattern::parse("http://*.shop.example.test:8080").unwrap(), wild("http", ".shop.example.test", Some(8080)));
+        for bad in ["https://*.", "https://*", "https://**.example.com", "https://*.*.example.com", "https://*.a..b"] {
+            assert!(OriginPattern::parse(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert!(OriginPattern::parse("https://*.example.com/").unwrap_err().message.contains("ends with '/'"));
+        // A request's Origin is never a pattern.
+        assert_eq!(parse_request_origin(b"https://*.example.com"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
     }
 
     #[test]
