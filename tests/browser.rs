@@ -223,7 +223,8 @@ impl Fixture {
         http::send(self.proxy.listen, method, &host, path, headers).await
     }
 
-    async fn preflights(&self, policy: &str, outcome: &str) -> Result<u64, String> {
+    /// `corsgate_proxy_requests_total` for one of the test policies and an outcome.
+    async fn counted(&self, policy: &str, outcome: &str) -> Result<u64, String> {
         self.proxy
             .requests(&format!("browser/{policy}"), outcome)
             .await
@@ -356,7 +357,7 @@ async fn regex_origins(fx: &Fixture) -> Result<(), String> {
 }
 
 async fn preflighted_put(fx: &Fixture) -> Result<(), String> {
-    let before = fx.preflights("api", "preflight_allowed").await?;
+    let before = fx.counted("api", "preflight_allowed").await?;
     let init = json!({
         "method": "PUT",
         "headers": {"X-Custom": "42", "Content-Type": "application/json"},
@@ -368,7 +369,7 @@ async fn preflighted_put(fx: &Fixture) -> Result<(), String> {
         f.json()["method"] == "PUT",
         "the upstream should have answered the PUT: {f:?}"
     );
-    let after = fx.preflights("api", "preflight_allowed").await?;
+    let after = fx.counted("api", "preflight_allowed").await?;
     ensure!(
         after > before,
         "the browser should have sent a preflight, answered at the edge (preflight_allowed {before} -> {after})"
@@ -387,12 +388,12 @@ async fn preflighted_put(fx: &Fixture) -> Result<(), String> {
 }
 
 async fn disallowed_method(fx: &Fixture) -> Result<(), String> {
-    let before = fx.preflights("api", "preflight_rejected").await?;
+    let before = fx.counted("api", "preflight_rejected").await?;
     let f = fx
         .fetch(APP, "/items/8", json!({"method": "DELETE"}))
         .await?;
     blocked(&f, "DELETE (not in allowMethods)")?;
-    let after = fx.preflights("api", "preflight_rejected").await?;
+    let after = fx.counted("api", "preflight_rejected").await?;
     ensure!(
         after == before + 1,
         "the DELETE's preflight should be rejected at the edge ({before} -> {after})"
@@ -406,12 +407,12 @@ async fn disallowed_method(fx: &Fixture) -> Result<(), String> {
 }
 
 async fn disallowed_header(fx: &Fixture) -> Result<(), String> {
-    let before = fx.preflights("api", "preflight_rejected").await?;
+    let before = fx.counted("api", "preflight_rejected").await?;
     let f = fx
         .fetch(APP, "/items/9", json!({"headers": {"X-Secret": "1"}}))
         .await?;
     blocked(&f, "GET with X-Secret (not in allowHeaders)")?;
-    let after = fx.preflights("api", "preflight_rejected").await?;
+    let after = fx.counted("api", "preflight_rejected").await?;
     ensure!(
         after == before + 1,
         "the preflight should be rejected at the edge ({before} -> {after})"
@@ -601,18 +602,18 @@ async fn max_age_honoured(fx: &Fixture) -> Result<(), String> {
     );
     // The control first: with Max-Age 0 the browser must not cache, so the counter is
     // seen to count each preflight the browser sends.
-    let before = fx.preflights("no-max-age", "preflight_allowed").await?;
+    let before = fx.counted("no-max-age", "preflight_allowed").await?;
     for i in 1..=2 {
         let f = fx.fetch(APP, "/no-max-age/1", put.clone()).await?;
         status(&f, 200, &format!("PUT /no-max-age/1 #{i}"))?;
     }
-    let sent = fx.preflights("no-max-age", "preflight_allowed").await? - before;
+    let sent = fx.counted("no-max-age", "preflight_allowed").await? - before;
     ensure!(
         sent == 2,
         "with Max-Age 0 two PUTs should cost two preflights, the edge answered {sent}"
     );
 
-    let before = fx.preflights("max-age", "preflight_allowed").await?;
+    let before = fx.counted("max-age", "preflight_allowed").await?;
     for i in 1..=3 {
         if i == 3 {
             tokio::time::sleep(BROWSER_DEFAULT_PREFLIGHT_CACHE + Duration::from_millis(500)).await;
@@ -620,7 +621,7 @@ async fn max_age_honoured(fx: &Fixture) -> Result<(), String> {
         let f = fx.fetch(APP, "/max-age/1", put.clone()).await?;
         status(&f, 200, &format!("PUT /max-age/1 #{i}"))?;
     }
-    let sent = fx.preflights("max-age", "preflight_allowed").await? - before;
+    let sent = fx.counted("max-age", "preflight_allowed").await? - before;
     ensure!(
         sent == 1,
         "three identical PUTs (the last after the browser's 5 s default) under Max-Age 600 should cost one preflight, the edge answered {sent}"

@@ -235,6 +235,8 @@ where
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors and the like: back off rather than spin.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
             let handler = handler.clone();
