@@ -629,6 +629,28 @@ mod tests {
         assert!(compile_patterns(&["(unclosed".into()]).is_err());
     }
 
+    #[test]
+    fn wildcard_origins_parse_and_requests_never_carry_a_star() {
+        // The bug this guards: the host check rejected every "*." pattern, so no policy
+        // with a wildcard origin (examples/per-origin-rules.yaml among them) could load.
+        let wild = |scheme: &str, suffix: &str, port| OriginPattern::Wildcard {
+            scheme: scheme.into(),
+            suffix: suffix.into(),
+            port,
+        };
+        assert_eq!(OriginPattern::parse("https://*.Example.com").unwrap(), wild("https", ".example.com", None));
+        assert_eq!(
+            OriginPattern::parse("http://*.shop.example.test:8080").unwrap(),
+            wild("http", ".shop.example.test", Some(8080))
+        );
+        for bad in ["https://*.", "https://*", "https://**.example.com", "https://*.*.example.com", "https://*.a..b"] {
+            assert!(OriginPattern::parse(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert!(OriginPattern::parse("https://*.example.com/").unwrap_err().message.contains("ends with '/'"));
+        // A request's Origin is never a pattern.
+        assert_eq!(parse_request_origin(b"https://*.example.com"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
+    }
+
     fn label() -> impl Strategy<Value = String> {
         "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
     }
