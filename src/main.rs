@@ -42,6 +42,8 @@ enum Command {
     Explain(ExplainArgs),
     /// Run the proxy on the bundled example with an echo upstream and a page on another origin.
     Demo(DemoArgs),
+    /// Print the CorsPolicy CustomResourceDefinition (YAML) generated from the Rust types.
+    Crd,
 }
 
 #[derive(clap::Args)]
@@ -197,6 +199,7 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Check { paths } => return check(&paths),
+        Command::Crd => corsgate::policy::crd::crd_yaml().map(|y| print!("{y}")).context("cannot render the CRD"),
         Command::Explain(a) => {
             let snap = match config::load_snapshot(&a.policies) {
                 Ok(s) => s,
