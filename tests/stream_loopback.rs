@@ -38,20 +38,44 @@ fn free_port() -> SocketAddr {
 fn spawn_proxy(controller: SocketAddr, id: &str) -> Proxy {
     let (listen, admin) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args(["proxy", "--controller", &format!("http://{controller}"), "--proxy-id", id])
-        .args(["--listen", &listen.to_string(), "--admin", &admin.to_string(), "--drain-timeout-seconds", "1"])
+        .args([
+            "proxy",
+            "--controller",
+            &format!("http://{controller}"),
+            "--proxy-id",
+            id,
+        ])
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+            "--drain-timeout-seconds",
+            "1",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn corsgate proxy");
-    Proxy { child, listen, admin }
+    Proxy {
+        child,
+        listen,
+        admin,
+    }
 }
 
 /// A one-line HTTP/1.1 client: returns (status, headers lower-cased, body).
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String, String)> {
+async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
     let mut req = format!("GET {path} HTTP/1.1\r\nhost: api.test\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -59,7 +83,10 @@ async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<(
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
     let text = String::from_utf8_lossy(&buf).to_string();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
@@ -72,7 +99,9 @@ async fn upstream() -> SocketAddr {
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { continue };
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut buf = [0u8; 4096];
@@ -122,7 +151,12 @@ async fn start_controller(addr: SocketAddr, ttl: Duration) -> Controller {
     let listener = listener.expect("rebind the controller's port");
     let hub = Arc::new(Hub::new(ttl));
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(serve_stream(listener, hub.clone(), Duration::from_secs(2), rx));
+    let task = tokio::spawn(serve_stream(
+        listener,
+        hub.clone(),
+        Duration::from_secs(2),
+        rx,
+    ));
     Controller { hub, stop, task }
 }
 
@@ -140,8 +174,10 @@ async fn eventually<F: FnMut() -> bool>(what: &str, mut f: F) {
 async fn allow_origin(p: &Proxy, origin: &str) -> Option<String> {
     let (status, head, body) = get(p.listen, "/x", &[("origin", origin)]).await?;
     assert_eq!((status, body.as_str()), (200, "upstream"));
-    head.lines()
-        .find_map(|l| l.strip_prefix("access-control-allow-origin: ").map(str::to_string))
+    head.lines().find_map(|l| {
+        l.strip_prefix("access-control-allow-origin: ")
+            .map(str::to_string)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,25 +185,40 @@ async fn three_proxies_follow_one_controller_through_a_restart() {
     let up = upstream().await;
     let ctl_addr = free_port();
     let ctl = start_controller(ctl_addr, Duration::from_secs(60)).await;
-    let proxies: Vec<Proxy> = (0..3).map(|i| spawn_proxy(ctl_addr, &format!("edge-{i}"))).collect();
+    let proxies: Vec<Proxy> = (0..3)
+        .map(|i| spawn_proxy(ctl_addr, &format!("edge-{i}")))
+        .collect();
 
     // Before the first snapshot: connected, not ready, nothing served.
-    eventually("three proxies polling", || ctl.hub.tally(None, Instant::now()).connected == 3).await;
+    eventually("three proxies polling", || {
+        ctl.hub.tally(None, Instant::now()).connected == 3
+    })
+    .await;
     for p in &proxies {
         let (status, _, _) = get(p.admin, "/readyz", &[]).await.expect("readyz");
-        assert_eq!(status, 503, "a proxy is not ready before its first snapshot");
+        assert_eq!(
+            status, 503,
+            "a proxy is not ready before its first snapshot"
+        );
     }
 
     // v1 reaches every proxy, and each acknowledges it.
     let v1 = document(up, "https://one.example");
     ctl.hub.publish(&v1).expect("publish");
     eventually("all proxies at v1", || {
-        ctl.hub.tally(Some(&v1.version), Instant::now()) == Tally { connected: 3, current: 3 }
+        ctl.hub.tally(Some(&v1.version), Instant::now())
+            == Tally {
+                connected: 3,
+                current: 3,
+            }
     })
     .await;
     for p in &proxies {
         assert_eq!(get(p.admin, "/readyz", &[]).await.map(|r| r.0), Some(200));
-        assert_eq!(allow_origin(p, "https://one.example").await.as_deref(), Some("https://one.example"));
+        assert_eq!(
+            allow_origin(p, "https://one.example").await.as_deref(),
+            Some("https://one.example")
+        );
     }
 
     // v2 wakes the parked long polls.
@@ -176,12 +227,19 @@ async fn three_proxies_follow_one_controller_through_a_restart() {
     let published = Instant::now();
     ctl.hub.publish(&v2).expect("publish");
     eventually("all proxies at v2", || {
-        ctl.hub.tally(Some(&v2.version), Instant::now()) == Tally { connected: 3, current: 3 }
+        ctl.hub.tally(Some(&v2.version), Instant::now())
+            == Tally {
+                connected: 3,
+                current: 3,
+            }
     })
     .await;
     println!("v2 acknowledged by 3 proxies in {:?}", published.elapsed());
     for p in &proxies {
-        assert_eq!(allow_origin(p, "https://two.example").await.as_deref(), Some("https://two.example"));
+        assert_eq!(
+            allow_origin(p, "https://two.example").await.as_deref(),
+            Some("https://two.example")
+        );
         assert_eq!(allow_origin(p, "https://one.example").await, None);
     }
 
@@ -190,8 +248,15 @@ async fn three_proxies_follow_one_controller_through_a_restart() {
     let _ = ctl.task.await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for p in &proxies {
-        assert_eq!(get(p.admin, "/readyz", &[]).await.map(|r| r.0), Some(200), "ready while the controller is away");
-        assert_eq!(allow_origin(p, "https://two.example").await.as_deref(), Some("https://two.example"));
+        assert_eq!(
+            get(p.admin, "/readyz", &[]).await.map(|r| r.0),
+            Some(200),
+            "ready while the controller is away"
+        );
+        assert_eq!(
+            allow_origin(p, "https://two.example").await.as_deref(),
+            Some("https://two.example")
+        );
     }
 
     // A new controller on the same address with the same policies: every proxy reconnects
@@ -199,7 +264,11 @@ async fn three_proxies_follow_one_controller_through_a_restart() {
     let ctl2 = start_controller(ctl_addr, Duration::from_secs(3)).await;
     ctl2.hub.publish(&v2).expect("publish");
     eventually("all proxies back at v2", || {
-        ctl2.hub.tally(Some(&v2.version), Instant::now()) == Tally { connected: 3, current: 3 }
+        ctl2.hub.tally(Some(&v2.version), Instant::now())
+            == Tally {
+                connected: 3,
+                current: 3,
+            }
     })
     .await;
 
@@ -209,7 +278,11 @@ async fn three_proxies_follow_one_controller_through_a_restart() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     ctl2.hub.expire(Instant::now());
     eventually("the stopped proxy drops out", || {
-        ctl2.hub.tally(Some(&v2.version), Instant::now()) == Tally { connected: 2, current: 2 }
+        ctl2.hub.tally(Some(&v2.version), Instant::now())
+            == Tally {
+                connected: 2,
+                current: 2,
+            }
     })
     .await;
     let _ = ctl2.stop.send(true);
@@ -222,18 +295,34 @@ async fn the_stream_answers_304_when_nothing_changes_and_400_without_a_proxy_nam
     let up = upstream().await;
     let doc = document(up, "https://one.example");
     // Before any snapshot: 503 after the wait.
-    let (status, _, _) = get(ctl_addr, "/v1/config?version=&proxy=t", &[]).await.expect("poll");
+    let (status, _, _) = get(ctl_addr, "/v1/config?version=&proxy=t", &[])
+        .await
+        .expect("poll");
     assert_eq!(status, 503);
     ctl.hub.publish(&doc).expect("publish");
-    let (status, head, body) = get(ctl_addr, "/v1/config?version=&proxy=t", &[]).await.expect("poll");
+    let (status, head, body) = get(ctl_addr, "/v1/config?version=&proxy=t", &[])
+        .await
+        .expect("poll");
     assert_eq!(status, 200);
     assert!(head.contains(&format!("x-corsgate-config-version: {}", doc.version)));
     assert_eq!(ConfigDocument::parse(body.as_bytes()).expect("json"), doc);
     let started = Instant::now();
-    let (status, _, _) = get(ctl_addr, &format!("/v1/config?version={}&proxy=t", doc.version), &[]).await.expect("poll");
+    let (status, _, _) = get(
+        ctl_addr,
+        &format!("/v1/config?version={}&proxy=t", doc.version),
+        &[],
+    )
+    .await
+    .expect("poll");
     assert_eq!(status, 304);
-    assert!(started.elapsed() >= Duration::from_millis(1900), "a current proxy waits for the long poll");
-    assert_eq!(get(ctl_addr, "/v1/config?version=", &[]).await.map(|r| r.0), Some(400));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "a current proxy waits for the long poll"
+    );
+    assert_eq!(
+        get(ctl_addr, "/v1/config?version=", &[]).await.map(|r| r.0),
+        Some(400)
+    );
     assert_eq!(get(ctl_addr, "/nope", &[]).await.map(|r| r.0), Some(404));
     let _ = ctl.stop.send(true);
 }

@@ -38,7 +38,9 @@ pub struct WirePolicy {
 pub enum WireError {
     #[error("the config document is not valid JSON: {0}")]
     Json(String),
-    #[error("config version {sent} was sent but the policies build to {built}; keeping the current configuration")]
+    #[error(
+        "config version {sent} was sent but the policies build to {built}; keeping the current configuration"
+    )]
     VersionMismatch { sent: String, built: String },
     #[error("policy {policy} was sent as accepted but does not build here: {why}")]
     Rejected { policy: String, why: String },
@@ -54,7 +56,10 @@ impl ConfigDocument {
             .map(|p| WirePolicy {
                 namespace: p.id.namespace.clone(),
                 name: p.id.name.clone(),
-                created: inputs.iter().find(|i| i.id == p.id).and_then(|i| i.created.clone()),
+                created: inputs
+                    .iter()
+                    .find(|i| i.id == p.id)
+                    .and_then(|i| i.created.clone()),
                 spec: p.spec.clone(),
             })
             .collect();
@@ -115,31 +120,71 @@ mod tests {
     #[test]
     fn round_trip_rebuilds_the_same_version_without_rejected_policies() {
         let inputs = vec![
-            input("a", "one", "2024-01-01T00:00:00Z", "{hosts: [x.example], upstream: {url: 'http://u:1'}}"),
-            input("a", "two", "2024-01-02T00:00:00Z", "{hosts: [x.example], upstream: {url: 'http://u:2'}}"),
-            input("b", "bad", "2024-01-02T00:00:00Z", "{hosts: ['x:1'], upstream: {url: 'http://u:2'}}"),
-            input("b", "paths", "2024-01-03T00:00:00Z", "{hosts: [x.example], paths: [/v1], upstream: {service: {name: s, port: 80}}}"),
+            input(
+                "a",
+                "one",
+                "2024-01-01T00:00:00Z",
+                "{hosts: [x.example], upstream: {url: 'http://u:1'}}",
+            ),
+            input(
+                "a",
+                "two",
+                "2024-01-02T00:00:00Z",
+                "{hosts: [x.example], upstream: {url: 'http://u:2'}}",
+            ),
+            input(
+                "b",
+                "bad",
+                "2024-01-02T00:00:00Z",
+                "{hosts: ['x:1'], upstream: {url: 'http://u:2'}}",
+            ),
+            input(
+                "b",
+                "paths",
+                "2024-01-03T00:00:00Z",
+                "{hosts: [x.example], paths: [/v1], upstream: {service: {name: s, port: 80}}}",
+            ),
         ];
         let snap = Snapshot::build(inputs.clone());
         assert_eq!(snap.rejected.len(), 2);
         let doc = ConfigDocument::of(&snap, &inputs);
         assert_eq!(doc.policies.len(), 2);
         let bytes = serde_json::to_vec(&doc).expect("json");
-        let rebuilt = ConfigDocument::parse(&bytes).and_then(ConfigDocument::into_snapshot).expect("rebuild");
+        let rebuilt = ConfigDocument::parse(&bytes)
+            .and_then(ConfigDocument::into_snapshot)
+            .expect("rebuild");
         assert_eq!(rebuilt.version, snap.version);
         assert_eq!(rebuilt.policies.len(), 2);
-        assert!(rebuilt.route("x.example", "/v1/z").is_some_and(|(_, p)| p.id.name == "paths"));
+        assert!(
+            rebuilt
+                .route("x.example", "/v1/z")
+                .is_some_and(|(_, p)| p.id.name == "paths")
+        );
     }
 
     #[test]
     fn a_tampered_document_is_refused() {
-        let inputs = vec![input("a", "one", "2024-01-01T00:00:00Z", "{hosts: [x.example], upstream: {url: 'http://u:1'}}")];
+        let inputs = vec![input(
+            "a",
+            "one",
+            "2024-01-01T00:00:00Z",
+            "{hosts: [x.example], upstream: {url: 'http://u:1'}}",
+        )];
         let snap = Snapshot::build(inputs.clone());
         let mut doc = ConfigDocument::of(&snap, &inputs);
         doc.policies[0].spec.hosts = vec!["y.example".into()];
-        assert!(matches!(doc.clone().into_snapshot(), Err(WireError::VersionMismatch { .. })));
+        assert!(matches!(
+            doc.clone().into_snapshot(),
+            Err(WireError::VersionMismatch { .. })
+        ));
         doc.policies[0].spec.hosts = vec!["bad host".into()];
-        assert!(matches!(doc.into_snapshot(), Err(WireError::Rejected { .. })));
-        assert!(matches!(ConfigDocument::parse(b"{\"version\":"), Err(WireError::Json(_))));
+        assert!(matches!(
+            doc.into_snapshot(),
+            Err(WireError::Rejected { .. })
+        ));
+        assert!(matches!(
+            ConfigDocument::parse(b"{\"version\":"),
+            Err(WireError::Json(_))
+        ));
     }
 }

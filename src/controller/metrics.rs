@@ -58,21 +58,65 @@ impl Metrics {
             leader: Gauge::default(),
         };
         let r = &mut m.registry;
-        r.register("corsgate_controller_reconciles", "Rebuild passes (snapshot and statuses)", m.reconciles.clone());
-        r.register("corsgate_controller_errors", "Errors by kind", m.errors.clone());
-        r.register("corsgate_controller_status_patches", "Status patches sent (only when a status changed)", m.status_patches.clone());
-        r.register("corsgate_controller_snapshot_build_seconds", "Time to build and serialise one snapshot", m.build_seconds.clone());
-        r.register("corsgate_controller_snapshot_bytes", "Size of the config document sent to proxies", m.snapshot_bytes.clone());
-        r.register("corsgate_controller_snapshot_policies", "Accepted policies in the current snapshot", m.snapshot_policies.clone());
-        r.register("corsgate_controller_connected_proxies", "Proxies seen on the config stream recently", m.connected_proxies.clone());
-        r.register("corsgate_controller_current_proxies", "Connected proxies serving the current config version", m.current_proxies.clone());
-        r.register("corsgate_controller_policies", "Policies by condition and status", m.policies.clone());
-        r.register("corsgate_controller_leader", "1 while this replica holds the lease (writes status)", m.leader.clone());
+        r.register(
+            "corsgate_controller_reconciles",
+            "Rebuild passes (snapshot and statuses)",
+            m.reconciles.clone(),
+        );
+        r.register(
+            "corsgate_controller_errors",
+            "Errors by kind",
+            m.errors.clone(),
+        );
+        r.register(
+            "corsgate_controller_status_patches",
+            "Status patches sent (only when a status changed)",
+            m.status_patches.clone(),
+        );
+        r.register(
+            "corsgate_controller_snapshot_build_seconds",
+            "Time to build and serialise one snapshot",
+            m.build_seconds.clone(),
+        );
+        r.register(
+            "corsgate_controller_snapshot_bytes",
+            "Size of the config document sent to proxies",
+            m.snapshot_bytes.clone(),
+        );
+        r.register(
+            "corsgate_controller_snapshot_policies",
+            "Accepted policies in the current snapshot",
+            m.snapshot_policies.clone(),
+        );
+        r.register(
+            "corsgate_controller_connected_proxies",
+            "Proxies seen on the config stream recently",
+            m.connected_proxies.clone(),
+        );
+        r.register(
+            "corsgate_controller_current_proxies",
+            "Connected proxies serving the current config version",
+            m.current_proxies.clone(),
+        );
+        r.register(
+            "corsgate_controller_policies",
+            "Policies by condition and status",
+            m.policies.clone(),
+        );
+        r.register(
+            "corsgate_controller_leader",
+            "1 while this replica holds the lease (writes status)",
+            m.leader.clone(),
+        );
         m
     }
 
     pub fn error(&self, label: &str) {
-        self.errors.get_or_create(&ErrorLabel { error: label.to_string() }).inc();
+        self.errors
+            .get_or_create(&ErrorLabel {
+                error: label.to_string(),
+            })
+            .inc();
     }
 
     /// Sets `corsgate_controller_policies` from counts of (condition, status).

@@ -120,15 +120,13 @@ pub struct ControllerOptions {
     pub instance: String,
 }
 
-fn stores_ready<K>(stores: &[Store<K>]) -> impl std::future::Future<Output = ()> + '_
+async fn stores_ready<K>(stores: &[Store<K>])
 where
     K: Resource + Clone + 'static,
     K::DynamicType: std::hash::Hash + Eq + Clone,
 {
-    async move {
-        for s in stores {
-            let _ = s.wait_until_ready().await;
-        }
+    for s in stores {
+        let _ = s.wait_until_ready().await;
     }
 }
 
@@ -154,13 +152,17 @@ where
     let apis: Vec<Api<K>> = if namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
-        namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
     };
     let mut stores = Vec::new();
     for api in apis {
         let (reader, writer) = reflector::store();
         stores.push(reader);
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff();
         let (changed, metrics) = (changed.clone(), metrics.clone());
         tasks.spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -169,7 +171,10 @@ where
                     Ok(Some(_)) => changed.notify_one(),
                     Ok(None) => return Err(Error::TaskDied(format!("the {what} watch ended"))),
                     Err(e) => {
-                        let e = Error::Watch { what, source: Box::new(e) };
+                        let e = Error::Watch {
+                            what,
+                            source: Box::new(e),
+                        };
                         metrics.error(e.metric_label());
                         tracing::warn!(error = %e, "watch error; retrying with backoff");
                     }
@@ -181,12 +186,20 @@ where
 }
 
 /// Runs the controller until `shutdown` turns true, or returns the error that stopped it.
-pub async fn run(client: kube::Client, opts: ControllerOptions, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
+pub async fn run(
+    client: kube::Client,
+    opts: ControllerOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(opts.proxy_ttl));
     let health = Arc::new(Health::default());
-    let stream_listener = server::bind("config stream", opts.listen).await.map_err(Error::Listen)?;
-    let admin_listener = server::bind("admin", opts.admin).await.map_err(Error::Listen)?;
+    let stream_listener = server::bind("config stream", opts.listen)
+        .await
+        .map_err(Error::Listen)?;
+    let admin_listener = server::bind("admin", opts.admin)
+        .await
+        .map_err(Error::Listen)?;
     tracing::info!(
         listen = %opts.listen,
         admin = %opts.admin,
@@ -201,13 +214,22 @@ pub async fn run(client: kube::Client, opts: ControllerOptions, shutdown: watch:
             server::serve_stream(stream_listener, stream_hub, wait, stop).await;
             Ok(())
         });
-        let (admin_hub, admin_health, admin_metrics, stop) = (hub.clone(), health.clone(), metrics.clone(), shutdown.clone());
+        let (admin_hub, admin_health, admin_metrics, stop) = (
+            hub.clone(),
+            health.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
             server::serve(
                 "admin",
                 admin_listener,
                 move |req| {
-                    let (hub, health, metrics) = (admin_hub.clone(), admin_health.clone(), admin_metrics.clone());
+                    let (hub, health, metrics) = (
+                        admin_hub.clone(),
+                        admin_health.clone(),
+                        admin_metrics.clone(),
+                    );
                     async move { server::admin(&hub, &health, &metrics, &req) }
                 },
                 stop,
@@ -218,14 +240,32 @@ pub async fn run(client: kube::Client, opts: ControllerOptions, shutdown: watch:
     }
 
     let changed = Arc::new(Notify::new());
-    let policies = reflect::<CorsPolicy>(&mut tasks, &client, &opts.namespaces, "CorsPolicy", changed.clone(), metrics.clone());
-    let services = reflect::<Service>(&mut tasks, &client, &opts.namespaces, "Service", changed.clone(), metrics.clone());
+    let policies = reflect::<CorsPolicy>(
+        &mut tasks,
+        &client,
+        &opts.namespaces,
+        "CorsPolicy",
+        changed.clone(),
+        metrics.clone(),
+    );
+    let services = reflect::<Service>(
+        &mut tasks,
+        &client,
+        &opts.namespaces,
+        "Service",
+        changed.clone(),
+        metrics.clone(),
+    );
 
     let (_always_tx, mut is_leader) = lease::always(true);
     if let Some(lo) = &opts.lease {
         let l = lease::elect(client.clone(), lo).await?;
         is_leader = l.is_leader;
-        tasks.spawn(async move { l.task.await.map_err(|e| Error::TaskDied(format!("lease: {e}")))? });
+        tasks.spawn(async move {
+            l.task
+                .await
+                .map_err(|e| Error::TaskDied(format!("lease: {e}")))?
+        });
     }
 
     let ctx = Context {
@@ -234,7 +274,10 @@ pub async fn run(client: kube::Client, opts: ControllerOptions, shutdown: watch:
         services,
         hub: hub.clone(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client, format!("corsgate-controller/{}", opts.instance).into()),
+        recorder: Recorder::new(
+            client,
+            format!("corsgate-controller/{}", opts.instance).into(),
+        ),
     };
 
     let mut stop = shutdown.clone();
@@ -256,7 +299,7 @@ pub async fn run(client: kube::Client, opts: ControllerOptions, shutdown: watch:
 
     let mut acks = hub.subscribe_changes();
     let tick = opts.proxy_ttl / 3;
-        loop {
+    loop {
         hub.expire(tokio::time::Instant::now());
         let leader = *is_leader.borrow_and_update();
         health.leader.store(leader, Ordering::Release);

@@ -58,16 +58,26 @@ pub fn service_index(stores: &[Store<Service>]) -> ServiceIndex {
 }
 
 /// Builds and publishes the snapshot of `policies`; returns it and the document size.
-pub fn build(policies: &[Arc<CorsPolicy>], hub: &Hub, metrics: &Metrics) -> Result<(Snapshot, bool), Error> {
+pub fn build(
+    policies: &[Arc<CorsPolicy>],
+    hub: &Hub,
+    metrics: &Metrics,
+) -> Result<(Snapshot, bool), Error> {
     let started = Instant::now();
     let inputs: Vec<_> = policies.iter().map(|p| status::input_of(p)).collect();
     let snap = Snapshot::build(inputs.clone());
     let doc = ConfigDocument::of(&snap, &inputs);
     let published = hub.publish(&doc).map_err(Error::Serialize)?;
-    metrics.build_seconds.observe(started.elapsed().as_secs_f64());
+    metrics
+        .build_seconds
+        .observe(started.elapsed().as_secs_f64());
     if let Some(p) = hub.current() {
-        metrics.snapshot_bytes.set(i64::try_from(p.body.len()).unwrap_or(i64::MAX));
-        metrics.snapshot_policies.set(i64::try_from(p.policies).unwrap_or(i64::MAX));
+        metrics
+            .snapshot_bytes
+            .set(i64::try_from(p.body.len()).unwrap_or(i64::MAX));
+        metrics
+            .snapshot_policies
+            .set(i64::try_from(p.policies).unwrap_or(i64::MAX));
     }
     Ok((snap, published))
 }
@@ -77,8 +87,11 @@ pub async fn reconcile(ctx: &Context, leader: bool) -> Result<Outcome, Error> {
     ctx.metrics.reconciles.inc();
     let policies: Vec<Arc<CorsPolicy>> = ctx.policies.iter().flat_map(Store::state).collect();
     let (snap, published) = build(&policies, &ctx.hub, &ctx.metrics)?;
-    let span = tracing::info_span!("rebuild", version = %snap.version, policies = policies.len(), leader);
-    statuses(ctx, leader, &policies, &snap, published).instrument(span).await
+    let span =
+        tracing::info_span!("rebuild", version = %snap.version, policies = policies.len(), leader);
+    statuses(ctx, leader, &policies, &snap, published)
+        .instrument(span)
+        .await
 }
 
 async fn statuses(
@@ -89,12 +102,20 @@ async fn statuses(
     published: bool,
 ) -> Result<Outcome, Error> {
     if published {
-        tracing::info!(accepted = snap.policies.len(), rejected = snap.rejected.len(), "configuration published");
+        tracing::info!(
+            accepted = snap.policies.len(),
+            rejected = snap.rejected.len(),
+            "configuration published"
+        );
     }
     let now = tokio::time::Instant::now();
     let tally = ctx.hub.tally(Some(&snap.version), now);
-    ctx.metrics.connected_proxies.set(i64::try_from(tally.connected).unwrap_or(i64::MAX));
-    ctx.metrics.current_proxies.set(i64::try_from(tally.current).unwrap_or(i64::MAX));
+    ctx.metrics
+        .connected_proxies
+        .set(i64::try_from(tally.connected).unwrap_or(i64::MAX));
+    ctx.metrics
+        .current_proxies
+        .set(i64::try_from(tally.current).unwrap_or(i64::MAX));
     let services = service_index(&ctx.services);
     let stamp = Time(k8s_openapi::jiff::Timestamp::now());
     let mut outcome = Outcome {

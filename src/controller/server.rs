@@ -35,19 +35,26 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
+    })
 }
 
 /// Serves `handler` on `listener` until `shutdown` turns true.
-pub async fn serve<H, Fut>(name: &'static str, listener: TcpListener, handler: H, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve<H, Fut>(
+    name: &'static str,
+    listener: TcpListener,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Bytes>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -82,15 +89,25 @@ where
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Bytes> {
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Bytes> {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 /// The admin endpoints.
-pub fn admin(hub: &Hub, health: &Health, metrics: &Metrics, req: &Request<Incoming>) -> Response<Bytes> {
+pub fn admin(
+    hub: &Hub,
+    health: &Health,
+    metrics: &Metrics,
+    req: &Request<Incoming>,
+) -> Response<Bytes> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n");
@@ -99,7 +116,11 @@ pub fn admin(hub: &Hub, health: &Health, metrics: &Metrics, req: &Request<Incomi
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n"),
         "/readyz" => match (health.synced.load(Ordering::Acquire), hub.version()) {
             (true, Some(v)) => reply(StatusCode::OK, TEXT, format!("ready: config {v}\n")),
-            _ => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready: caches not synced or no snapshot yet\n"),
+            _ => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                "not ready: caches not synced or no snapshot yet\n",
+            ),
         },
         "/metrics" => reply(
             StatusCode::OK,
@@ -119,12 +140,21 @@ pub fn admin(hub: &Hub, health: &Health, metrics: &Metrics, req: &Request<Incomi
             });
             reply(StatusCode::OK, "application/json", body.to_string())
         }
-        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found: /healthz /readyz /metrics /config\n"),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: /healthz /readyz /metrics /config\n",
+        ),
     }
 }
 
 /// Serves the config stream on `listener`.
-pub async fn serve_stream(listener: TcpListener, hub: Arc<Hub>, wait: Duration, shutdown: watch::Receiver<bool>) {
+pub async fn serve_stream(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    wait: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
     let stop = shutdown.clone();
     serve(
         "stream",

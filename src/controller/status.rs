@@ -39,7 +39,10 @@ pub type ServiceIndex = HashMap<(String, String), Vec<i32>>;
 /// only a fallback for objects built by hand).
 pub fn id_of(p: &CorsPolicy) -> PolicyId {
     PolicyId::new(
-        p.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        p.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         p.metadata.name.clone().unwrap_or_default(),
     )
 }
@@ -94,7 +97,14 @@ fn cap(mut s: String) -> String {
     s
 }
 
-fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: Option<i64>, now: &Time) -> Condition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: if ok { "True" } else { "False" }.into(),
@@ -106,13 +116,23 @@ fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: O
 }
 
 /// The status `policy` should have. `now` is used only for conditions whose status changed.
-pub fn desired(policy: &CorsPolicy, snap: &Snapshot, services: &ServiceIndex, tally: Tally, now: &Time) -> CorsPolicyStatus {
+pub fn desired(
+    policy: &CorsPolicy,
+    snap: &Snapshot,
+    services: &ServiceIndex,
+    tally: Tally,
+    now: &Time,
+) -> CorsPolicyStatus {
     let id = id_of(policy);
     let generation = policy.metadata.generation;
     let verdict = verdict(snap, &id);
     let accepted = match &verdict {
         Verdict::Accepted => {
-            let paths = if policy.spec.paths.is_empty() { "every path".to_string() } else { policy.spec.paths.join(", ") };
+            let paths = if policy.spec.paths.is_empty() {
+                "every path".to_string()
+            } else {
+                policy.spec.paths.join(", ")
+            };
             condition(
                 ACCEPTED,
                 true,
@@ -126,7 +146,10 @@ pub fn desired(policy: &CorsPolicy, snap: &Snapshot, services: &ServiceIndex, ta
             ACCEPTED,
             false,
             "InvalidSpec",
-            format!("the spec is invalid and is not served: {}", errors.join("; ")),
+            format!(
+                "the spec is invalid and is not served: {}",
+                errors.join("; ")
+            ),
             generation,
             now,
         ),
@@ -140,10 +163,24 @@ pub fn desired(policy: &CorsPolicy, snap: &Snapshot, services: &ServiceIndex, ta
             generation,
             now,
         ),
-        Verdict::Unknown => condition(ACCEPTED, false, "Pending", "not yet evaluated".into(), generation, now),
+        Verdict::Unknown => condition(
+            ACCEPTED,
+            false,
+            "Pending",
+            "not yet evaluated".into(),
+            generation,
+            now,
+        ),
     };
     let resolved = match &policy.spec.upstream.service {
-        None => condition(RESOLVED_REFS, true, "ResolvedRefs", "upstream is a URL".into(), generation, now),
+        None => condition(
+            RESOLVED_REFS,
+            true,
+            "ResolvedRefs",
+            "upstream is a URL".into(),
+            generation,
+            now,
+        ),
         Some(s) => match services.get(&(id.namespace.clone(), s.name.clone())) {
             None => condition(
                 RESOLVED_REFS,
@@ -167,7 +204,11 @@ pub fn desired(policy: &CorsPolicy, snap: &Snapshot, services: &ServiceIndex, ta
                         id.namespace,
                         s.name,
                         s.port,
-                        if list.is_empty() { "none".into() } else { list.join(", ") }
+                        if list.is_empty() {
+                            "none".into()
+                        } else {
+                            list.join(", ")
+                        }
                     ),
                     generation,
                     now,
@@ -186,7 +227,14 @@ pub fn desired(policy: &CorsPolicy, snap: &Snapshot, services: &ServiceIndex, ta
     let is_accepted = verdict == Verdict::Accepted;
     let v = &snap.version;
     let programmed = if !is_accepted {
-        condition(PROGRAMMED, false, "Pending", "not accepted, so not sent to proxies".into(), generation, now)
+        condition(
+            PROGRAMMED,
+            false,
+            "Pending",
+            "not accepted, so not sent to proxies".into(),
+            generation,
+            now,
+        )
     } else if tally.connected == 0 {
         condition(
             PROGRAMMED,
@@ -202,7 +250,10 @@ pub fn desired(policy: &CorsPolicy, snap: &Snapshot, services: &ServiceIndex, ta
             PROGRAMMED,
             ok,
             if ok { "Programmed" } else { "Pending" },
-            format!("{}/{} proxies serve config {v}", tally.current, tally.connected),
+            format!(
+                "{}/{} proxies serve config {v}",
+                tally.current, tally.connected
+            ),
             generation,
             now,
         )
@@ -220,10 +271,10 @@ pub fn desired(policy: &CorsPolicy, snap: &Snapshot, services: &ServiceIndex, ta
 fn keep_transition_times(new: &mut CorsPolicyStatus, old: Option<&CorsPolicyStatus>) {
     let Some(old) = old else { return };
     for c in &mut new.conditions {
-        if let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_) {
-            if o.status == c.status {
-                c.last_transition_time = o.last_transition_time.clone();
-            }
+        if let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_)
+            && o.status == c.status
+        {
+            c.last_transition_time = o.last_transition_time.clone();
         }
     }
 }
@@ -235,7 +286,17 @@ pub fn same(a: Option<&CorsPolicyStatus>, b: &CorsPolicyStatus) -> bool {
         let conditions: BTreeMap<String, (String, String, String, Option<i64>)> = s
             .conditions
             .iter()
-            .map(|c| (c.type_.clone(), (c.status.clone(), c.reason.clone(), c.message.clone(), c.observed_generation)))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    (
+                        c.status.clone(),
+                        c.reason.clone(),
+                        c.message.clone(),
+                        c.observed_generation,
+                    ),
+                )
+            })
             .collect();
         (s.observed_generation, s.config_version.clone(), conditions)
     };
@@ -271,7 +332,11 @@ pub fn events(old: Option<&CorsPolicyStatus>, new: &CorsPolicyStatus) -> Vec<Eve
         let (o, n) = (find(old, t), find(Some(new), t));
         match (o, n) {
             (_, None) => None,
-            (Some(o), Some(n)) if o.status == n.status && o.reason == n.reason && o.message == n.message => None,
+            (Some(o), Some(n))
+                if o.status == n.status && o.reason == n.reason && o.message == n.message =>
+            {
+                None
+            }
             (o, Some(n)) => Some((o, n)),
         }
     };
@@ -290,14 +355,14 @@ pub fn events(old: Option<&CorsPolicyStatus>, new: &CorsPolicyStatus) -> Vec<Eve
             });
         }
     }
-    if let Some((_, n)) = changed(RESOLVED_REFS) {
-        if n.status == "False" {
-            out.push(EventSpec {
-                warning: true,
-                reason: n.reason.clone(),
-                note: n.message.clone(),
-            });
-        }
+    if let Some((_, n)) = changed(RESOLVED_REFS)
+        && n.status == "False"
+    {
+        out.push(EventSpec {
+            warning: true,
+            reason: n.reason.clone(),
+            note: n.message.clone(),
+        });
     }
     out
 }

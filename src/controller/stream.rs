@@ -106,7 +106,13 @@ impl Hub {
     pub fn ack(&self, proxy: &str, have: Option<&str>, now: Instant) {
         let mut acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
         let version = have.map(str::to_string);
-        let prev = acks.insert(proxy.to_string(), Ack { version: version.clone(), seen: now });
+        let prev = acks.insert(
+            proxy.to_string(),
+            Ack {
+                version: version.clone(),
+                seen: now,
+            },
+        );
         if prev.is_none_or(|p| p.version != version) {
             self.changed.send_modify(|n| *n += 1);
         }
@@ -127,7 +133,9 @@ impl Hub {
     /// Proxies seen within `ttl`, and those at `version`.
     pub fn tally(&self, version: Option<&str>, now: Instant) -> Tally {
         let acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
-        let live = acks.values().filter(|a| now.saturating_duration_since(a.seen) <= self.ttl);
+        let live = acks
+            .values()
+            .filter(|a| now.saturating_duration_since(a.seen) <= self.ttl);
         let mut t = Tally::default();
         for a in live {
             t.connected += 1;
@@ -141,13 +149,21 @@ impl Hub {
     /// Each known proxy and the version it last asked with, for /config on the admin port.
     pub fn proxies(&self) -> Vec<(String, Option<String>)> {
         let acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut v: Vec<_> = acks.iter().map(|(k, a)| (k.clone(), a.version.clone())).collect();
+        let mut v: Vec<_> = acks
+            .iter()
+            .map(|(k, a)| (k.clone(), a.version.clone()))
+            .collect();
         v.sort();
         v
     }
 
     /// The long poll. `stop` ends it early (shutdown) with `NoConfig`-like 503 semantics.
-    pub async fn poll(&self, have: Option<&str>, wait: Duration, stop: &mut watch::Receiver<bool>) -> Poll {
+    pub async fn poll(
+        &self,
+        have: Option<&str>,
+        wait: Duration,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Poll {
         let mut rx = self.current.subscribe();
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
@@ -209,7 +225,8 @@ pub fn parse_query(query: Option<&str>) -> Result<ConfigQuery, String> {
     let mut proxy = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = decode(v).ok_or_else(|| format!("query parameter {k} is not valid percent-encoded UTF-8"))?;
+        let v = decode(v)
+            .ok_or_else(|| format!("query parameter {k} is not valid percent-encoded UTF-8"))?;
         match k {
             "version" if !v.is_empty() => version = Some(v),
             "version" => {}
@@ -218,7 +235,9 @@ pub fn parse_query(query: Option<&str>) -> Result<ConfigQuery, String> {
         }
     }
     match proxy {
-        Some(p) if !p.is_empty() && p.len() <= 253 && !p.chars().any(char::is_control) => Ok(ConfigQuery { version, proxy: p }),
+        Some(p) if !p.is_empty() && p.len() <= 253 && !p.chars().any(char::is_control) => {
+            Ok(ConfigQuery { version, proxy: p })
+        }
         _ => Err("proxy=<name> is required (1-253 characters): the proxy's pod name".into()),
     }
 }
@@ -226,7 +245,10 @@ pub fn parse_query(query: Option<&str>) -> Result<ConfigQuery, String> {
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -239,7 +261,10 @@ pub async fn handle(
     stop: &mut watch::Receiver<bool>,
 ) -> Response<Bytes> {
     if uri.path() != "/v1/config" {
-        return text(StatusCode::NOT_FOUND, "not found: the config stream is GET /v1/config?version=&proxy=\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: the config stream is GET /v1/config?version=&proxy=\n",
+        );
     }
     if method != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
@@ -255,7 +280,10 @@ pub async fn handle(
     match outcome {
         Poll::Fresh(p) => {
             let mut r = Response::new(p.body.clone());
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             if let Ok(v) = HeaderValue::from_str(&p.version) {
                 r.headers_mut().insert(VERSION_HEADER, v);
             }
@@ -296,7 +324,10 @@ mod tests {
                 proxy: "edge-0".into()
             })
         );
-        assert_eq!(parse_query(Some("version=&proxy=a%2Db")).map(|q| (q.version, q.proxy)), Ok((None, "a-b".into())));
+        assert_eq!(
+            parse_query(Some("version=&proxy=a%2Db")).map(|q| (q.version, q.proxy)),
+            Ok((None, "a-b".into()))
+        );
         assert!(parse_query(Some("version=abc")).is_err());
         assert!(parse_query(Some("proxy=")).is_err());
         assert!(parse_query(Some("proxy=%zz")).is_err());
@@ -308,13 +339,25 @@ mod tests {
         let hub = Hub::new(Duration::from_secs(90));
         let (_tx, mut stop) = watch::channel(false);
         // Nothing published: waits the whole time, then NoConfig.
-        assert!(matches!(hub.poll(None, Duration::from_secs(30), &mut stop).await, Poll::NoConfig));
+        assert!(matches!(
+            hub.poll(None, Duration::from_secs(30), &mut stop).await,
+            Poll::NoConfig
+        ));
         assert!(hub.publish(&doc("v1")).expect("publish"));
-        assert!(!hub.publish(&doc("v1")).expect("publish"), "same version twice is not news");
-        assert!(matches!(hub.poll(None, Duration::from_secs(30), &mut stop).await, Poll::Fresh(p) if p.version == "v1"));
-        assert!(matches!(hub.poll(Some("v0"), Duration::from_secs(30), &mut stop).await, Poll::Fresh(p) if p.version == "v1"));
+        assert!(
+            !hub.publish(&doc("v1")).expect("publish"),
+            "same version twice is not news"
+        );
+        assert!(
+            matches!(hub.poll(None, Duration::from_secs(30), &mut stop).await, Poll::Fresh(p) if p.version == "v1")
+        );
+        assert!(
+            matches!(hub.poll(Some("v0"), Duration::from_secs(30), &mut stop).await, Poll::Fresh(p) if p.version == "v1")
+        );
         let started = Instant::now();
-        assert!(matches!(hub.poll(Some("v1"), Duration::from_secs(30), &mut stop).await, Poll::NotModified(v) if v == "v1"));
+        assert!(
+            matches!(hub.poll(Some("v1"), Duration::from_secs(30), &mut stop).await, Poll::NotModified(v) if v == "v1")
+        );
         assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
@@ -341,7 +384,11 @@ mod tests {
         let (tx, mut stop) = watch::channel(false);
         let _ = tx.send(true);
         let started = Instant::now();
-        assert!(matches!(hub.poll(Some("v1"), Duration::from_secs(30), &mut stop).await, Poll::NoConfig));
+        assert!(matches!(
+            hub.poll(Some("v1"), Duration::from_secs(30), &mut stop)
+                .await,
+            Poll::NoConfig
+        ));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
@@ -355,18 +402,42 @@ mod tests {
         hub.ack("c", None, t0 + Duration::from_secs(30));
         assert!(changes.has_changed().unwrap_or(false));
         changes.mark_unchanged();
-        assert_eq!(hub.tally(Some("v1"), t0), Tally { connected: 3, current: 1 });
+        assert_eq!(
+            hub.tally(Some("v1"), t0),
+            Tally {
+                connected: 3,
+                current: 1
+            }
+        );
         // Re-asking with the same version is not a change.
         hub.ack("a", Some("v1"), t0 + Duration::from_secs(10));
         assert!(!changes.has_changed().unwrap_or(true));
         hub.ack("b", Some("v1"), t0 + Duration::from_secs(10));
         assert!(changes.has_changed().unwrap_or(false));
-        assert_eq!(hub.tally(Some("v1"), t0 + Duration::from_secs(20)), Tally { connected: 3, current: 2 });
+        assert_eq!(
+            hub.tally(Some("v1"), t0 + Duration::from_secs(20)),
+            Tally {
+                connected: 3,
+                current: 2
+            }
+        );
         // c was seen at 30 s: at 75 s a and b (10 s) are gone, c stays.
         let later = t0 + Duration::from_secs(75);
-        assert_eq!(hub.tally(Some("v1"), later), Tally { connected: 1, current: 0 });
+        assert_eq!(
+            hub.tally(Some("v1"), later),
+            Tally {
+                connected: 1,
+                current: 0
+            }
+        );
         assert_eq!(hub.expire(later), 2);
         assert_eq!(hub.proxies(), vec![("c".to_string(), None)]);
-        assert_eq!(hub.tally(None, later), Tally { connected: 1, current: 0 });
+        assert_eq!(
+            hub.tally(None, later),
+            Tally {
+                connected: 1,
+                current: 0
+            }
+        );
     }
 }

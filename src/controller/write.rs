@@ -17,7 +17,11 @@ pub const FIELD_MANAGER: &str = "corsgate-controller";
 
 /// Applies `desired` to the status of `policy` unless it already says the same; returns
 /// whether a patch was sent.
-pub async fn write_status(client: &kube::Client, policy: &CorsPolicy, desired: &CorsPolicyStatus) -> Result<bool, Error> {
+pub async fn write_status(
+    client: &kube::Client,
+    policy: &CorsPolicy,
+    desired: &CorsPolicyStatus,
+) -> Result<bool, Error> {
     if status::same(policy.status.as_ref(), desired) {
         return Ok(false);
     }
@@ -43,13 +47,21 @@ pub async fn write_status(client: &kube::Client, policy: &CorsPolicy, desired: &
 }
 
 /// Publishes the Events of one status change.
-pub async fn publish_events(recorder: &Recorder, policy: &CorsPolicy, events: &[EventSpec]) -> Result<(), Error> {
+pub async fn publish_events(
+    recorder: &Recorder,
+    policy: &CorsPolicy,
+    events: &[EventSpec],
+) -> Result<(), Error> {
     let reference = policy.object_ref(&());
     for e in events {
         recorder
             .publish(
                 &Event {
-                    type_: if e.warning { EventType::Warning } else { EventType::Normal },
+                    type_: if e.warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
                     reason: e.reason.clone(),
                     note: Some(e.note.clone()),
                     action: "Reconcile".into(),

@@ -188,7 +188,10 @@ fn decorate(crd: &mut Value) {
     strip_nullable(root);
     // Conditions are a map keyed by type (as metav1.Condition lists are upstream), so other
     // field managers may own their own condition types under server-side apply.
-    if let Some(c) = root.pointer_mut("/properties/status/properties/conditions").and_then(Value::as_object_mut) {
+    if let Some(c) = root
+        .pointer_mut("/properties/status/properties/conditions")
+        .and_then(Value::as_object_mut)
+    {
         c.insert("x-kubernetes-list-type".into(), json!("map"));
         c.insert("x-kubernetes-list-map-keys".into(), json!(["type"]));
     }

@@ -309,7 +309,8 @@ fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) {
 fn credentials_star(c: &super::CorsSpec, errs: &mut Vec<FieldError>) {
     let star = |l: &[String]| l.iter().any(|x| x == "*");
     let base_methods = c.allow_methods.as_deref().unwrap_or(&[]);
-    let lists: [(&str, &[String], fn(&CorsRule) -> Option<&[String]>); 3] = [
+    type RuleList = fn(&CorsRule) -> Option<&[String]>;
+    let lists: [(&str, &[String], RuleList); 3] = [
         ("allowMethods", base_methods, |r| r.allow_methods.as_deref()),
         ("allowHeaders", &c.allow_headers, |r| r.allow_headers.as_deref()),
         ("exposeHeaders", &c.expose_headers, |r| r.expose_headers.as_deref()),

@@ -57,7 +57,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff { min, max, current: min }
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -72,7 +76,7 @@ impl Backoff {
         d.max(self.min / 2)
     }
 
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         self.next_with(rand::random::<f64>())
     }
 }
@@ -131,10 +135,14 @@ pub async fn poll_once(client: &StreamClient, store: &Store, opts: &StreamOption
     match resp.status() {
         StatusCode::NOT_MODIFIED => PollResult::Unchanged,
         StatusCode::OK => {
-            let body = match tokio::time::timeout(opts.poll_timeout, read_body(resp.into_body())).await {
+            let body = match tokio::time::timeout(opts.poll_timeout, read_body(resp.into_body()))
+                .await
+            {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => return PollResult::Failed(e),
-                Err(_) => return PollResult::Failed("the config document did not arrive in time".into()),
+                Err(_) => {
+                    return PollResult::Failed("the config document did not arrive in time".into());
+                }
             };
             match ConfigDocument::parse(&body).and_then(ConfigDocument::into_snapshot) {
                 Ok(snap) => {
@@ -168,7 +176,11 @@ async fn read_body(body: Incoming) -> Result<Bytes, String> {
 }
 
 /// Polls until `shutdown`, keeping the last good snapshot through any failure.
-pub async fn subscribe(store: Arc<Store>, opts: StreamOptions, mut shutdown: watch::Receiver<bool>) {
+pub async fn subscribe(
+    store: Arc<Store>,
+    opts: StreamOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -187,11 +199,15 @@ pub async fn subscribe(store: Arc<Store>, opts: StreamOptions, mut shutdown: wat
             PollResult::Failed(why) => {
                 if store.fail(vec![why.clone()]) {
                     match store.version() {
-                        Some(v) => tracing::warn!(error = %why, version = %v, "config stream failed; still serving the last good configuration"),
-                        None => tracing::warn!(error = %why, "config stream failed; no configuration yet, not ready"),
+                        Some(v) => {
+                            tracing::warn!(error = %why, version = %v, "config stream failed; still serving the last good configuration")
+                        }
+                        None => {
+                            tracing::warn!(error = %why, "config stream failed; no configuration yet, not ready")
+                        }
                     }
                 }
-                backoff.next()
+                backoff.next_delay()
             }
         };
         tokio::select! {
@@ -202,9 +218,15 @@ pub async fn subscribe(store: Arc<Store>, opts: StreamOptions, mut shutdown: wat
 }
 
 /// Runs the proxy on the controller's stream until `shutdown`; returns after draining.
-pub async fn run(opts: StreamOptions, shutdown: watch::Receiver<bool>) -> Result<(), std::io::Error> {
+pub async fn run(
+    opts: StreamOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), std::io::Error> {
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(Store::new(metrics, format!("controller {}", opts.controller)));
+    let store = Arc::new(Store::new(
+        metrics,
+        format!("controller {}", opts.controller),
+    ));
     let client = forward::client()?;
     let traffic = server::bind("traffic", opts.listen).await?;
     let admin_listener = server::bind("admin", opts.admin).await?;
@@ -270,7 +292,7 @@ mod tests {
         b.reset();
         assert_eq!(b.next_with(1.0), Duration::from_millis(200));
         for _ in 0..100 {
-            let d = b.next();
+            let d = b.next_delay();
             assert!(d <= Duration::from_secs(5) && d >= Duration::from_millis(100));
         }
     }
@@ -279,7 +301,9 @@ mod tests {
     fn poll_urls_are_encoded() {
         let base: Uri = "http://ctl:9090/".parse().expect("uri");
         assert_eq!(
-            poll_uri(&base, Some("abc123"), "edge-0").expect("uri").to_string(),
+            poll_uri(&base, Some("abc123"), "edge-0")
+                .expect("uri")
+                .to_string(),
             "http://ctl:9090/v1/config?version=abc123&proxy=edge-0"
         );
         assert_eq!(
