@@ -1,8 +1,9 @@
 //! The engine's per-request work, alone: classify + decide + write headers, and routing.
 //! `cargo bench` (criterion). The proxy end to end is measured by bench/compare.sh.
 
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
+use std::hint::black_box;
 
 use corsgate::config::{PolicyId, PolicyInput, Snapshot};
 use corsgate::cors;

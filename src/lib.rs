@@ -10,6 +10,7 @@
 //! `main.rs` only parses the command line and wires these together.
 
 pub mod config;
+pub mod controller;
 pub mod cors;
 pub mod demo;
 pub mod explain;

@@ -34,8 +34,12 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The edge proxy, standalone: serves the policies in a file or directory, reloading on change.
+    /// The edge proxy: standalone on policy files (--policies, reloading on change), or on a
+    /// controller's config stream (--controller).
     Proxy(ProxyArgs),
+    /// The operator: watches CorsPolicy and Service, writes status (as the Lease holder),
+    /// serves the config stream to proxies. Uses the kubeconfig or in-cluster service account.
+    Controller(ControllerArgs),
     /// Validate policy files offline; exit 1 on any error.
     Check {
         /// Policy files or directories.
@@ -46,13 +50,25 @@ enum Command {
     Explain(ExplainArgs),
     /// Run the proxy on the bundled example with an echo upstream and a page on another origin.
     Demo(DemoArgs),
+    /// Print the CorsPolicy CustomResourceDefinition (YAML) generated from the Rust types.
+    Crd,
 }
 
 #[derive(clap::Args)]
 struct ProxyArgs {
     /// Policy file (multi-document YAML) or directory of them.
+    #[arg(
+        long,
+        required_unless_present = "controller",
+        conflicts_with = "controller"
+    )]
+    policies: Option<PathBuf>,
+    /// The controller's config stream, e.g. http://corsgate-controller.corsgate:9090.
     #[arg(long)]
-    policies: PathBuf,
+    controller: Option<http::Uri>,
+    /// This proxy's name in the controller's acknowledgements (default: $POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    proxy_id: Option<String>,
     /// Traffic address.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -68,6 +84,89 @@ struct ProxyArgs {
     /// Worker threads (default: the CPUs this process may use).
     #[arg(long)]
     workers: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Config stream address (proxies long-poll GET /v1/config here).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    listen: SocketAddr,
+    /// Admin address: /healthz, /readyz, /metrics, /config.
+    #[arg(long, default_value = "0.0.0.0:9902")]
+    admin: SocketAddr,
+    /// Watch only this namespace (repeatable); default: every namespace.
+    #[arg(long = "namespace")]
+    namespaces: Vec<String>,
+    /// Quiet time after a change before rebuilding.
+    #[arg(long, default_value_t = 250)]
+    debounce_ms: u64,
+    /// How long a current proxy's poll waits for a new version.
+    #[arg(long, default_value_t = 30)]
+    long_poll_seconds: u64,
+    /// A proxy unseen this long no longer counts for Programmed.
+    #[arg(long, default_value_t = 90)]
+    proxy_ttl_seconds: u64,
+    /// Elect one status writer with a coordination.k8s.io Lease (--leader-election=false: this replica always writes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    #[arg(long, default_value = "corsgate-controller")]
+    lease_name: String,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// This replica's identity in the Lease and in Events (default: $POD_NAME, else host name and a random suffix).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "corsgate".into())
+}
+
+async fn run_controller(a: ControllerArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context(
+        "cannot reach the Kubernetes API (set KUBECONFIG, or run in a pod with a service account)",
+    )?;
+    let identity = a
+        .identity
+        .unwrap_or_else(|| format!("{}-{:08x}", host_name(), rand::random::<u32>()));
+    let lease = if a.leader_election {
+        Some(corsgate::controller::lease::LeaseOptions {
+            name: a.lease_name,
+            namespace: a
+                .lease_namespace
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            identity: identity.clone(),
+            duration: Duration::from_secs(a.lease_duration_seconds.max(2)),
+            grace: Duration::from_secs((a.lease_duration_seconds / 3).max(1)),
+        })
+    } else {
+        None
+    };
+    let opts = corsgate::controller::ControllerOptions {
+        listen: a.listen,
+        admin: a.admin,
+        namespaces: a.namespaces,
+        debounce: Duration::from_millis(a.debounce_ms),
+        long_poll: Duration::from_secs(a.long_poll_seconds.max(1)),
+        proxy_ttl: Duration::from_secs(a.proxy_ttl_seconds.max(3)),
+        lease,
+        instance: identity,
+    };
+    corsgate::controller::run(client, opts, shutdown)
+        .await
+        .context("controller failed")
 }
 
 #[derive(clap::Args)]
@@ -212,6 +311,9 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Check { paths } => return check(&paths),
+        Command::Crd => corsgate::policy::crd::crd_yaml()
+            .map(|y| print!("{y}"))
+            .context("cannot render the CRD"),
         Command::Explain(a) => {
             let snap = match config::load_snapshot(&a.policies) {
                 Ok(s) => s,
@@ -238,12 +340,39 @@ fn main() -> ExitCode {
                 _ => ExitCode::SUCCESS,
             };
         }
+        Command::Controller(a) => runtime(None)
+            .and_then(|rt| rt.block_on(async { run_controller(a, shutdown_signal()).await })),
+        Command::Proxy(ProxyArgs {
+            controller: Some(controller),
+            proxy_id,
+            listen,
+            admin,
+            drain_timeout_seconds,
+            workers,
+            ..
+        }) => runtime(workers).and_then(|rt| {
+            rt.block_on(async {
+                let opts = proxy::stream::StreamOptions {
+                    listen,
+                    admin,
+                    controller,
+                    proxy_id: proxy_id.unwrap_or_else(host_name),
+                    drain: Duration::from_secs(drain_timeout_seconds),
+                    backoff_min: Duration::from_millis(200),
+                    backoff_max: Duration::from_secs(10),
+                    poll_timeout: Duration::from_secs(120),
+                };
+                proxy::stream::run(opts, shutdown_signal())
+                    .await
+                    .context("proxy failed")
+            })
+        }),
         Command::Proxy(a) => runtime(a.workers).and_then(|rt| {
             rt.block_on(async {
                 let opts = proxy::ProxyOptions {
                     listen: a.listen,
                     admin: a.admin,
-                    policies: a.policies,
+                    policies: a.policies.unwrap_or_default(),
                     drain: Duration::from_secs(a.drain_timeout_seconds),
                     poll: Duration::from_secs(a.poll_interval_seconds.max(1)),
                 };

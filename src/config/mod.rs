@@ -9,6 +9,7 @@ pub mod compile;
 pub mod load;
 pub mod snapshot;
 pub mod watch;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

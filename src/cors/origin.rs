@@ -638,17 +638,37 @@ mod tests {
             suffix: suffix.into(),
             port,
         };
-        assert_eq!(OriginPattern::parse("https://*.Example.com").unwrap(), wild("https", ".example.com", None));
+        assert_eq!(
+            OriginPattern::parse("https://*.Example.com").unwrap(),
+            wild("https", ".example.com", None)
+        );
         assert_eq!(
             OriginPattern::parse("http://*.shop.example.test:8080").unwrap(),
             wild("http", ".shop.example.test", Some(8080))
         );
-        for bad in ["https://*.", "https://*", "https://**.example.com", "https://*.*.example.com", "https://*.a..b"] {
-            assert!(OriginPattern::parse(bad).is_err(), "{bad:?} must be rejected");
+        for bad in [
+            "https://*.",
+            "https://*",
+            "https://**.example.com",
+            "https://*.*.example.com",
+            "https://*.a..b",
+        ] {
+            assert!(
+                OriginPattern::parse(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
         }
-        assert!(OriginPattern::parse("https://*.example.com/").unwrap_err().message.contains("ends with '/'"));
+        assert!(
+            OriginPattern::parse("https://*.example.com/")
+                .unwrap_err()
+                .message
+                .contains("ends with '/'")
+        );
         // A request's Origin is never a pattern.
-        assert_eq!(parse_request_origin(b"https://*.example.com"), RequestOrigin::Invalid(InvalidOrigin::Malformed));
+        assert_eq!(
+            parse_request_origin(b"https://*.example.com"),
+            RequestOrigin::Invalid(InvalidOrigin::Malformed)
+        );
     }
 
     fn label() -> impl Strategy<Value = String> {

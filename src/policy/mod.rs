@@ -5,6 +5,7 @@
 //! field and the fix. Must not touch: I/O, hyper, the proxy. Every field's `///` comment is
 //! what `kubectl explain` prints.
 
+pub mod crd;
 mod validate;
 
 pub use validate::{FieldError, host_error, upstream_url, validate};

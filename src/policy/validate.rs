@@ -85,6 +85,7 @@ pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
     for (i, rule) in cors.rules.iter().enumerate() {
         self::rule(&format!("{base}.rules[{i}]"), rule, &mut errs);
     }
+    credentials_star(cors, &mut errs);
     if let Some(rh) = &spec.response_headers {
         response_headers(rh, &mut errs);
     }
@@ -346,6 +347,46 @@ fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) {
         header_names(&format!("{path}.exposeHeaders"), h, errs);
     }
     max_age(&format!("{path}.maxAgeSeconds"), r.max_age_seconds, errs);
+}
+
+/// Credentials never with "*" in methods, headers or exposed headers (the CRD
+/// invariant; crd.rs holds the API server's CEL copy). A rule's credentials and lists each
+/// come from the rule when it sets them, else from the base, so the check is on what serves.
+fn credentials_star(c: &super::CorsSpec, errs: &mut Vec<FieldError>) {
+    let star = |l: &[String]| l.iter().any(|x| x == "*");
+    let base_methods = c.allow_methods.as_deref().unwrap_or(&[]);
+    type RuleList = fn(&CorsRule) -> Option<&[String]>;
+    let lists: [(&str, &[String], RuleList); 3] = [
+        ("allowMethods", base_methods, |r| r.allow_methods.as_deref()),
+        ("allowHeaders", &c.allow_headers, |r| {
+            r.allow_headers.as_deref()
+        }),
+        ("exposeHeaders", &c.expose_headers, |r| {
+            r.expose_headers.as_deref()
+        }),
+    ];
+    for (field, base, of_rule) in lists {
+        if c.allow_credentials && star(base) {
+            errs.push(FieldError::new(
+                format!("spec.cors.{field}"),
+                "\"*\" cannot be combined with allowCredentials: true",
+                format!("list the names in {field}, or set allowCredentials: false"),
+            ));
+        }
+        for (i, r) in c.rules.iter().enumerate() {
+            let credentials = r.allow_credentials.unwrap_or(c.allow_credentials);
+            let list = of_rule(r).unwrap_or(base);
+            // A rule that sets neither inherits the base's verdict, reported once on the base.
+            let own = of_rule(r).is_some() || r.allow_credentials.is_some();
+            if credentials && star(list) && own {
+                errs.push(FieldError::new(
+                    format!("spec.cors.rules[{i}].{field}"),
+                    "this rule allows credentials and \"*\" (set on the rule or inherited from spec.cors)",
+                    format!("list the names in the rule's {field}, or set the rule's allowCredentials: false"),
+                ));
+            }
+        }
+    }
 }
 
 /// Response headers the edge owns: set through `spec.cors`, or meaningful per connection.

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod rescue;
 pub mod server;
 pub mod store;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

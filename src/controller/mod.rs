@@ -1,0 +1,342 @@
+//! `corsgate controller`: watches CorsPolicy and Service, builds one immutable snapshot with
+//! the same `config::Snapshot::build` as file mode, serves it to proxies as a long-poll
+//! config stream, and (as the Lease holder) writes each policy's status.
+//!
+//! Owns: reflectors, the reconcile loop, status computation and writes, Events, the config
+//! stream server, leader election, the controller's admin endpoints. Must not touch: policy
+//! rules or compilation (it calls `config`), the proxy (it only speaks the wire format in
+//! `config::wire`).
+//!
+//! Guarantees:
+//! - Invalid or conflicting policies never reach proxies (the document carries only the
+//!   accepted ones), and never change what the valid ones serve.
+//! - Nothing is published before every watch has listed once: an empty snapshot from a cold
+//!   cache would wipe every proxy.
+//! - Status is written only when it differs from what is stored, timestamps aside, so a
+//!   status write (which the watch sees) settles instead of looping.
+//! - No finalizers: deleting a policy never waits for the controller.
+//!
+//! Caveats:
+//! - Programmed counts the proxies connected to *this* replica. With several replicas behind
+//!   one Service, the leader sees only its share (docs/controller.md).
+
+pub mod lease;
+pub mod metrics;
+pub mod reconcile;
+pub mod server;
+pub mod status;
+pub mod stream;
+pub mod write;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::policy::CorsPolicy;
+use lease::LeaseOptions;
+use metrics::Metrics;
+use reconcile::Context;
+use server::Health;
+use stream::Hub;
+
+/// Everything that can go wrong in the controller. Each variant has a metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot write the status of {policy}: {source}")]
+    StatusPatch {
+        policy: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("cannot publish an event about {policy}: {source}")]
+    Event {
+        policy: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("leader election failed: {0}")]
+    Lease(#[source] Box<kube_lease_manager::LeaseManagerError>),
+    #[error("watching {what} failed: {source}")]
+    Watch {
+        what: &'static str,
+        #[source]
+        source: Box<watcher::Error>,
+    },
+    #[error("cannot serialise the config document: {0}")]
+    Serialize(#[source] serde_json::Error),
+    #[error("cannot listen: {0}")]
+    Listen(#[source] std::io::Error),
+    #[error("a controller task stopped unexpectedly: {0}")]
+    TaskDied(String),
+}
+
+impl Error {
+    /// The `error` label of `corsgate_controller_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::StatusPatch { .. } => "status_patch",
+            Error::Event { .. } => "event",
+            Error::Lease(_) => "lease",
+            Error::Watch { .. } => "watch",
+            Error::Serialize(_) => "serialize",
+            Error::Listen(_) => "listen",
+            Error::TaskDied(_) => "task_died",
+        }
+    }
+}
+
+/// Options of `corsgate controller`.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// The config stream.
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    /// Empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// Quiet time after a change before rebuilding (changes in a burst rebuild once).
+    pub debounce: Duration,
+    /// How long a current proxy's poll waits for a new version.
+    pub long_poll: Duration,
+    /// A proxy unseen for this long no longer counts.
+    pub proxy_ttl: Duration,
+    /// None: this replica always leads (single replica, development).
+    pub lease: Option<LeaseOptions>,
+    /// `reportingInstance` of Events (the pod name).
+    pub instance: String,
+}
+
+async fn stores_ready<K>(stores: &[Store<K>])
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    for s in stores {
+        let _ = s.wait_until_ready().await;
+    }
+}
+
+/// Starts one reflector per namespace (or one over all) and returns their stores; each
+/// event pokes `changed`.
+fn reflect<K>(
+    tasks: &mut JoinSet<Result<(), Error>>,
+    client: &kube::Client,
+    namespaces: &[String],
+    what: &'static str,
+    changed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+) -> Vec<Store<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let apis: Vec<Api<K>> = if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let mut stores = Vec::new();
+    for api in apis {
+        let (reader, writer) = reflector::store();
+        stores.push(reader);
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff();
+        let (changed, metrics) = (changed.clone(), metrics.clone());
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(_)) => changed.notify_one(),
+                    Ok(None) => return Err(Error::TaskDied(format!("the {what} watch ended"))),
+                    Err(e) => {
+                        let e = Error::Watch {
+                            what,
+                            source: Box::new(e),
+                        };
+                        metrics.error(e.metric_label());
+                        tracing::warn!(error = %e, "watch error; retrying with backoff");
+                    }
+                }
+            }
+        });
+    }
+    stores
+}
+
+/// Runs the controller until `shutdown` turns true, or returns the error that stopped it.
+pub async fn run(
+    client: kube::Client,
+    opts: ControllerOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new());
+    let hub = Arc::new(Hub::new(opts.proxy_ttl));
+    let health = Arc::new(Health::default());
+    let stream_listener = server::bind("config stream", opts.listen)
+        .await
+        .map_err(Error::Listen)?;
+    let admin_listener = server::bind("admin", opts.admin)
+        .await
+        .map_err(Error::Listen)?;
+    tracing::info!(
+        listen = %opts.listen,
+        admin = %opts.admin,
+        namespaces = ?opts.namespaces,
+        "corsgate controller starting"
+    );
+
+    let mut tasks: JoinSet<Result<(), Error>> = JoinSet::new();
+    {
+        let (stream_hub, wait, stop) = (hub.clone(), opts.long_poll, shutdown.clone());
+        tasks.spawn(async move {
+            server::serve_stream(stream_listener, stream_hub, wait, stop).await;
+            Ok(())
+        });
+        let (admin_hub, admin_health, admin_metrics, stop) = (
+            hub.clone(),
+            health.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            server::serve(
+                "admin",
+                admin_listener,
+                move |req| {
+                    let (hub, health, metrics) = (
+                        admin_hub.clone(),
+                        admin_health.clone(),
+                        admin_metrics.clone(),
+                    );
+                    async move { server::admin(&hub, &health, &metrics, &req) }
+                },
+                stop,
+            )
+            .await;
+            Ok(())
+        });
+    }
+
+    let changed = Arc::new(Notify::new());
+    let policies = reflect::<CorsPolicy>(
+        &mut tasks,
+        &client,
+        &opts.namespaces,
+        "CorsPolicy",
+        changed.clone(),
+        metrics.clone(),
+    );
+    let services = reflect::<Service>(
+        &mut tasks,
+        &client,
+        &opts.namespaces,
+        "Service",
+        changed.clone(),
+        metrics.clone(),
+    );
+
+    let (_always_tx, mut is_leader) = lease::always(true);
+    if let Some(lo) = &opts.lease {
+        let l = lease::elect(client.clone(), lo).await?;
+        is_leader = l.is_leader;
+        tasks.spawn(async move {
+            l.task
+                .await
+                .map_err(|e| Error::TaskDied(format!("lease: {e}")))?
+        });
+    }
+
+    let ctx = Context {
+        client: client.clone(),
+        policies,
+        services,
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client,
+            format!("corsgate-controller/{}", opts.instance).into(),
+        ),
+    };
+
+    let mut stop = shutdown.clone();
+    // Nothing is built before every cache has listed once.
+    tokio::select! {
+        biased;
+        () = stores_ready(&ctx.policies) => {}
+        () = server::stopped(&mut stop) => return Ok(()),
+        Some(done) = tasks.join_next() => return task_ended(done),
+    }
+    tokio::select! {
+        biased;
+        () = stores_ready(&ctx.services) => {}
+        () = server::stopped(&mut stop) => return Ok(()),
+        Some(done) = tasks.join_next() => return task_ended(done),
+    }
+    health.synced.store(true, Ordering::Release);
+    tracing::info!("caches synced");
+
+    let mut acks = hub.subscribe_changes();
+    let tick = opts.proxy_ttl / 3;
+    loop {
+        hub.expire(tokio::time::Instant::now());
+        let leader = *is_leader.borrow_and_update();
+        health.leader.store(leader, Ordering::Release);
+        metrics.leader.set(i64::from(leader));
+        let retry_at = match reconcile::reconcile(&ctx, leader).await {
+            Ok(o) if o.failed > 0 => Some(tokio::time::Instant::now() + Duration::from_secs(5)),
+            Ok(_) => None,
+            Err(e) => {
+                metrics.error(e.metric_label());
+                tracing::warn!(error = %e, "reconcile failed; retrying in 5s");
+                Some(tokio::time::Instant::now() + Duration::from_secs(5))
+            }
+        };
+        acks.mark_unchanged();
+        tokio::select! {
+            biased;
+            () = server::stopped(&mut stop) => break,
+            () = changed.notified() => {}
+            _ = acks.changed() => {}
+            _ = is_leader.changed() => tracing::info!(leader = *is_leader.borrow(), "leadership changed"),
+            () = tokio::time::sleep(tick) => {
+                hub.expire(tokio::time::Instant::now());
+            }
+            () = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending().await } } => {}
+            Some(done) = tasks.join_next() => return task_ended(done),
+        }
+        // Debounce: a burst of changes (a kubectl apply of many policies, a resync) rebuilds once.
+        tokio::time::sleep(opts.debounce).await;
+    }
+    tasks.abort_all();
+    Ok(())
+}
+
+fn task_ended(done: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    match done {
+        Ok(Ok(())) => Err(Error::TaskDied("a server task ended".into())),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(Error::TaskDied(e.to_string())),
+    }
+}

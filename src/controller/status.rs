@@ -1,0 +1,368 @@
+//! Status, computed purely: a policy, the snapshot it was built into, the Service cache and
+//! the proxies' acknowledgements in; the status it should have out. Then the diff that
+//! decides whether anything is written (timestamps ignored, as linkerd's policy-controller
+//! does), and the Events a transition deserves.
+//!
+//! Conditions (Gateway-API style):
+//! - Accepted: True/Accepted, or False/InvalidSpec (every validation error) or
+//!   False/Conflicted (naming the older policy that holds the host and path).
+//! - ResolvedRefs: True/ResolvedRefs, or False/BackendNotFound when `upstream.service` names
+//!   a Service or port that does not exist. Such a policy still serves: it keeps its hosts
+//!   and paths (no other policy silently takes its traffic) and the edge answers 502 with
+//!   CORS headers until the Service appears. The snapshot never depends on Services, so a
+//!   Service coming and going does not churn every proxy's configuration.
+//! - Programmed: True/Programmed when every connected proxy serves the current version, else
+//!   False/Pending (no proxy yet, some still behind, or not accepted so never sent).
+//!
+//! `lastTransitionTime` moves only when a condition's status changes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::{Value, json};
+
+use super::stream::Tally;
+use crate::config::{PolicyId, PolicyInput, Rejected, Snapshot};
+use crate::policy::{API_VERSION, CorsPolicy, CorsPolicyStatus, KIND};
+
+pub const ACCEPTED: &str = "Accepted";
+pub const RESOLVED_REFS: &str = "ResolvedRefs";
+pub const PROGRAMMED: &str = "Programmed";
+
+/// Condition messages are capped well below the API's 32768.
+const MAX_MESSAGE: usize = 4096;
+
+/// Ports of each Service: `(namespace, name)` → port numbers.
+pub type ServiceIndex = HashMap<(String, String), Vec<i32>>;
+
+/// The id of a policy object (a namespaced resource always has a namespace; "default" is
+/// only a fallback for objects built by hand).
+pub fn id_of(p: &CorsPolicy) -> PolicyId {
+    PolicyId::new(
+        p.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        p.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The RFC 3339 text of a timestamp, as `Snapshot::build` orders it.
+fn rfc3339(t: &Time) -> Option<String> {
+    match serde_json::to_value(t) {
+        Ok(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A policy object as a snapshot input.
+pub fn input_of(p: &CorsPolicy) -> PolicyInput {
+    PolicyInput {
+        id: id_of(p),
+        created: p.metadata.creation_timestamp.as_ref().and_then(rfc3339),
+        spec: p.spec.clone(),
+        source: None,
+    }
+}
+
+/// What the snapshot says about one policy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict<'a> {
+    Accepted,
+    Rejected(&'a Rejected),
+    /// Not in the snapshot at all (it was built before this object was seen).
+    Unknown,
+}
+
+pub fn verdict<'a>(snap: &'a Snapshot, id: &PolicyId) -> Verdict<'a> {
+    if snap.policies.iter().any(|p| &p.id == id) {
+        return Verdict::Accepted;
+    }
+    let key = id.to_string();
+    snap.rejected
+        .iter()
+        .find(|r| r.policy == key)
+        .map_or(Verdict::Unknown, |r| Verdict::Rejected(&r.rejected))
+}
+
+fn cap(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE - 3;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: cap(message),
+        observed_generation: generation,
+        last_transition_time: now.clone(),
+    }
+}
+
+/// The status `policy` should have. `now` is used only for conditions whose status changed.
+pub fn desired(
+    policy: &CorsPolicy,
+    snap: &Snapshot,
+    services: &ServiceIndex,
+    tally: Tally,
+    now: &Time,
+) -> CorsPolicyStatus {
+    let id = id_of(policy);
+    let generation = policy.metadata.generation;
+    let verdict = verdict(snap, &id);
+    let accepted = match &verdict {
+        Verdict::Accepted => {
+            let paths = if policy.spec.paths.is_empty() {
+                "every path".to_string()
+            } else {
+                policy.spec.paths.join(", ")
+            };
+            condition(
+                ACCEPTED,
+                true,
+                "Accepted",
+                format!("serving hosts {} on {paths}", policy.spec.hosts.join(", ")),
+                generation,
+                now,
+            )
+        }
+        Verdict::Rejected(Rejected::InvalidSpec { errors }) => condition(
+            ACCEPTED,
+            false,
+            "InvalidSpec",
+            format!(
+                "the spec is invalid and is not served: {}",
+                errors.join("; ")
+            ),
+            generation,
+            now,
+        ),
+        Verdict::Rejected(Rejected::Conflicted { winner, host, path }) => condition(
+            ACCEPTED,
+            false,
+            "Conflicted",
+            format!(
+                "host {host} path {path} is already served by {winner}, which is older (or, created at the same time, sorts first by namespace/name); this policy is not served until the conflict is removed"
+            ),
+            generation,
+            now,
+        ),
+        Verdict::Unknown => condition(
+            ACCEPTED,
+            false,
+            "Pending",
+            "not yet evaluated".into(),
+            generation,
+            now,
+        ),
+    };
+    let resolved = match &policy.spec.upstream.service {
+        None => condition(
+            RESOLVED_REFS,
+            true,
+            "ResolvedRefs",
+            "upstream is a URL".into(),
+            generation,
+            now,
+        ),
+        Some(s) => match services.get(&(id.namespace.clone(), s.name.clone())) {
+            None => condition(
+                RESOLVED_REFS,
+                false,
+                "BackendNotFound",
+                format!(
+                    "Service {}/{} does not exist; the edge answers 502 (with CORS headers) for this policy until it does",
+                    id.namespace, s.name
+                ),
+                generation,
+                now,
+            ),
+            Some(ports) if !ports.contains(&s.port) => {
+                let list: Vec<String> = ports.iter().map(ToString::to_string).collect();
+                condition(
+                    RESOLVED_REFS,
+                    false,
+                    "BackendNotFound",
+                    format!(
+                        "Service {}/{} has no port {} (it has: {}); the edge answers 502 (with CORS headers) for this policy until it does",
+                        id.namespace,
+                        s.name,
+                        s.port,
+                        if list.is_empty() {
+                            "none".into()
+                        } else {
+                            list.join(", ")
+                        }
+                    ),
+                    generation,
+                    now,
+                )
+            }
+            Some(_) => condition(
+                RESOLVED_REFS,
+                true,
+                "ResolvedRefs",
+                format!("Service {}/{} port {} exists", id.namespace, s.name, s.port),
+                generation,
+                now,
+            ),
+        },
+    };
+    let is_accepted = verdict == Verdict::Accepted;
+    let v = &snap.version;
+    let programmed = if !is_accepted {
+        condition(
+            PROGRAMMED,
+            false,
+            "Pending",
+            "not accepted, so not sent to proxies".into(),
+            generation,
+            now,
+        )
+    } else if tally.connected == 0 {
+        condition(
+            PROGRAMMED,
+            false,
+            "Pending",
+            format!("no proxy connected yet; config {v} is ready"),
+            generation,
+            now,
+        )
+    } else {
+        let ok = tally.current == tally.connected;
+        condition(
+            PROGRAMMED,
+            ok,
+            if ok { "Programmed" } else { "Pending" },
+            format!(
+                "{}/{} proxies serve config {v}",
+                tally.current, tally.connected
+            ),
+            generation,
+            now,
+        )
+    };
+    let mut status = CorsPolicyStatus {
+        observed_generation: generation,
+        conditions: vec![accepted, resolved, programmed],
+        config_version: is_accepted.then(|| v.clone()),
+    };
+    keep_transition_times(&mut status, policy.status.as_ref());
+    status
+}
+
+/// A condition keeps its lastTransitionTime while its status stays the same.
+fn keep_transition_times(new: &mut CorsPolicyStatus, old: Option<&CorsPolicyStatus>) {
+    let Some(old) = old else { return };
+    for c in &mut new.conditions {
+        if let Some(o) = old.conditions.iter().find(|o| o.type_ == c.type_)
+            && o.status == c.status
+        {
+            c.last_transition_time = o.last_transition_time.clone();
+        }
+    }
+}
+
+/// Whether two statuses say the same thing, timestamps aside (condition order aside too).
+pub fn same(a: Option<&CorsPolicyStatus>, b: &CorsPolicyStatus) -> bool {
+    let Some(a) = a else { return false };
+    let key = |s: &CorsPolicyStatus| {
+        let conditions: BTreeMap<String, (String, String, String, Option<i64>)> = s
+            .conditions
+            .iter()
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    (
+                        c.status.clone(),
+                        c.reason.clone(),
+                        c.message.clone(),
+                        c.observed_generation,
+                    ),
+                )
+            })
+            .collect();
+        (s.observed_generation, s.config_version.clone(), conditions)
+    };
+    key(a) == key(b)
+}
+
+/// The server-side apply body for the status subresource.
+pub fn apply_patch(status: &CorsPolicyStatus) -> Value {
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "status": status,
+    })
+}
+
+/// An Event to publish about a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+fn find<'a>(s: Option<&'a CorsPolicyStatus>, t: &str) -> Option<&'a Condition> {
+    s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+}
+
+/// Events for a status change: a Warning when a policy is rejected (or rejected for a new
+/// reason), a Warning when its Service goes missing, a Normal when it is accepted again.
+pub fn events(old: Option<&CorsPolicyStatus>, new: &CorsPolicyStatus) -> Vec<EventSpec> {
+    let mut out = Vec::new();
+    let changed = |t: &str| {
+        let (o, n) = (find(old, t), find(Some(new), t));
+        match (o, n) {
+            (_, None) => None,
+            (Some(o), Some(n))
+                if o.status == n.status && o.reason == n.reason && o.message == n.message =>
+            {
+                None
+            }
+            (o, Some(n)) => Some((o, n)),
+        }
+    };
+    if let Some((o, n)) = changed(ACCEPTED) {
+        if n.status == "False" && n.reason != "Pending" {
+            out.push(EventSpec {
+                warning: true,
+                reason: n.reason.clone(),
+                note: n.message.clone(),
+            });
+        } else if n.status == "True" && o.is_some_and(|o| o.status == "False") {
+            out.push(EventSpec {
+                warning: false,
+                reason: "Accepted".into(),
+                note: n.message.clone(),
+            });
+        }
+    }
+    if let Some((_, n)) = changed(RESOLVED_REFS)
+        && n.status == "False"
+    {
+        out.push(EventSpec {
+            warning: true,
+            reason: n.reason.clone(),
+            note: n.message.clone(),
+        });
+    }
+    out
+}

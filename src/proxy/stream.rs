@@ -1,0 +1,314 @@
+//! `corsgate proxy --controller URL`: the proxy's side of the config stream.
+//!
+//! Long-polls `GET {URL}/v1/config?version=<serving>&proxy=<id>`; the version it asks with
+//! is its acknowledgement. A 200 carries a `config::wire::ConfigDocument`, rebuilt here with
+//! the same `Snapshot::build` as the controller and installed atomically only when the
+//! version matches. A 304 means nothing changed. Anything else (503 while the controller
+//! starts, connection refused while it restarts, a bad document) keeps the last good
+//! snapshot serving and retries with exponential backoff and full jitter, so a fleet of
+//! proxies does not reconnect in lockstep. Readiness (`/readyz`) follows the store: ready
+//! after the first snapshot, and it stays ready while the controller is away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+
+use super::metrics::Metrics;
+use super::store::Store;
+use super::{Shared, admin, forward, handle, server};
+use crate::config::wire::ConfigDocument;
+
+/// The largest config document accepted (a bound on what a confused server can make us hold).
+const MAX_DOCUMENT: usize = 64 << 20;
+
+/// Options of `corsgate proxy --controller`.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    /// The controller's stream base URL, e.g. http://corsgate-controller.corsgate:9090.
+    pub controller: Uri,
+    /// This proxy's name in acknowledgements (the pod name).
+    pub proxy_id: String,
+    pub drain: Duration,
+    /// Backoff bounds between failed polls.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Client-side bound on one poll (above the controller's long-poll wait).
+    pub poll_timeout: Duration,
+}
+
+/// Exponential backoff with full jitter (a random delay in [0, current]), doubling to `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+
+    /// The next delay; `unit` in [0, 1) picks where in the window it lands.
+    pub fn next_with(&mut self, unit: f64) -> Duration {
+        let window = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let d = window.mul_f64(unit.clamp(0.0, 1.0));
+        d.max(self.min / 2)
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        self.next_with(rand::random::<f64>())
+    }
+}
+
+/// Where one poll ended.
+#[derive(Debug)]
+pub enum PollResult {
+    Installed(String),
+    Unchanged,
+    /// Keep serving; retry after a backoff.
+    Failed(String),
+}
+
+type StreamClient = Client<HttpConnector, Empty<Bytes>>;
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The poll URL for `base`.
+pub fn poll_uri(base: &Uri, have: Option<&str>, proxy: &str) -> Result<Uri, http::Error> {
+    let base = base.to_string();
+    let base = base.trim_end_matches('/');
+    let uri = format!(
+        "{base}/v1/config?version={}&proxy={}",
+        percent_encode(have.unwrap_or("")),
+        percent_encode(proxy)
+    );
+    Ok(uri.parse::<Uri>()?)
+}
+
+/// One long poll; installs what it gets.
+pub async fn poll_once(client: &StreamClient, store: &Store, opts: &StreamOptions) -> PollResult {
+    let have = store.version();
+    let uri = match poll_uri(&opts.controller, have.as_deref(), &opts.proxy_id) {
+        Ok(u) => u,
+        Err(e) => return PollResult::Failed(format!("bad controller URL: {e}")),
+    };
+    let req = match Request::get(uri).body(Empty::new()) {
+        Ok(r) => r,
+        Err(e) => return PollResult::Failed(format!("cannot build the request: {e}")),
+    };
+    let resp = match tokio::time::timeout(opts.poll_timeout, client.request(req)).await {
+        Err(_) => return PollResult::Failed("the controller did not answer in time".into()),
+        Ok(Err(e)) => return PollResult::Failed(format!("cannot reach the controller: {e}")),
+        Ok(Ok(r)) => r,
+    };
+    match resp.status() {
+        StatusCode::NOT_MODIFIED => PollResult::Unchanged,
+        StatusCode::OK => {
+            let body = match tokio::time::timeout(opts.poll_timeout, read_body(resp.into_body()))
+                .await
+            {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return PollResult::Failed(e),
+                Err(_) => {
+                    return PollResult::Failed("the config document did not arrive in time".into());
+                }
+            };
+            match ConfigDocument::parse(&body).and_then(ConfigDocument::into_snapshot) {
+                Ok(snap) => {
+                    let v = snap.version.clone();
+                    let policies = snap.policies.len();
+                    if store.install(snap) {
+                        tracing::info!(version = %v, policies, "configuration from the controller installed");
+                    }
+                    PollResult::Installed(v)
+                }
+                Err(e) => PollResult::Failed(e.to_string()),
+            }
+        }
+        other => {
+            let body = read_body(resp.into_body()).await.unwrap_or_default();
+            PollResult::Failed(format!(
+                "the controller answered {other}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ))
+        }
+    }
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, String> {
+    let limited = http_body_util::Limited::new(body, MAX_DOCUMENT);
+    limited
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| format!("cannot read the config document: {e}"))
+}
+
+/// Polls until `shutdown`, keeping the last good snapshot through any failure.
+pub async fn subscribe(
+    store: Arc<Store>,
+    opts: StreamOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client: StreamClient = Client::builder(TokioExecutor::new()).build(connector);
+    let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
+    loop {
+        let result = tokio::select! {
+            r = poll_once(&client, &store, &opts) => r,
+            () = server::stopped(&mut shutdown) => return,
+        };
+        let delay = match result {
+            PollResult::Installed(_) | PollResult::Unchanged => {
+                backoff.reset();
+                continue;
+            }
+            PollResult::Failed(why) => {
+                if store.fail(vec![why.clone()]) {
+                    match store.version() {
+                        Some(v) => {
+                            tracing::warn!(error = %why, version = %v, "config stream failed; still serving the last good configuration")
+                        }
+                        None => {
+                            tracing::warn!(error = %why, "config stream failed; no configuration yet, not ready")
+                        }
+                    }
+                }
+                backoff.next_delay()
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = server::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Runs the proxy on the controller's stream until `shutdown`; returns after draining.
+pub async fn run(
+    opts: StreamOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), std::io::Error> {
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(Store::new(
+        metrics,
+        format!("controller {}", opts.controller),
+    ));
+    let client = forward::client()?;
+    let traffic = server::bind("traffic", opts.listen).await?;
+    let admin_listener = server::bind("admin", opts.admin).await?;
+    tracing::info!(
+        listen = %traffic.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        controller = %opts.controller,
+        proxy = %opts.proxy_id,
+        "corsgate proxy serving from the controller's config stream"
+    );
+    let drain = opts.drain;
+    tokio::spawn(subscribe(store.clone(), opts, shutdown.clone()));
+    let admin_store = store.clone();
+    let admin_task = tokio::spawn(server::serve(
+        "admin",
+        admin_listener,
+        move |_| {
+            let store = admin_store.clone();
+            move |req: Request<Incoming>| {
+                let store = store.clone();
+                async move { admin::handle(&store, &req) }
+            }
+        },
+        shutdown.clone(),
+        Duration::from_secs(1),
+    ));
+    let shared = Arc::new(Shared { store, client });
+    server::serve(
+        "traffic",
+        traffic,
+        move |peer: SocketAddr| {
+            let shared = shared.clone();
+            let peer = forward::peer_value(peer.ip());
+            move |req: Request<Incoming>| {
+                let (shared, peer) = (shared.clone(), peer.clone());
+                async move { handle(&shared, &peer, req).await }
+            }
+        },
+        shutdown,
+        drain,
+    )
+    .await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_inside_the_window() {
+        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        assert_eq!(b.next_with(1.0), Duration::from_millis(200));
+        assert_eq!(b.next_with(1.0), Duration::from_millis(400));
+        assert_eq!(b.next_with(0.5), Duration::from_millis(400));
+        for _ in 0..10 {
+            b.next_with(1.0);
+        }
+        assert_eq!(b.next_with(1.0), Duration::from_secs(5));
+        // Never below half the minimum, so a failing controller is not hammered.
+        assert_eq!(b.next_with(0.0), Duration::from_millis(100));
+        b.reset();
+        assert_eq!(b.next_with(1.0), Duration::from_millis(200));
+        for _ in 0..100 {
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(5) && d >= Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn poll_urls_are_encoded() {
+        let base: Uri = "http://ctl:9090/".parse().expect("uri");
+        assert_eq!(
+            poll_uri(&base, Some("abc123"), "edge-0")
+                .expect("uri")
+                .to_string(),
+            "http://ctl:9090/v1/config?version=abc123&proxy=edge-0"
+        );
+        assert_eq!(
+            poll_uri(&base, None, "a b&c").expect("uri").to_string(),
+            "http://ctl:9090/v1/config?version=&proxy=a%20b%26c"
+        );
+    }
+}

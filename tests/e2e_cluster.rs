@@ -1,0 +1,380 @@
+//! End to end against a real cluster (kind, k3d, any): runs only when KUBECONFIG is set.
+//!
+//!   KUBECONFIG=~/.kube/config cargo test --test e2e_cluster -- --nocapture
+//!
+//! It installs crds/corspolicy.yaml, creates a throw-away namespace, runs
+//! `corsgate controller` (leader election on, scoped to that namespace) and
+//! `corsgate proxy --controller` on this machine, applies every example in examples/ into
+//! the namespace (URL upstreams pointed at a local echo server), and asserts: conditions
+//! and configVersion, Programmed once the proxy acknowledged, the proxy's CORS behaviour, a
+//! conflict reported with an Event, ResolvedRefs flipping when a Service appears, and the
+//! API server's CEL rules rejecting invalid objects. The namespace is deleted at the end
+//! (no finalizers, so that never hangs); the CRD is left installed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn kubeconfig_set() -> bool {
+    std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"], None);
+    }
+}
+
+fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().expect("kubectl is on PATH");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl ran");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn must(args: &[&str], stdin: Option<&str>) -> String {
+    let (ok, out, err) = kubectl(args, stdin);
+    assert!(ok, "kubectl {args:?} failed: {err}");
+    out
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+}
+
+fn echo_upstream() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    addr
+}
+
+fn http_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text.to_ascii_lowercase()))
+}
+
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn policy(ns: &str, name: &str) -> Value {
+    let out = must(&["get", "corspolicy", "-n", ns, name, "-o", "json"], None);
+    serde_json::from_str(&out).expect("json")
+}
+
+fn condition(p: &Value, t: &str) -> Option<(String, String, String)> {
+    p["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+                c["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+}
+
+/// The examples as one multi-document YAML, moved into `ns`, URL upstreams at `upstream`.
+fn examples_in(ns: &str, upstream: SocketAddr) -> (String, Vec<(String, bool)>) {
+    let mut docs = Vec::new();
+    let mut names = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+        .expect("examples/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read example");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let mut v: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+            if v.is_null() {
+                continue;
+            }
+            v["metadata"]["namespace"] = ns.into();
+            let has_url = v["spec"]["upstream"]["url"].is_string();
+            if has_url {
+                v["spec"]["upstream"]["url"] = format!("http://{upstream}").into();
+            }
+            let name = v["metadata"]["name"].as_str().expect("name").to_string();
+            names.push((name, has_url));
+            docs.push(serde_yaml::to_string(&v).expect("yaml"));
+        }
+    }
+    (docs.join("---\n"), names)
+}
+
+#[test]
+fn controller_and_proxy_against_a_cluster() {
+    if !kubeconfig_set() {
+        println!(
+            "SKIPPED e2e_cluster: KUBECONFIG is not set. Run: KUBECONFIG=~/.kube/config cargo test --test e2e_cluster -- --nocapture"
+        );
+        eprintln!("SKIPPED e2e_cluster: KUBECONFIG is not set (no cluster, nothing was tested)");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_corsgate");
+    let ns = Namespace(format!("corsgate-e2e-{}", std::process::id()));
+    let ns_name = ns.0.clone();
+    let ns_s = ns_name.as_str();
+
+    // The CRD from the committed file, and the namespace.
+    must(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/corspolicy.yaml"),
+        ],
+        None,
+    );
+    must(
+        &[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/corspolicies.corsgate.dev",
+        ],
+        None,
+    );
+    must(&["create", "namespace", ns_s], None);
+
+    // CEL: the API server rejects what `corsgate check` rejects.
+    let invalid = [
+        (
+            "upstream: {url: 'http://a:1', service: {name: s, port: 80}}",
+            "exactly one of upstream.service or upstream.url",
+        ),
+        (
+            "upstream: {url: 'http://a:1'}\n  cors: {allowOrigins: ['*'], allowCredentials: true}",
+            "allowOrigins cannot contain",
+        ),
+        (
+            "upstream: {url: 'http://a:1'}\n  cors: {allowOrigins: ['https://x.example'], allowHeaders: ['*'], allowCredentials: true}",
+            "allowHeaders cannot contain",
+        ),
+        (
+            "upstream: {url: 'http://a:1'}\n  cors: {maxAgeSeconds: 90000}",
+            "maxAgeSeconds must be between 0 and 86400",
+        ),
+        (
+            "upstream: {url: 'http://a:1'}\n  cors: {preflight: Sometimes}",
+            "Unsupported value",
+        ),
+    ];
+    for (i, (spec, message)) in invalid.iter().enumerate() {
+        let doc = format!(
+            "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {{name: invalid-{i}, namespace: {ns_s}}}\nspec:\n  hosts: [invalid.example]\n  {spec}\n"
+        );
+        let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&doc));
+        assert!(!ok, "the API server accepted an invalid object:\n{doc}");
+        assert!(err.contains(message), "expected {message:?} in: {err}");
+    }
+
+    // Controller and proxy, out of cluster.
+    let upstream = echo_upstream();
+    let (stream, admin, proxy_listen, proxy_admin) =
+        (free_port(), free_port(), free_port(), free_port());
+    let _controller = Killed(
+        Command::new(bin)
+            .args([
+                "controller",
+                "--namespace",
+                ns_s,
+                "--lease-namespace",
+                ns_s,
+                "--debounce-ms",
+                "100",
+            ])
+            .args([
+                "--listen",
+                &stream.to_string(),
+                "--admin",
+                &admin.to_string(),
+                "--identity",
+                "e2e",
+            ])
+            .spawn()
+            .expect("spawn controller"),
+    );
+    let _proxy = Killed(
+        Command::new(bin)
+            .args([
+                "proxy",
+                "--controller",
+                &format!("http://{stream}"),
+                "--proxy-id",
+                "e2e-proxy",
+            ])
+            .args([
+                "--listen",
+                &proxy_listen.to_string(),
+                "--admin",
+                &proxy_admin.to_string(),
+            ])
+            .spawn()
+            .expect("spawn proxy"),
+    );
+    eventually("the controller ready", || {
+        (http_get(admin, "x", "/readyz", &[])?.0 == 200).then_some(())
+    });
+
+    // The examples.
+    let (yaml, names) = examples_in(ns_s, upstream);
+    must(&["apply", "-f", "-"], Some(&yaml));
+    for (name, is_url) in &names {
+        let p = eventually(&format!("{name} Programmed"), || {
+            let p = policy(ns_s, name);
+            (condition(&p, "Programmed")?.0 == "True").then_some(p)
+        });
+        let accepted = condition(&p, "Accepted").expect("Accepted");
+        assert_eq!(
+            (accepted.0.as_str(), accepted.1.as_str()),
+            ("True", "Accepted"),
+            "{name}"
+        );
+        let resolved = condition(&p, "ResolvedRefs").expect("ResolvedRefs");
+        let expected = if *is_url {
+            "ResolvedRefs"
+        } else {
+            "BackendNotFound"
+        };
+        assert_eq!(resolved.1, expected, "{name}: {resolved:?}");
+        assert!(
+            condition(&p, "Programmed")
+                .expect("Programmed")
+                .2
+                .contains("1/1 proxies"),
+            "{name}"
+        );
+        assert_eq!(
+            p["status"]["observedGeneration"], p["metadata"]["generation"],
+            "{name}"
+        );
+        assert!(
+            p["status"]["configVersion"]
+                .as_str()
+                .is_some_and(|v| v.len() == 12),
+            "{name}"
+        );
+    }
+
+    // The proxy serves the quickstart: an allowed origin gets its CORS headers.
+    let (status, head) = eventually("the proxy serving", || {
+        http_get(
+            proxy_listen,
+            "localhost",
+            "/hello",
+            &[("origin", "http://127.0.0.1:3000")],
+        )
+        .filter(|r| r.0 == 200)
+    });
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("access-control-allow-origin: http://127.0.0.1:3000"),
+        "{head}"
+    );
+    assert!(head.contains("vary: origin"), "{head}");
+
+    // A conflicting policy: rejected, naming the older one, with a Warning Event.
+    let conflict = format!(
+        "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {{name: late-comer, namespace: {ns_s}}}\nspec:\n  hosts: [localhost]\n  upstream: {{url: 'http://{upstream}'}}\n"
+    );
+    must(&["apply", "-f", "-"], Some(&conflict));
+    let c = eventually("late-comer Conflicted", || {
+        let c = condition(&policy(ns_s, "late-comer"), "Accepted")?;
+        (c.1 == "Conflicted").then_some(c)
+    });
+    assert!(c.2.contains(&format!("{ns_s}/quickstart")), "{c:?}");
+    eventually("a Conflicted event", || {
+        let out = must(&["get", "events", "-n", ns_s, "-o", "json"], None);
+        out.contains("\"Conflicted\"").then_some(())
+    });
+
+    // A Service appears: ResolvedRefs flips for the example that names it.
+    if let Some((name, _)) = names.iter().find(|(n, _)| n == "storefront-api") {
+        let svc = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: storefront, namespace: {ns_s}}}\nspec:\n  ports: [{{port: 8080}}]\n  selector: {{app: storefront}}\n"
+        );
+        must(&["apply", "-f", "-"], Some(&svc));
+        eventually("ResolvedRefs True", || {
+            (condition(&policy(ns_s, name), "ResolvedRefs")?.0 == "True").then_some(())
+        });
+    }
+
+    // Deleting the winner promotes the late-comer.
+    must(&["delete", "corspolicy", "-n", ns_s, "quickstart"], None);
+    eventually("late-comer Accepted", || {
+        (condition(&policy(ns_s, "late-comer"), "Accepted")?.1 == "Accepted").then_some(())
+    });
+    drop(ns);
+}
