@@ -294,7 +294,13 @@ impl OriginPattern {
                 "remove the spaces; list each origin as its own entry",
             ));
         }
-        if s.ends_with('/') && split_tuple(s.trim_end_matches('/')).is_ok() {
+        let without_star = match s.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.strip_prefix("*.").unwrap_or(rest))
+            }
+            None => s.to_string(),
+        };
+        if s.ends_with('/') && split_tuple(without_star.trim_end_matches('/')).is_ok() {
             return Err(OriginError::new(
                 format!(
                     "{s:?} ends with '/', but a browser's Origin never does, so it would never match"
