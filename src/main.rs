@@ -342,39 +342,29 @@ fn main() -> ExitCode {
         }
         Command::Controller(a) => runtime(None)
             .and_then(|rt| rt.block_on(async { run_controller(a, shutdown_signal()).await })),
-        Command::Proxy(ProxyArgs {
-            controller: Some(controller),
-            proxy_id,
-            listen,
-            admin,
-            drain_timeout_seconds,
-            workers,
-            ..
-        }) => runtime(workers).and_then(|rt| {
-            rt.block_on(async {
-                let opts = proxy::stream::StreamOptions {
-                    listen,
-                    admin,
-                    controller,
-                    proxy_id: proxy_id.unwrap_or_else(host_name),
-                    drain: Duration::from_secs(drain_timeout_seconds),
-                    backoff_min: Duration::from_millis(200),
-                    backoff_max: Duration::from_secs(10),
-                    poll_timeout: Duration::from_secs(120),
-                };
-                proxy::stream::run(opts, shutdown_signal())
-                    .await
-                    .context("proxy failed")
-            })
-        }),
         Command::Proxy(a) => runtime(a.workers).and_then(|rt| {
             rt.block_on(async {
+                let source = match (a.controller, a.policies) {
+                    (Some(controller), _) => {
+                        proxy::Source::Controller(proxy::stream::StreamOptions {
+                            controller,
+                            proxy_id: a.proxy_id.unwrap_or_else(host_name),
+                            backoff_min: Duration::from_millis(200),
+                            backoff_max: Duration::from_secs(10),
+                            poll_timeout: Duration::from_secs(120),
+                        })
+                    }
+                    (None, Some(path)) => proxy::Source::Files {
+                        path,
+                        poll: Duration::from_secs(a.poll_interval_seconds.max(1)),
+                    },
+                    (None, None) => anyhow::bail!("one of --policies or --controller is required"),
+                };
                 let opts = proxy::ProxyOptions {
                     listen: a.listen,
                     admin: a.admin,
-                    policies: a.policies.unwrap_or_default(),
                     drain: Duration::from_secs(a.drain_timeout_seconds),
-                    poll: Duration::from_secs(a.poll_interval_seconds.max(1)),
+                    source,
                 };
                 proxy::run(opts, shutdown_signal())
                     .await

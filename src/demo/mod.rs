@@ -242,9 +242,11 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         ProxyOptions {
             listen: opts.listen,
             admin: opts.admin,
-            policies,
             drain: Duration::from_secs(2),
-            poll: Duration::from_secs(5),
+            source: proxy::Source::Files {
+                path: policies,
+                poll: Duration::from_secs(5),
+            },
         },
         shutdown,
     )

@@ -195,14 +195,31 @@ pub fn reload(store: &Store, path: &std::path::Path) {
     }
 }
 
+/// Where the proxy's policies come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Standalone: a YAML file or directory, re-read on change and every `poll`.
+    Files { path: PathBuf, poll: Duration },
+    /// In cluster: the controller's config stream.
+    Controller(stream::StreamOptions),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Files { path, .. } => path.display().to_string(),
+            Source::Controller(o) => format!("controller {}", o.controller),
+        }
+    }
+}
+
 /// Options of `corsgate proxy`.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
-    pub policies: PathBuf,
     pub drain: Duration,
-    pub poll: Duration,
+    pub source: Source,
 }
 
 /// Runs the proxy until `shutdown` turns true; returns after draining.
@@ -211,25 +228,36 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), std::io::Error> {
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(Store::new(metrics, opts.policies.display().to_string()));
+    let store = Arc::new(Store::new(metrics, opts.source.describe()));
     let client = forward::client()?;
     let traffic = server::bind("traffic", opts.listen).await?;
     let admin = server::bind("admin", opts.admin).await?;
-    reload(&store, &opts.policies);
-
-    let mut watch = config::watch::watch(&opts.policies, opts.poll);
-    let (watch_store, path) = (store.clone(), opts.policies.clone());
-    let mut watch_stop = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = watch.changed(Duration::from_millis(150)) => reload(&watch_store, &path),
-                () = server::stopped(&mut watch_stop) => break,
-            }
+    tracing::info!(
+        listen = %traffic.local_addr()?,
+        admin = %admin.local_addr()?,
+        source = %opts.source.describe(),
+        "corsgate proxy serving"
+    );
+    match opts.source {
+        Source::Files { path, poll } => {
+            reload(&store, &path);
+            let mut watch = config::watch::watch(&path, poll);
+            let watch_store = store.clone();
+            let mut watch_stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = watch.changed(Duration::from_millis(150)) => reload(&watch_store, &path),
+                        () = server::stopped(&mut watch_stop) => break,
+                    }
+                }
+            });
         }
-    });
+        Source::Controller(o) => {
+            tokio::spawn(stream::subscribe(store.clone(), o, shutdown.clone()));
+        }
+    }
 
-    tracing::info!(listen = %traffic.local_addr()?, admin = %admin.local_addr()?, "corsgate proxy serving");
     let shared = Arc::new(Shared {
         store: store.clone(),
         client,

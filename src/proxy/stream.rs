@@ -9,7 +9,6 @@
 //! proxies does not reconnect in lockstep. Readiness (`/readyz`) follows the store: ready
 //! after the first snapshot, and it stays ready while the controller is away.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +21,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
-use super::metrics::Metrics;
+use super::server;
 use super::store::Store;
-use super::{Shared, admin, forward, handle, server};
 use crate::config::wire::ConfigDocument;
 
 /// The largest config document accepted (a bound on what a confused server can make us hold).
@@ -33,13 +31,10 @@ const MAX_DOCUMENT: usize = 64 << 20;
 /// Options of `corsgate proxy --controller`.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
-    pub listen: SocketAddr,
-    pub admin: SocketAddr,
     /// The controller's stream base URL, e.g. http://corsgate-controller.corsgate:9090.
     pub controller: Uri,
     /// This proxy's name in acknowledgements (the pod name).
     pub proxy_id: String,
-    pub drain: Duration,
     /// Backoff bounds between failed polls.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -214,101 +209,5 @@ pub async fn subscribe(
             () = tokio::time::sleep(delay) => {}
             () = server::stopped(&mut shutdown) => return,
         }
-    }
-}
-
-/// Runs the proxy on the controller's stream until `shutdown`; returns after draining.
-pub async fn run(
-    opts: StreamOptions,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), std::io::Error> {
-    let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(Store::new(
-        metrics,
-        format!("controller {}", opts.controller),
-    ));
-    let client = forward::client()?;
-    let traffic = server::bind("traffic", opts.listen).await?;
-    let admin_listener = server::bind("admin", opts.admin).await?;
-    tracing::info!(
-        listen = %traffic.local_addr()?,
-        admin = %admin_listener.local_addr()?,
-        controller = %opts.controller,
-        proxy = %opts.proxy_id,
-        "corsgate proxy serving from the controller's config stream"
-    );
-    let drain = opts.drain;
-    tokio::spawn(subscribe(store.clone(), opts, shutdown.clone()));
-    let admin_store = store.clone();
-    let admin_task = tokio::spawn(server::serve(
-        "admin",
-        admin_listener,
-        move |_| {
-            let store = admin_store.clone();
-            move |req: Request<Incoming>| {
-                let store = store.clone();
-                async move { admin::handle(&store, &req) }
-            }
-        },
-        shutdown.clone(),
-        Duration::from_secs(1),
-    ));
-    let shared = Arc::new(Shared { store, client });
-    server::serve(
-        "traffic",
-        traffic,
-        move |peer: SocketAddr| {
-            let shared = shared.clone();
-            let peer = forward::peer_value(peer.ip());
-            move |req: Request<Incoming>| {
-                let (shared, peer) = (shared.clone(), peer.clone());
-                async move { handle(&shared, &peer, req).await }
-            }
-        },
-        shutdown,
-        drain,
-    )
-    .await;
-    let _ = admin_task.await;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_inside_the_window() {
-        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        assert_eq!(b.next_with(1.0), Duration::from_millis(200));
-        assert_eq!(b.next_with(1.0), Duration::from_millis(400));
-        assert_eq!(b.next_with(0.5), Duration::from_millis(400));
-        for _ in 0..10 {
-            b.next_with(1.0);
-        }
-        assert_eq!(b.next_with(1.0), Duration::from_secs(5));
-        // Never below half the minimum, so a failing controller is not hammered.
-        assert_eq!(b.next_with(0.0), Duration::from_millis(100));
-        b.reset();
-        assert_eq!(b.next_with(1.0), Duration::from_millis(200));
-        for _ in 0..100 {
-            let d = b.next_delay();
-            assert!(d <= Duration::from_secs(5) && d >= Duration::from_millis(100));
-        }
-    }
-
-    #[test]
-    fn poll_urls_are_encoded() {
-        let base: Uri = "http://ctl:9090/".parse().expect("uri");
-        assert_eq!(
-            poll_uri(&base, Some("abc123"), "edge-0")
-                .expect("uri")
-                .to_string(),
-            "http://ctl:9090/v1/config?version=abc123&proxy=edge-0"
-        );
-        assert_eq!(
-            poll_uri(&base, None, "a b&c").expect("uri").to_string(),
-            "http://ctl:9090/v1/config?version=&proxy=a%20b%26c"
-        );
     }
 }
