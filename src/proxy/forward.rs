@@ -7,16 +7,12 @@ use std::time::Instant;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 
 use super::metrics::Latency;
 use super::rescue::ProxyError;
+use super::upstream::{Idle, PooledBody, Upstreams};
 use crate::config::CompiledPolicy;
-
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -33,22 +29,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
-
-/// Builds the pooled upstream client: HTTP/1.1 keep-alive for http, TLS (system roots,
-/// ALPN h2 or http/1.1) for https.
-pub fn client() -> Result<UpstreamClient, std::io::Error> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .build(https))
-}
 
 /// Removes hop-by-hop headers, including those named by `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -76,13 +56,14 @@ pub fn peer_value(ip: IpAddr) -> HeaderValue {
 /// Sends `req` to the policy's upstream and waits for its response headers, at most the
 /// policy's timeout. The body streams in both directions.
 pub async fn forward(
-    client: &UpstreamClient,
+    upstreams: &Upstreams,
+    idle: &Arc<Idle>,
     policy: &CompiledPolicy,
     latency: &Latency,
     req: Request<Incoming>,
     peer: &HeaderValue,
     host: &HeaderValue,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<PooledBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     parts.uri = policy
         .upstream
@@ -109,7 +90,7 @@ pub async fn forward(
     let started = Instant::now();
     let sent = tokio::time::timeout(
         policy.upstream.timeout,
-        client.request(Request::from_parts(parts, body)),
+        upstreams.send(idle, &policy.upstream, Request::from_parts(parts, body)),
     )
     .await;
     latency.observe(started.elapsed());

@@ -12,6 +12,7 @@ pub mod rescue;
 pub mod server;
 pub mod store;
 pub mod stream;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,18 +27,16 @@ use tokio::sync::watch;
 
 use crate::config::{self, normalize_host};
 use crate::cors::{self, Action, Kind, Rejection};
-use forward::UpstreamClient;
 use metrics::{Metrics, Outcome};
 pub use rescue::{ProxyError, rescue};
 use store::Store;
 
 /// Every response body: the upstream's, streamed, or one the edge made.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<upstream::PooledBody, Full<Bytes>>;
 
 /// What every request handler shares.
 pub struct Shared {
     pub store: Arc<Store>,
-    pub client: UpstreamClient,
 }
 
 fn rejection_text(r: &Rejection, req: &cors::CorsRequest) -> String {
@@ -83,7 +82,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             path: req.uri().path().to_string(),
         });
     };
-    let Some(counters) = live.counters.get(idx) else {
+    let (Some(counters), Some(idle)) = (live.counters.get(idx), live.idle.get(idx)) else {
         return rescue(&ProxyError::NotReady);
     };
     let decision = policy
@@ -138,7 +137,8 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
         Action::Forward => {
             let host_value = host_value.unwrap_or_else(|| HeaderValue::from_static(""));
             match forward::forward(
-                &shared.client,
+                &shared.store.upstreams,
+                idle,
                 policy,
                 &counters.latency,
                 req,
@@ -228,8 +228,8 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), std::io::Error> {
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(Store::new(metrics, opts.source.describe()));
-    let client = forward::client()?;
+    let upstreams = Arc::new(upstream::Upstreams::new()?);
+    let store = Arc::new(Store::new(metrics, upstreams, opts.source.describe()));
     let traffic = server::bind("traffic", opts.listen).await?;
     let admin = server::bind("admin", opts.admin).await?;
     tracing::info!(
@@ -260,7 +260,6 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         store: store.clone(),
-        client,
     });
     let admin_store = store.clone();
     let admin_task = tokio::spawn(server::serve(

@@ -30,7 +30,7 @@ pub enum ProxyError {
     Upstream {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: super::upstream::UpstreamError,
     },
 }
 
@@ -54,7 +54,10 @@ impl ProxyError {
             ProxyError::Rejected { .. } => "cors-rejected",
             ProxyError::BadRequest(_) => "bad-request",
             ProxyError::Timeout { .. } => "upstream-timeout",
-            ProxyError::Upstream { source, .. } if source.is_connect() => "upstream-connect",
+            ProxyError::Upstream {
+                source: super::upstream::UpstreamError::Connect(_),
+                ..
+            } => "upstream-connect",
             ProxyError::Upstream { .. } => "upstream-reset",
         }
     }

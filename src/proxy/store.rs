@@ -9,12 +9,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 use super::metrics::{Metrics, PolicyCounters};
+use super::upstream::{Idle, Upstreams};
 use crate::config::Snapshot;
 
-/// A snapshot and its counters (aligned with `snapshot.policies`).
+/// A snapshot with its counters and upstream idle queues (both aligned with
+/// `snapshot.policies`).
 pub struct Live {
     pub snapshot: Snapshot,
     pub counters: Vec<PolicyCounters>,
+    pub idle: Vec<Arc<Idle>>,
     pub loaded_at: u64,
 }
 
@@ -33,6 +36,7 @@ pub struct Store {
     live: ArcSwapOption<Live>,
     status: Mutex<LoadStatus>,
     pub metrics: Arc<Metrics>,
+    pub upstreams: Arc<Upstreams>,
 }
 
 fn now() -> u64 {
@@ -42,7 +46,11 @@ fn now() -> u64 {
 }
 
 impl Store {
-    pub fn new(metrics: Arc<Metrics>, source: impl Into<String>) -> Store {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        upstreams: Arc<Upstreams>,
+        source: impl Into<String>,
+    ) -> Store {
         Store {
             live: ArcSwapOption::empty(),
             status: Mutex::new(LoadStatus {
@@ -50,6 +58,7 @@ impl Store {
                 ..LoadStatus::default()
             }),
             metrics,
+            upstreams,
         }
     }
 
@@ -87,6 +96,11 @@ impl Store {
             .iter()
             .map(|p| self.metrics.policy(&p.id.to_string()))
             .collect();
+        let idle = snapshot
+            .policies
+            .iter()
+            .map(|p| self.upstreams.idle_for(&p.upstream))
+            .collect();
         self.metrics.reload(true);
         self.metrics
             .policies
@@ -97,6 +111,7 @@ impl Store {
         self.live.store(Some(Arc::new(Live {
             snapshot,
             counters,
+            idle,
             loaded_at: t,
         })));
         true
