@@ -101,62 +101,90 @@ pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> V
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let location = format!("{file} (document {})", i + 1);
-        let doc_err = |message: String| LoadError::Document {
-            location: location.clone(),
-            message,
-        };
         let value = match serde_yaml::Value::deserialize(doc) {
             Ok(serde_yaml::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
-                errors.push(doc_err(format!(
-                    "not valid YAML: {e}; fix: correct the syntax at that line"
-                )));
+                errors.push(LoadError::Document {
+                    location,
+                    message: format!("not valid YAML: {e}; fix: correct the syntax at that line"),
+                });
                 break;
             }
         };
-        let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        match (field("apiVersion").as_deref(), field("kind").as_deref()) {
-            (Some(API_VERSION), Some(KIND)) => {}
-            (api, kind) => {
-                errors.push(doc_err(format!(
-                    "apiVersion {:?} kind {:?} is not a CorsPolicy; fix: set apiVersion: {API_VERSION} and kind: {KIND}, or move this document elsewhere",
-                    api.unwrap_or("<missing>"),
-                    kind.unwrap_or("<missing>")
-                )));
-                continue;
+        // `kubectl get corspolicies -o yaml` prints a v1 List of them.
+        if value.get("kind").and_then(|k| k.as_str()) == Some("List") {
+            let items = value
+                .get("items")
+                .and_then(|i| i.as_sequence())
+                .cloned()
+                .unwrap_or_default();
+            for (j, item) in items.into_iter().enumerate() {
+                parse_value(
+                    format!("{file} (document {}, item {})", i + 1, j + 1),
+                    item,
+                    errors,
+                    &mut out,
+                );
             }
-        }
-        let doc: Document = match serde_path_to_error::deserialize(value) {
-            Ok(d) => d,
-            Err(e) => {
-                let path = e.path().to_string();
-                errors.push(doc_err(format!(
-                    "{path}: {}; fix: check the field's name and type against the CorsPolicy reference (README)",
-                    e.inner()
-                )));
-                continue;
-            }
-        };
-        let namespace = doc.metadata.namespace.unwrap_or_else(|| "default".into());
-        let name_ok = !doc.metadata.name.is_empty()
-            && doc.metadata.name.len() <= 253
-            && doc.metadata.name.split('.').all(is_dns_label);
-        if !name_ok || !is_dns_label(&namespace) {
-            errors.push(doc_err(format!(
-                "metadata: name {:?} / namespace {namespace:?} is not a valid Kubernetes name; fix: use lower-case letters, digits and '-'",
-                doc.metadata.name
-            )));
             continue;
         }
-        out.push(PolicyInput {
-            id: PolicyId::new(namespace, doc.metadata.name),
-            created: doc.metadata.creation_timestamp,
-            spec: doc.spec,
-            source: Some(location),
-        });
+        parse_value(location, value, errors, &mut out);
     }
     out
+}
+
+/// One CorsPolicy object (a document, or an item of a List).
+fn parse_value(
+    location: String,
+    value: serde_yaml::Value,
+    errors: &mut Vec<LoadError>,
+    out: &mut Vec<PolicyInput>,
+) {
+    let doc_err = |message: String| LoadError::Document {
+        location: location.clone(),
+        message,
+    };
+    let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    match (field("apiVersion").as_deref(), field("kind").as_deref()) {
+        (Some(API_VERSION), Some(KIND)) => {}
+        (api, kind) => {
+            errors.push(doc_err(format!(
+                "apiVersion {:?} kind {:?} is not a CorsPolicy; fix: set apiVersion: {API_VERSION} and kind: {KIND}, or move this document elsewhere",
+                api.unwrap_or("<missing>"),
+                kind.unwrap_or("<missing>")
+            )));
+            return;
+        }
+    }
+    let doc: Document = match serde_path_to_error::deserialize(value) {
+        Ok(d) => d,
+        Err(e) => {
+            let path = e.path().to_string();
+            errors.push(doc_err(format!(
+                "{path}: {}; fix: check the field's name and type against the CorsPolicy reference (README)",
+                e.inner()
+            )));
+            return;
+        }
+    };
+    let namespace = doc.metadata.namespace.unwrap_or_else(|| "default".into());
+    let name_ok = !doc.metadata.name.is_empty()
+        && doc.metadata.name.len() <= 253
+        && doc.metadata.name.split('.').all(is_dns_label);
+    if !name_ok || !is_dns_label(&namespace) {
+        errors.push(doc_err(format!(
+            "metadata: name {:?} / namespace {namespace:?} is not a valid Kubernetes name; fix: use lower-case letters, digits and '-'",
+            doc.metadata.name
+        )));
+        return;
+    }
+    out.push(PolicyInput {
+        id: PolicyId::new(namespace, doc.metadata.name),
+        created: doc.metadata.creation_timestamp,
+        spec: doc.spec,
+        source: Some(location),
+    });
 }
 
 /// Reads every policy under `path`. `Err` holds every problem found.

@@ -278,3 +278,34 @@ cors:
         "a rule inherits what it omits"
     );
 }
+
+#[test]
+fn a_kubectl_list_is_read_item_by_item() {
+    let text = r#"
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: corsgate.dev/v1alpha1
+    kind: CorsPolicy
+    metadata: {name: one, namespace: shop, creationTimestamp: "2026-01-01T00:00:00Z", uid: x, resourceVersion: "7"}
+    spec: {hosts: [a.test], upstream: {url: "http://127.0.0.1:1"}}
+    status: {observedGeneration: 1, conditions: []}
+  - apiVersion: corsgate.dev/v1alpha1
+    kind: CorsPolicy
+    metadata: {name: two}
+    spec: {hosts: [b.test], upstream: {}}
+"#;
+    let mut errors = Vec::new();
+    let inputs = parse_documents("get.yaml", text, &mut errors);
+    assert_eq!(inputs.len(), 2);
+    assert_eq!(inputs[0].created.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(
+        inputs[0].source.as_deref(),
+        Some("get.yaml (document 1, item 1)")
+    );
+    assert!(errors.is_empty());
+    let snap = Snapshot::build(inputs);
+    assert!(
+        matches!(&snap.rejected[0].rejected, Rejected::InvalidSpec { errors } if errors[0].starts_with("spec.upstream: exactly one of service or url"))
+    );
+}
