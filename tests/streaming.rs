@@ -7,29 +7,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::*;
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 64 * 1024;
-
-struct Chunks(u64, Bytes);
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<Frame<Bytes>, std::io::Error>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        if self.0 == 0 {
-            return std::task::Poll::Ready(None);
-        }
-        self.0 -= 1;
-        std::task::Poll::Ready(Some(Ok(Frame::data(self.1.clone()))))
-    }
-}
 
 #[tokio::test]
 async fn a_gibibyte_each_way_with_flat_memory() {
@@ -53,7 +36,10 @@ async fn a_gibibyte_each_way_with_flat_memory() {
     let req = http::Request::get(format!("http://{}/download/{GIB}", proxy.addr))
         .header("host", "big.example.com")
         .header("origin", "https://app.example.com")
-        .body(BodyExt::boxed(StreamBody::new(Chunks(0, Bytes::new()))))
+        .body(BodyExt::boxed(StreamBody::new(futures_stream(
+            0,
+            Bytes::new(),
+        ))))
         .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -73,7 +59,7 @@ async fn a_gibibyte_each_way_with_flat_memory() {
     let chunk = Bytes::from(vec![b'u'; CHUNK]);
     let req = http::Request::post(format!("http://{}/upload", proxy.addr))
         .header("host", "big.example.com")
-        .body(BodyExt::boxed(StreamBody::new(Chunks(
+        .body(BodyExt::boxed(StreamBody::new(futures_stream(
             GIB / CHUNK as u64,
             chunk,
         ))))

@@ -126,7 +126,7 @@ async fn upstream_handler(
 }
 
 /// A stream of `count` copies of `chunk`, produced lazily (flat memory on this side too).
-fn futures_stream(
+pub fn futures_stream(
     count: u64,
     chunk: Bytes,
 ) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
