@@ -7,8 +7,10 @@
 
 pub mod crd;
 mod validate;
+pub mod warnings;
 
 pub use validate::{FieldError, host_error, upstream_url, validate};
+pub use warnings::{Warning, warnings};
 
 use kube::CustomResource;
 use schemars::JsonSchema;
