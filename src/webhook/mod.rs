@@ -37,6 +37,8 @@ use crate::config::PolicyInput;
 pub enum ReviewError {
     #[error("the body is not JSON: {0}")]
     Json(#[source] serde_json::Error),
+    #[error("the body is JSON but not an AdmissionReview object: {0}")]
+    Shape(#[source] serde_json::Error),
     #[error(
         "apiVersion {api_version:?} kind {kind:?} is not an admission.k8s.io/v1 AdmissionReview"
     )]

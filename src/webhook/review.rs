@@ -104,7 +104,13 @@ pub fn review(
     existing: &[PolicyInput],
     reject_conflicts: bool,
 ) -> Result<Value, ReviewError> {
-    let input: ReviewIn = serde_json::from_slice(body).map_err(ReviewError::Json)?;
+    let input: ReviewIn = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ReviewError::Shape(e)
+        } else {
+            ReviewError::Json(e)
+        }
+    })?;
     if input.api_version.as_deref() != Some(API_VERSION)
         || input.kind.as_deref() != Some(REVIEW_KIND)
     {
@@ -114,11 +120,17 @@ pub fn review(
         });
     }
     let request = input.request.ok_or(ReviewError::NoRequest)?;
-    let request: Request =
-        serde_path_to_error::deserialize(request).map_err(|e| ReviewError::BadRequest {
-            path: format!("request.{}", e.path()),
+    let request: Request = serde_path_to_error::deserialize(request).map_err(|e| {
+        let path = e.path().to_string();
+        ReviewError::BadRequest {
+            path: if path == "." {
+                "request".into()
+            } else {
+                format!("request.{path}")
+            },
             message: e.inner().to_string(),
-        })?;
+        }
+    })?;
     let response = decide(request, existing, reject_conflicts);
     Ok(serde_json::json!({
         "apiVersion": API_VERSION,
