@@ -424,7 +424,12 @@ mod tests {
         );
         let mut o = obj(json!({"hosts": ["api.example.com"], "upstream": {"url": "http://a"}}));
         o["metadata"]["creationTimestamp"] = "2024-01-01T00:00:00Z".into();
-        let out = review(&body("UPDATE", o.clone()), &[newer.clone()], false).expect("review");
+        let out = review(
+            &body("UPDATE", o.clone()),
+            std::slice::from_ref(&newer),
+            false,
+        )
+        .expect("review");
         assert_eq!(
             out["response"]["warnings"],
             json!([
