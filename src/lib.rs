@@ -5,6 +5,7 @@
 //! - `policy`: the `CorsPolicy` resource types and validation.
 //! - `config`: policy → engine compilation, the immutable snapshot and routing, file loading.
 //! - `proxy`: the hyper edge proxy and its admin endpoints.
+//! - `webhook`: the validating admission webhook (review, HTTPS, certificates).
 //! - `explain`, `demo`: the `corsgate explain` and `corsgate demo` commands.
 //!
 //! `main.rs` only parses the command line and wires these together.
@@ -16,3 +17,4 @@ pub mod demo;
 pub mod explain;
 pub mod policy;
 pub mod proxy;
+pub mod webhook;

@@ -124,6 +124,30 @@ struct ControllerArgs {
     /// This replica's identity in the Lease and in Events (default: $POD_NAME, else host name and a random suffix).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Serve the validating admission webhook (HTTPS, POST /validate) on this address, e.g. 0.0.0.0:8443. Default: off.
+    #[arg(long)]
+    webhook: Option<SocketAddr>,
+    /// The Service in front of the webhook: the generated certificate is for SERVICE.NAMESPACE.svc.
+    #[arg(long, default_value = "corsgate-webhook")]
+    webhook_service: String,
+    /// Namespace of the webhook's Service and Secret (default: $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    webhook_namespace: Option<String>,
+    /// Secret holding the generated CA and serving certificate (not used with --tls-cert).
+    #[arg(long, default_value = "corsgate-webhook-tls")]
+    webhook_secret: String,
+    /// ValidatingWebhookConfiguration whose caBundle is kept patched (not used with --tls-cert).
+    #[arg(long, default_value = "corsgate")]
+    webhook_config_name: String,
+    /// Serving certificate (PEM) for the webhook, e.g. from cert-manager; re-read per connection. Disables Secret and caBundle management.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Deny a policy whose host and path another policy already serves (default: admit with a warning).
+    #[arg(long)]
+    reject_conflicts: bool,
 }
 
 fn host_name() -> String {
@@ -159,6 +183,25 @@ async fn run_controller(a: ControllerArgs, shutdown: watch::Receiver<bool>) -> a
     } else {
         None
     };
+    let webhook = a.webhook.map(|addr| {
+        use corsgate::webhook::{TlsMode, WebhookOptions, certs::ManagedOptions};
+        let tls = match (a.tls_cert, a.tls_key) {
+            (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            _ => TlsMode::Managed(ManagedOptions {
+                service: a.webhook_service,
+                namespace: a
+                    .webhook_namespace
+                    .unwrap_or_else(|| client.default_namespace().to_string()),
+                secret: a.webhook_secret,
+                config_name: a.webhook_config_name,
+            }),
+        };
+        WebhookOptions {
+            addr,
+            tls,
+            reject_conflicts: a.reject_conflicts,
+        }
+    });
     let opts = corsgate::controller::ControllerOptions {
         listen: a.listen,
         admin: a.admin,
@@ -168,6 +211,7 @@ async fn run_controller(a: ControllerArgs, shutdown: watch::Receiver<bool>) -> a
         proxy_ttl: Duration::from_secs(a.proxy_ttl_seconds.max(3)),
         lease,
         instance: identity,
+        webhook,
     };
     corsgate::controller::run(client, opts, shutdown)
         .await

@@ -378,3 +378,135 @@ fn controller_and_proxy_against_a_cluster() {
     });
     drop(ns);
 }
+
+struct ClusterObject(&'static str, String);
+
+impl Drop for ClusterObject {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", self.0, &self.1, "--ignore-not-found"], None);
+    }
+}
+
+/// Issue 5: a ValidatingWebhookConfiguration that points at the out-of-cluster controller by
+/// URL (`https://HOST:PORT/validate`, HOST from CORSGATE_E2E_WEBHOOK_HOST, default 127.0.0.1:
+/// it must be where the API server can reach this machine), scoped to a throw-away namespace;
+/// `kubectl apply` of a policy that passes CEL but not the shared validator is denied with
+/// the validator's message, and a risky one is admitted with a warning.
+#[test]
+fn webhook_denies_invalid_policies_for_kubectl() {
+    if !kubeconfig_set() {
+        println!("SKIPPED e2e_cluster webhook: KUBECONFIG is not set");
+        eprintln!(
+            "SKIPPED e2e_cluster webhook: KUBECONFIG is not set (no cluster, nothing was tested)"
+        );
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_corsgate");
+    let host = std::env::var("CORSGATE_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let ns = Namespace(format!("corsgate-e2e-wh-{}", std::process::id()));
+    let ns_s = ns.0.clone();
+    must(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/corspolicy.yaml"),
+        ],
+        None,
+    );
+    must(
+        &[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/corspolicies.corsgate.dev",
+        ],
+        None,
+    );
+    must(&["create", "namespace", &ns_s], None);
+
+    // Files, as a cert-manager user would mount them: a CA and a certificate for HOST.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = time::OffsetDateTime::now_utc();
+    let (ca, ca_key) = corsgate::webhook::certs::new_ca(now).expect("CA");
+    let (cert, key) =
+        corsgate::webhook::certs::issue(&ca, &ca_key, std::slice::from_ref(&host), now)
+            .expect("cert");
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, cert).expect("write");
+    std::fs::write(&key_path, key).expect("write");
+
+    let (stream, admin, webhook) = (free_port(), free_port(), free_port());
+    let _controller = Killed(
+        Command::new(bin)
+            .args([
+                "controller",
+                "--namespace",
+                &ns_s,
+                "--leader-election=false",
+                "--identity",
+                "e2e-wh",
+            ])
+            .args([
+                "--listen",
+                &stream.to_string(),
+                "--admin",
+                &admin.to_string(),
+            ])
+            .args(["--webhook", &format!("0.0.0.0:{}", webhook.port())])
+            .arg("--tls-cert")
+            .arg(&cert_path)
+            .arg("--tls-key")
+            .arg(&key_path)
+            .spawn()
+            .expect("spawn controller"),
+    );
+    let name = format!("corsgate-e2e-{}", std::process::id());
+    let ca_bundle = serde_json::to_value(k8s_openapi::ByteString(ca.into_bytes())).expect("b64");
+    let vwc = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "validate.corsgate.dev",
+            "clientConfig": {"url": format!("https://{host}:{}/validate", webhook.port()), "caBundle": ca_bundle},
+            "rules": [{"apiGroups": ["corsgate.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"], "resources": ["corspolicies"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns_s}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5
+        }]
+    });
+    must(&["apply", "-f", "-"], Some(&vwc.to_string()));
+    let _vwc = ClusterObject("validatingwebhookconfiguration", name);
+
+    let doc = |name: &str, cors: &str| {
+        format!(
+            "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {{name: {name}, namespace: {ns_s}}}\nspec:\n  hosts: [wh.example.com]\n  upstream: {{url: 'http://127.0.0.1:9'}}\n  cors: {cors}\n"
+        )
+    };
+    let want = "admission webhook \"validate.corsgate.dev\" denied the request: spec.cors.allowOrigins[0]: \"https://a.example.com/\" ends with '/', but a browser's Origin never does, so it would never match; fix: write \"https://a.example.com\"";
+    // Until the controller listens, the API server reports a call failure instead.
+    let err = eventually("the webhook answering", || {
+        let (ok, _, err) = kubectl(
+            &["apply", "-f", "-"],
+            Some(&doc("bad", "{allowOrigins: ['https://a.example.com/']}")),
+        );
+        assert!(!ok, "the bad policy was admitted");
+        err.contains("denied the request").then_some(err)
+    });
+    assert!(err.contains(want), "expected {want:?} in: {err}");
+
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&doc("risky", "{allowOrigins: ['https://*.github.io']}")),
+    );
+    assert!(ok, "a risky policy is admitted: {err}");
+    assert!(
+        err.contains("Warning: spec.cors.allowOrigins[0]: \"https://*.github.io\" matches every site under the public suffix \"github.io\""),
+        "kubectl prints the warning: {err}"
+    );
+    drop(ns);
+}

@@ -81,6 +81,8 @@ pub enum Error {
     Serialize(#[source] serde_json::Error),
     #[error("cannot listen: {0}")]
     Listen(#[source] std::io::Error),
+    #[error("admission webhook: {0}")]
+    Webhook(#[source] Box<crate::webhook::Error>),
     #[error("a controller task stopped unexpectedly: {0}")]
     TaskDied(String),
 }
@@ -95,6 +97,7 @@ impl Error {
             Error::Watch { .. } => "watch",
             Error::Serialize(_) => "serialize",
             Error::Listen(_) => "listen",
+            Error::Webhook(_) => "webhook",
             Error::TaskDied(_) => "task_died",
         }
     }
@@ -118,6 +121,8 @@ pub struct ControllerOptions {
     pub lease: Option<LeaseOptions>,
     /// `reportingInstance` of Events (the pod name).
     pub instance: String,
+    /// The admission webhook (`--webhook`), served by every replica on its policy cache.
+    pub webhook: Option<crate::webhook::WebhookOptions>,
 }
 
 async fn stores_ready<K>(stores: &[Store<K>])
@@ -248,6 +253,22 @@ pub async fn run(
         changed.clone(),
         metrics.clone(),
     );
+    if let Some(wo) = opts.webhook.clone() {
+        let stores = policies.clone();
+        let existing: crate::webhook::Existing = Arc::new(move || {
+            stores
+                .iter()
+                .flat_map(Store::state)
+                .map(|p| status::input_of(&p))
+                .collect()
+        });
+        let (client, stop) = (client.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            crate::webhook::run(client, wo, existing, stop)
+                .await
+                .map_err(|e| Error::Webhook(Box::new(e)))
+        });
+    }
     let services = reflect::<Service>(
         &mut tasks,
         &client,

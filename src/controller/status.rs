@@ -14,6 +14,9 @@
 //! - Programmed: True/Programmed when every connected proxy serves the current version, else
 //!   False/Pending (no proxy yet, some still behind, or not accepted so never sent).
 //!
+//! `warnings` lists valid but risky settings from `policy::warnings`, the texts the
+//! admission webhook returns (issue 8 item 4).
+//!
 //! `lastTransitionTime` moves only when a condition's status changes.
 
 use std::collections::{BTreeMap, HashMap};
@@ -262,9 +265,31 @@ pub fn desired(
         observed_generation: generation,
         conditions: vec![accepted, resolved, programmed],
         config_version: is_accepted.then(|| v.clone()),
+        warnings: warnings_of(policy),
     };
     keep_transition_times(&mut status, policy.status.as_ref());
     status
+}
+
+/// At most this many warnings in status; the rest are summarised in a last entry.
+const MAX_WARNINGS: usize = 16;
+
+/// `policy::warnings` (one implementation with the admission webhook), capped in count and
+/// length like condition messages.
+fn warnings_of(policy: &CorsPolicy) -> Vec<String> {
+    let all = crate::policy::warnings(&policy.spec);
+    let mut out: Vec<String> = all
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|w| cap(w.to_string()))
+        .collect();
+    if all.len() > MAX_WARNINGS {
+        out.push(format!(
+            "{} more warnings not shown",
+            all.len() - MAX_WARNINGS
+        ));
+    }
+    out
 }
 
 /// A condition keeps its lastTransitionTime while its status stays the same.
@@ -298,7 +323,12 @@ pub fn same(a: Option<&CorsPolicyStatus>, b: &CorsPolicyStatus) -> bool {
                 )
             })
             .collect();
-        (s.observed_generation, s.config_version.clone(), conditions)
+        (
+            s.observed_generation,
+            s.config_version.clone(),
+            conditions,
+            s.warnings.clone(),
+        )
     };
     key(a) == key(b)
 }

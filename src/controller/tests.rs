@@ -862,3 +862,70 @@ fn a_thousand_policies_build_publish_and_round_trip() {
         body.len() / 1024
     );
 }
+
+/// Issue 8 item 4: status.warnings carries `policy::warnings`' texts, and a change of
+/// warnings alone is a change of status (written), while the same warnings are not.
+#[test]
+fn risky_settings_appear_in_status_warnings_and_count_as_a_change() {
+    let risky = mk_policy(
+        "a",
+        "risky",
+        T0,
+        "{hosts: [api.example.com], upstream: {url: 'http://127.0.0.1:9000'}, cors: {allowOrigins: ['https://*.github.io'], maxAgeSeconds: 86400}}",
+    );
+    let snap = snapshot(std::slice::from_ref(&risky));
+    let t = time(NOW);
+    let s = desired(&risky, &snap, &ServiceIndex::new(), Tally::default(), &t);
+    let want: Vec<String> = crate::policy::warnings(&risky.spec)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(want.len(), 2);
+    assert_eq!(s.warnings, want);
+    assert!(s.warnings[0].starts_with("spec.cors.allowOrigins[0]: \"https://*.github.io\" matches every site under the public suffix \"github.io\""));
+    assert!(
+        s.warnings[1].starts_with("spec.cors.maxAgeSeconds: 86400 s is above what browsers honour")
+    );
+    assert_eq!(
+        cond(&s, status::ACCEPTED).reason,
+        "Accepted",
+        "warnings never reject"
+    );
+
+    let stored = written(risky.clone(), s.clone());
+    assert!(same(stored.status.as_ref(), &s));
+    let mut fixed = stored.clone();
+    fixed.spec.cors.max_age_seconds = Some(600);
+    let s2 = desired(
+        &fixed,
+        &snapshot(std::slice::from_ref(&fixed)),
+        &ServiceIndex::new(),
+        Tally::default(),
+        &t,
+    );
+    assert_eq!(s2.warnings.len(), 1);
+    let mut only_warnings_differ = s.clone();
+    only_warnings_differ.warnings.pop();
+    assert!(
+        !same(stored.status.as_ref(), &only_warnings_differ),
+        "a warnings change must be written"
+    );
+
+    let quiet = mk_policy("a", "quiet", T0, &url("[api.example.com]"));
+    let s = desired(
+        &quiet,
+        &snapshot(std::slice::from_ref(&quiet)),
+        &ServiceIndex::new(),
+        Tally::default(),
+        &t,
+    );
+    assert!(s.warnings.is_empty());
+    assert!(
+        !serde_json::to_value(&s)
+            .expect("json")
+            .as_object()
+            .expect("object")
+            .contains_key("warnings"),
+        "empty warnings are omitted"
+    );
+}

@@ -7,8 +7,10 @@
 
 pub mod crd;
 mod validate;
+pub mod warnings;
 
 pub use validate::{FieldError, host_error, upstream_url, validate};
+pub use warnings::{Warning, warnings};
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -275,4 +277,10 @@ pub struct CorsPolicyStatus {
     /// The version of the configuration snapshot that contains this policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_version: Option<String>,
+    /// Valid but risky settings ("field path: why"), the same texts the admission webhook
+    /// returns: origins covering a whole public suffix, wildcards or regexes with
+    /// credentials, Max-Age above browser caps, "*" headers without Authorization, "null",
+    /// allowPrivateNetwork.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

@@ -1,0 +1,471 @@
+//! One AdmissionReview in, one AdmissionReview out — pure, so every denial and warning is
+//! tested without a socket. The HTTP layer only adds the body limits and the status codes.
+//!
+//! - A body that is not an admission.k8s.io/v1 AdmissionReview with a request is a
+//!   `ReviewError` (HTTP 400): the API server never sends one, so it is a caller's mistake.
+//! - CREATE and UPDATE of a CorsPolicy: denied with every `FieldError` of `policy::validate`
+//!   (or the field that does not deserialise), else allowed with `policy::warnings`.
+//! - Conflicts, resolved exactly as the controller does (`Snapshot::build` over the cache
+//!   plus this object): a host and path an older policy serves is a warning naming it, or a
+//!   denial with `--reject-conflicts`; taking a pair over from a newer policy likewise.
+//! - An UPDATE that leaves the spec as it was is allowed (with warnings): a label or an
+//!   annotation on an old, invalid object must not be blocked.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ReviewError;
+use crate::config::{PolicyId, PolicyInput, Rejected, Snapshot};
+use crate::policy::{CorsPolicySpec, FieldError, GROUP, KIND};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const REVIEW_KIND: &str = "AdmissionReview";
+
+/// Kubernetes truncates single warnings above 256 characters and drops them past 4096
+/// bytes in all (KEP-1693); we stay under both.
+const MAX_WARNING: usize = 256;
+const MAX_WARNINGS_BYTES: usize = 4096;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    uid: String,
+    kind: GroupVersionKind,
+    operation: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    old_object: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    group: String,
+    kind: String,
+}
+
+/// The response half of an AdmissionReview.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Response {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// metav1.Status of a denial; the API server prints `message`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Status {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Details>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Details {
+    pub causes: Vec<Cause>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Cause {
+    pub field: String,
+    pub message: String,
+    pub reason: String,
+}
+
+/// The reviewed object as the webhook sees it.
+struct Candidate {
+    id: PolicyId,
+    created: Option<String>,
+    spec: CorsPolicySpec,
+}
+
+/// Reviews one AdmissionReview body against the policies already known (the controller's
+/// cache). Returns the whole AdmissionReview to send back.
+pub fn review(
+    body: &[u8],
+    existing: &[PolicyInput],
+    reject_conflicts: bool,
+) -> Result<Value, ReviewError> {
+    let input: ReviewIn = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ReviewError::Shape(e)
+        } else {
+            ReviewError::Json(e)
+        }
+    })?;
+    if input.api_version.as_deref() != Some(API_VERSION)
+        || input.kind.as_deref() != Some(REVIEW_KIND)
+    {
+        return Err(ReviewError::NotAReview {
+            api_version: input.api_version.unwrap_or_else(|| "<missing>".into()),
+            kind: input.kind.unwrap_or_else(|| "<missing>".into()),
+        });
+    }
+    let request = input.request.ok_or(ReviewError::NoRequest)?;
+    let request: Request = serde_path_to_error::deserialize(request).map_err(|e| {
+        let path = e.path().to_string();
+        ReviewError::BadRequest {
+            path: if path == "." {
+                "request".into()
+            } else {
+                format!("request.{path}")
+            },
+            message: e.inner().to_string(),
+        }
+    })?;
+    let response = decide(request, existing, reject_conflicts);
+    Ok(serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": REVIEW_KIND,
+        "response": response,
+    }))
+}
+
+fn allow(uid: String, warnings: Vec<String>) -> Response {
+    Response {
+        uid,
+        allowed: true,
+        status: None,
+        warnings: cap_warnings(warnings),
+    }
+}
+
+fn deny(uid: String, reason: &str, code: u16, message: String, causes: Vec<Cause>) -> Response {
+    Response {
+        uid,
+        allowed: false,
+        status: Some(Status {
+            code,
+            reason: reason.into(),
+            message,
+            details: (!causes.is_empty()).then_some(Details { causes }),
+        }),
+        warnings: Vec::new(),
+    }
+}
+
+fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Response {
+    let uid = req.uid;
+    // The webhook is registered for CorsPolicy CREATE and UPDATE only; anything else that
+    // reaches it (a misconfigured registration) is let through rather than blocked.
+    if req.kind.group != GROUP || req.kind.kind != KIND {
+        return allow(uid, Vec::new());
+    }
+    if req.operation != "CREATE" && req.operation != "UPDATE" {
+        return allow(uid, Vec::new());
+    }
+    let object = match req.object {
+        Some(o) => o,
+        None => {
+            return deny(
+                uid,
+                "BadRequest",
+                400,
+                format!("the {} request carries no object", req.operation),
+                Vec::new(),
+            );
+        }
+    };
+    let candidate = match candidate(&object, req.namespace, req.name) {
+        Ok(c) => c,
+        Err(e) => return invalid(uid, vec![e]),
+    };
+    let spec_unchanged = req.operation == "UPDATE"
+        && req
+            .old_object
+            .as_ref()
+            .and_then(|o| o.get("spec"))
+            .is_some_and(|old| object.get("spec") == Some(old));
+    if let Err(errors) = crate::policy::validate(&candidate.spec)
+        && !spec_unchanged
+    {
+        return invalid(uid, errors);
+    }
+    let mut warnings: Vec<String> = crate::policy::warnings(&candidate.spec)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let conflicts = conflicts(&candidate, existing);
+    if reject_conflicts && !conflicts.is_empty() && !spec_unchanged {
+        let causes = conflicts
+            .iter()
+            .map(|c| Cause {
+                field: "spec.hosts".into(),
+                message: c.clone(),
+                reason: "FieldValueDuplicate".into(),
+            })
+            .collect();
+        return deny(
+            uid,
+            "Conflict",
+            409,
+            format!(
+                "{}; fix: use another host or path, or remove the other policy (the controller runs with --reject-conflicts)",
+                conflicts.join("; ")
+            ),
+            causes,
+        );
+    }
+    warnings.extend(conflicts);
+    allow(uid, warnings)
+}
+
+fn invalid(uid: String, errors: Vec<FieldError>) -> Response {
+    let causes = errors
+        .iter()
+        .map(|e| Cause {
+            field: e.path.clone(),
+            message: format!("{}; fix: {}", e.message, e.fix),
+            reason: "FieldValueInvalid".into(),
+        })
+        .collect();
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    deny(uid, "Invalid", 422, message, causes)
+}
+
+/// The object's id, age and spec; a spec that does not deserialise names its field.
+fn candidate(
+    object: &Value,
+    namespace: Option<String>,
+    name: Option<String>,
+) -> Result<Candidate, FieldError> {
+    let meta = object.get("metadata");
+    let text = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    // On CREATE with generateName the name is not known yet; it cannot conflict by name.
+    let name = name
+        .filter(|n| !n.is_empty())
+        .or_else(|| text("name"))
+        .unwrap_or_default();
+    let namespace = namespace
+        .filter(|n| !n.is_empty())
+        .or_else(|| text("namespace"))
+        .unwrap_or_else(|| "default".into());
+    let Some(spec) = object.get("spec") else {
+        return Err(FieldError::new(
+            "spec",
+            "the object has no spec",
+            "add spec with at least hosts and upstream",
+        ));
+    };
+    let spec: CorsPolicySpec = serde_path_to_error::deserialize(spec).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            "spec".to_string()
+        } else {
+            format!("spec.{path}")
+        };
+        FieldError::new(
+            path,
+            e.inner().to_string(),
+            "check the field's name and type against `kubectl explain corspolicy.spec`",
+        )
+    })?;
+    Ok(Candidate {
+        id: PolicyId::new(namespace, name),
+        created: text("creationTimestamp"),
+        spec,
+    })
+}
+
+/// Conflicts of `c` with the policies in `existing`, resolved as the controller does.
+fn conflicts(c: &Candidate, existing: &[PolicyInput]) -> Vec<String> {
+    let others: Vec<PolicyInput> = existing.iter().filter(|p| p.id != c.id).cloned().collect();
+    let mut with = others.clone();
+    with.push(PolicyInput {
+        id: c.id.clone(),
+        created: c.created.clone(),
+        spec: c.spec.clone(),
+        source: None,
+    });
+    let after = Snapshot::build(with);
+    let me = c.id.to_string();
+    let mut out = Vec::new();
+    for r in &after.rejected {
+        let Rejected::Conflicted { winner, host, path } = &r.rejected else {
+            continue;
+        };
+        if r.policy == me {
+            out.push(format!(
+                "host {host} path {path} is already served by {winner}, which is older; this policy will not serve until the conflict is removed"
+            ));
+        } else if winner == &me {
+            // Only a policy that serves today is being displaced; one already losing to
+            // someone else is not this object's doing.
+            let before = Snapshot::build(others.clone());
+            if before.policies.iter().any(|p| p.id.to_string() == r.policy) {
+                out.push(format!(
+                    "host {host} path {path} is served by {}, which is newer: this policy takes it over and {} stops serving",
+                    r.policy, r.policy
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Each warning at most 256 characters, all of them at most 4096 bytes.
+fn cap_warnings(warnings: Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    let n = warnings.len();
+    for (i, mut w) in warnings.into_iter().enumerate() {
+        if w.chars().count() > MAX_WARNING {
+            w = w.chars().take(MAX_WARNING - 3).collect::<String>() + "...";
+        }
+        // Keep room for the closing note.
+        if total + w.len() > MAX_WARNINGS_BYTES - 80 {
+            out.push(format!(
+                "{} more warnings; see the policy's status.warnings",
+                n - i
+            ));
+            break;
+        }
+        total += w.len();
+        out.push(w);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(op: &str, object: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": API_VERSION, "kind": REVIEW_KIND,
+            "request": {"uid": "u-1", "kind": {"group": GROUP, "version": "v1alpha1", "kind": KIND},
+                "operation": op, "namespace": "shop", "name": "api", "object": object}
+        }))
+        .expect("json")
+    }
+
+    fn obj(spec: Value) -> Value {
+        json!({"apiVersion": "corsgate.dev/v1alpha1", "kind": KIND,
+            "metadata": {"name": "api", "namespace": "shop"}, "spec": spec})
+    }
+
+    fn input(ns: &str, name: &str, created: &str, hosts: &[&str]) -> PolicyInput {
+        PolicyInput {
+            id: PolicyId::new(ns, name),
+            created: Some(created.into()),
+            spec: serde_json::from_value(
+                json!({"hosts": hosts, "upstream": {"url": "http://127.0.0.1:9000"}}),
+            )
+            .expect("spec"),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_spec_on_update_is_allowed_even_when_invalid() {
+        let bad = obj(json!({"hosts": [], "upstream": {"url": "http://a"}}));
+        let mut b: Value = serde_json::from_slice(&body("UPDATE", bad.clone())).expect("json");
+        b["request"]["oldObject"] = bad;
+        let out = review(&serde_json::to_vec(&b).expect("json"), &[], false).expect("review");
+        assert_eq!(out["response"]["allowed"], true, "{out}");
+        // The same spec as a change is denied.
+        let out = review(
+            &body(
+                "UPDATE",
+                obj(json!({"hosts": [], "upstream": {"url": "http://a"}})),
+            ),
+            &[],
+            false,
+        )
+        .expect("review");
+        assert_eq!(out["response"]["allowed"], false, "{out}");
+    }
+
+    #[test]
+    fn other_kinds_and_operations_are_let_through() {
+        let mut b: Value = serde_json::from_slice(&body("DELETE", Value::Null)).expect("json");
+        let out = review(&serde_json::to_vec(&b).expect("json"), &[], false).expect("review");
+        assert_eq!(out["response"], json!({"uid": "u-1", "allowed": true}));
+        b["request"]["operation"] = "CREATE".into();
+        b["request"]["kind"]["kind"] = "ConfigMap".into();
+        let out = review(&serde_json::to_vec(&b).expect("json"), &[], false).expect("review");
+        assert_eq!(out["response"]["allowed"], true);
+    }
+
+    #[test]
+    fn taking_over_from_a_newer_policy_is_reported() {
+        let newer = input(
+            "shop",
+            "newer",
+            "2024-06-01T00:00:00Z",
+            &["api.example.com"],
+        );
+        let mut o = obj(json!({"hosts": ["api.example.com"], "upstream": {"url": "http://a"}}));
+        o["metadata"]["creationTimestamp"] = "2024-01-01T00:00:00Z".into();
+        let out = review(
+            &body("UPDATE", o.clone()),
+            std::slice::from_ref(&newer),
+            false,
+        )
+        .expect("review");
+        assert_eq!(
+            out["response"]["warnings"],
+            json!([
+                "host api.example.com path / is served by shop/newer, which is newer: this policy takes it over and shop/newer stops serving"
+            ])
+        );
+        let out = review(&body("UPDATE", o), &[newer], true).expect("review");
+        assert_eq!(out["response"]["allowed"], false);
+        assert_eq!(out["response"]["status"]["code"], 409);
+    }
+
+    #[test]
+    fn the_object_itself_in_the_cache_is_no_conflict() {
+        let me = input("shop", "api", "2024-01-01T00:00:00Z", &["api.example.com"]);
+        let out = review(
+            &body(
+                "UPDATE",
+                obj(json!({"hosts": ["api.example.com"], "upstream": {"url": "http://a"}})),
+            ),
+            &[me],
+            true,
+        )
+        .expect("review");
+        assert_eq!(out["response"], json!({"uid": "u-1", "allowed": true}));
+    }
+
+    #[test]
+    fn warnings_are_capped_per_item_and_in_total() {
+        let long = "x".repeat(1000);
+        let capped = cap_warnings(vec![long; 40]);
+        assert!(capped.iter().all(|w| w.chars().count() <= MAX_WARNING));
+        assert!(capped.iter().map(String::len).sum::<usize>() <= MAX_WARNINGS_BYTES);
+        assert!(
+            capped
+                .last()
+                .is_some_and(|w| w.ends_with("more warnings; see the policy's status.warnings"))
+        );
+    }
+}
