@@ -323,6 +323,17 @@ def values_schema_refuses_typos_and_bad_values():
 
 
 @check
+def chart_refuses_two_status_writers():
+    with helm.Chart.load(CHART) as chart:
+        try:
+            chart.render({"controller": {"leaderElection": {"enabled": False}}}, name=RELEASE, namespace=NAMESPACE)
+        except helm.HelmRenderError as e:
+            assert "controller.replicas=1" in str(e), e
+        else:
+            raise AssertionError("two controller replicas without leader election rendered")
+
+
+@check
 def values_yaml_documents_every_key():
     """Every key of values.yaml has a comment on the line above, or sits inside a value that has
     one (e.g. the fields of podSecurityContext)."""
