@@ -438,7 +438,7 @@ fn response_headers(rh: &ResponseHeaders, errs: &mut Vec<FieldError>) {
                 "keep one entry per header name (join list values with \", \")",
             ));
         }
-        if http::HeaderValue::from_str(&h.value).is_err() {
+        if !h.value.is_ascii() || http::HeaderValue::from_str(&h.value).is_err() {
             errs.push(FieldError::new(
                 format!("{path}.value"),
                 "the value has a line break, control character or non-ASCII character",
@@ -584,6 +584,10 @@ mod tests {
             (
                 "hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {remove: [\"bad name\"]}",
                 "spec.responseHeaders.remove[0]: \"bad name\" is not a header name",
+            ),
+            (
+                "hosts: [a]\nupstream: {url: \"http://a\"}\nresponseHeaders: {set: [{name: X-Cafe, value: \"caf\u{00e9}\"}]}",
+                "spec.responseHeaders.set[0].value: the value has a line break, control character or non-ASCII character",
             ),
         ];
         for (yaml, want) in cases {
