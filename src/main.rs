@@ -12,11 +12,6 @@ use tokio::sync::watch;
 use corsgate::config::{self, Snapshot};
 use corsgate::{demo, explain, proxy};
 
-/// mimalloc: fewer instructions per allocation than glibc's malloc on the proxy's
-/// small, short-lived buffers (measured with bench/compare.sh; see README, Performance).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "corsgate",
