@@ -14,6 +14,6 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{CompiledPolicy, HeaderOps, PolicyId, UpstreamTarget};
+pub use compile::{CompiledPolicy, HeaderOps, PolicyId, SetHeader, UpstreamTarget};
 pub use load::{LoadError, load_inputs, load_snapshot};
 pub use snapshot::{PolicyInput, PolicyReport, Rejected, Snapshot, normalize_host};

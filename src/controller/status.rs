@@ -262,6 +262,7 @@ pub fn desired(
         observed_generation: generation,
         conditions: vec![accepted, resolved, programmed],
         config_version: is_accepted.then(|| v.clone()),
+        shadow: None,
     };
     keep_transition_times(&mut status, policy.status.as_ref());
     status
