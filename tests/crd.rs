@@ -81,7 +81,14 @@ fn names_columns_and_subresources() {
         .collect();
     assert_eq!(
         cols,
-        ["Hosts", "Accepted", "Programmed", "Mode", "Would-Reject", "Age"]
+        [
+            "Hosts",
+            "Accepted",
+            "Programmed",
+            "Mode",
+            "Would-Reject",
+            "Age"
+        ]
     );
     let root_desc = schema_of(&v)
         .and_then(|s| s.get("description"))
@@ -107,8 +114,14 @@ fn names_columns_and_subresources() {
     assert_eq!(e, &serde_json::json!(["Respond", "Forward", "Passthrough"]));
     for (path, values) in [
         ("mode", serde_json::json!(["Enforce", "Shadow"])),
-        ("cors.preset", serde_json::json!(["SimpleCORS", "CORSWithPreflight"])),
-        ("responseHeaders.preset", serde_json::json!(["SecurityHeaders"])),
+        (
+            "cors.preset",
+            serde_json::json!(["SimpleCORS", "CORSWithPreflight"]),
+        ),
+        (
+            "responseHeaders.preset",
+            serde_json::json!(["SecurityHeaders"]),
+        ),
         (
             "responseHeaders.security.frameOptions.value",
             serde_json::json!(["DENY", "SAMEORIGIN"]),

@@ -204,7 +204,11 @@ fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String,
         if h.preload == Some(true) {
             v.push_str("; preload");
         }
-        out.push(("strictTransportSecurity", v, h.override_upstream.unwrap_or(true)));
+        out.push((
+            "strictTransportSecurity",
+            v,
+            h.override_upstream.unwrap_or(true),
+        ));
     }
     if let Some(h) = &sec.content_type_options {
         out.push((
@@ -218,7 +222,11 @@ fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String,
             policy::FrameOption::Deny => "DENY",
             policy::FrameOption::SameOrigin => "SAMEORIGIN",
         };
-        out.push(("frameOptions", v.into(), h.override_upstream.unwrap_or(true)));
+        out.push((
+            "frameOptions",
+            v.into(),
+            h.override_upstream.unwrap_or(true),
+        ));
     }
     if let Some(h) = &sec.referrer_policy {
         use policy::ReferrerPolicy as R;
@@ -232,7 +240,11 @@ fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String,
             R::StrictOriginWhenCrossOrigin => "strict-origin-when-cross-origin",
             R::UnsafeUrl => "unsafe-url",
         };
-        out.push(("referrerPolicy", v.into(), h.override_upstream.unwrap_or(true)));
+        out.push((
+            "referrerPolicy",
+            v.into(),
+            h.override_upstream.unwrap_or(true),
+        ));
     }
     if let Some(h) = &sec.content_security_policy {
         out.push((

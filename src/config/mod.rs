@@ -12,6 +12,8 @@ pub mod watch;
 pub mod wire;
 
 #[cfg(test)]
+mod preset_tests;
+#[cfg(test)]
 mod tests;
 
 pub use compile::{CompiledPolicy, HeaderOps, PolicyId, SetHeader, UpstreamTarget};

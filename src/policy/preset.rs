@@ -86,8 +86,9 @@ impl CorsPolicySpec {
                 }
                 CorsPreset::CorsWithPreflight => {
                     c.preflight.get_or_insert(PreflightMode::Respond);
-                    c.allow_methods
-                        .get_or_insert_with(|| CORS_WITH_PREFLIGHT_METHODS.map(String::from).to_vec());
+                    c.allow_methods.get_or_insert_with(|| {
+                        CORS_WITH_PREFLIGHT_METHODS.map(String::from).to_vec()
+                    });
                     if c.allow_headers.is_empty() {
                         c.allow_headers = vec!["*".into()];
                     }
@@ -123,14 +124,23 @@ impl CorsPolicySpec {
                 strict_transport_security: refine!(
                     p.strict_transport_security,
                     &u.strict_transport_security,
-                    [max_age_seconds, include_subdomains, preload, override_upstream]
+                    [
+                        max_age_seconds,
+                        include_subdomains,
+                        preload,
+                        override_upstream
+                    ]
                 ),
                 content_type_options: refine!(
                     p.content_type_options,
                     &u.content_type_options,
                     [override_upstream]
                 ),
-                frame_options: refine!(p.frame_options, &u.frame_options, [value, override_upstream]),
+                frame_options: refine!(
+                    p.frame_options,
+                    &u.frame_options,
+                    [value, override_upstream]
+                ),
                 referrer_policy: refine!(
                     p.referrer_policy,
                     &u.referrer_policy,
@@ -186,7 +196,10 @@ mod tests {
             "{BASE}cors: {{preset: CORSWithPreflight, allowOriginPatterns: ['^https://x$'], allowHeaders: [x-a], originOverride: true, preflight: Forward}}"
         ))
         .with_presets();
-        assert!(refined.cors.allow_origins.is_empty(), "patterns replace the preset's \"*\"");
+        assert!(
+            refined.cors.allow_origins.is_empty(),
+            "patterns replace the preset's \"*\""
+        );
         assert_eq!(refined.cors.allow_headers, ["x-a"]);
         assert_eq!(refined.cors.origin_override, Some(true));
         assert_eq!(refined.cors.preflight, Some(PreflightMode::Forward));
@@ -204,7 +217,11 @@ mod tests {
             .expect("security");
         let hsts = sec.strict_transport_security.expect("hsts");
         assert_eq!(hsts.include_subdomains, Some(true));
-        assert_eq!(hsts.override_upstream, Some(false), "the preset's override stays");
+        assert_eq!(
+            hsts.override_upstream,
+            Some(false),
+            "the preset's override stays"
+        );
         let fo = sec.frame_options.expect("frame options");
         assert_eq!(
             (fo.value, fo.override_upstream),
@@ -214,7 +231,10 @@ mod tests {
             sec.content_type_options.and_then(|c| c.override_upstream),
             Some(true)
         );
-        assert!(sec.xss_protection.is_none(), "set replaces the preset's header");
+        assert!(
+            sec.xss_protection.is_none(),
+            "set replaces the preset's header"
+        );
         assert!(sec.content_security_policy.is_none());
     }
 }

@@ -113,19 +113,22 @@ fn blame_preset(spec: &CorsPolicySpec, preset: CorsPreset, errs: &mut [FieldErro
     };
     let raw = &spec.cors;
     for e in errs.iter_mut() {
-        let (field, what) = if e.path.starts_with("spec.cors.allowOrigins")
-            && raw.allow_origins.is_empty()
-        {
-            ("allowOrigins", "allows every origin (\"*\")")
-        } else if e.path == "spec.cors.allowHeaders" && raw.allow_headers.is_empty() {
-            ("allowHeaders", "allows every request header (\"*\")")
-        } else {
-            continue;
-        };
+        let (field, what) =
+            if e.path.starts_with("spec.cors.allowOrigins") && raw.allow_origins.is_empty() {
+                ("allowOrigins", "allows every origin (\"*\")")
+            } else if e.path == "spec.cors.allowHeaders" && raw.allow_headers.is_empty() {
+                ("allowHeaders", "allows every request header (\"*\")")
+            } else {
+                continue;
+            };
         *e = FieldError::new(
             "spec.cors.preset",
-            format!("the {name} preset {what}, which cannot be combined with allowCredentials: true"),
-            format!("list the names in {field} (they replace the preset's \"*\"), or set allowCredentials: false"),
+            format!(
+                "the {name} preset {what}, which cannot be combined with allowCredentials: true"
+            ),
+            format!(
+                "list the names in {field} (they replace the preset's \"*\"), or set allowCredentials: false"
+            ),
         );
     }
 }
@@ -464,9 +467,7 @@ fn security(sec: &SecurityHeaders, errs: &mut Vec<FieldError>) {
                 "use 0 or more seconds (0 makes browsers forget the host; a year is 31536000)",
             ));
         }
-        if h.preload == Some(true)
-            && (h.include_subdomains != Some(true) || max_age < 31_536_000)
-        {
+        if h.preload == Some(true) && (h.include_subdomains != Some(true) || max_age < 31_536_000) {
             errs.push(FieldError::new(
                 format!("{P}.strictTransportSecurity.preload"),
                 "preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000 (the browsers' preload lists refuse anything less)",
@@ -531,18 +532,28 @@ fn security(sec: &SecurityHeaders, errs: &mut Vec<FieldError>) {
 fn response_headers(rh: &ResponseHeaders, errs: &mut Vec<FieldError>) {
     if let Some(sec) = &rh.security {
         let typed = [
-            ("strictTransportSecurity", sec.strict_transport_security.is_some()),
+            (
+                "strictTransportSecurity",
+                sec.strict_transport_security.is_some(),
+            ),
             ("contentTypeOptions", sec.content_type_options.is_some()),
             ("frameOptions", sec.frame_options.is_some()),
             ("referrerPolicy", sec.referrer_policy.is_some()),
-            ("contentSecurityPolicy", sec.content_security_policy.is_some()),
+            (
+                "contentSecurityPolicy",
+                sec.content_security_policy.is_some(),
+            ),
             ("xssProtection", sec.xss_protection.is_some()),
         ];
         for (field, _) in typed.iter().filter(|(_, set)| *set) {
             let Some(header) = super::header_name_of(field) else {
                 continue;
             };
-            if let Some(i) = rh.set.iter().position(|h| h.name.eq_ignore_ascii_case(header)) {
+            if let Some(i) = rh
+                .set
+                .iter()
+                .position(|h| h.name.eq_ignore_ascii_case(header))
+            {
                 errs.push(FieldError::new(
                     format!("spec.responseHeaders.set[{i}].name"),
                     format!("{header:?} is also set by security.{field}"),
@@ -744,43 +755,63 @@ mod tests {
             ),
             (
                 "responseHeaders: {security: {strictTransportSecurity: {maxAgeSeconds: -5}}}",
-                &["spec.responseHeaders.security.strictTransportSecurity.maxAgeSeconds: -5 is negative; fix: use 0 or more seconds"],
+                &[
+                    "spec.responseHeaders.security.strictTransportSecurity.maxAgeSeconds: -5 is negative; fix: use 0 or more seconds",
+                ],
             ),
             (
                 "responseHeaders: {security: {strictTransportSecurity: {preload: true, maxAgeSeconds: 31536000}}}",
-                &["spec.responseHeaders.security.strictTransportSecurity.preload: preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000"],
+                &[
+                    "spec.responseHeaders.security.strictTransportSecurity.preload: preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000",
+                ],
             ),
             (
                 "responseHeaders: {preset: SecurityHeaders, security: {strictTransportSecurity: {preload: true, includeSubdomains: true, maxAgeSeconds: 600}}}",
-                &["spec.responseHeaders.security.strictTransportSecurity.preload: preload requires"],
+                &[
+                    "spec.responseHeaders.security.strictTransportSecurity.preload: preload requires",
+                ],
             ),
             (
                 "responseHeaders: {security: {contentSecurityPolicy: {value: \"  \"}}}",
-                &["spec.responseHeaders.security.contentSecurityPolicy.value: the policy is empty; fix: write a policy such as"],
+                &[
+                    "spec.responseHeaders.security.contentSecurityPolicy.value: the policy is empty; fix: write a policy such as",
+                ],
             ),
             (
                 "responseHeaders: {security: {contentSecurityPolicy: {value: \"default-src \\u00e9\"}}}",
-                &["spec.responseHeaders.security.contentSecurityPolicy.value: the value has a line break, control character or non-ASCII character"],
+                &[
+                    "spec.responseHeaders.security.contentSecurityPolicy.value: the value has a line break, control character or non-ASCII character",
+                ],
             ),
             (
                 "responseHeaders: {security: {xssProtection: {protection: false, modeBlock: true}}}",
-                &["spec.responseHeaders.security.xssProtection.modeBlock: modeBlock: true has no effect with protection: false"],
+                &[
+                    "spec.responseHeaders.security.xssProtection.modeBlock: modeBlock: true has no effect with protection: false",
+                ],
             ),
             (
                 "responseHeaders: {security: {xssProtection: {reportUri: \"https://r.example/x\"}}}",
-                &["spec.responseHeaders.security.xssProtection.reportUri: reportUri cannot be combined with mode=block (modeBlock defaults to true); fix: set modeBlock: false"],
+                &[
+                    "spec.responseHeaders.security.xssProtection.reportUri: reportUri cannot be combined with mode=block (modeBlock defaults to true); fix: set modeBlock: false",
+                ],
             ),
             (
                 "responseHeaders: {security: {xssProtection: {protection: false, modeBlock: false, reportUri: \"https://r.example/x\"}}}",
-                &["spec.responseHeaders.security.xssProtection.reportUri: reportUri has no effect with protection: false"],
+                &[
+                    "spec.responseHeaders.security.xssProtection.reportUri: reportUri has no effect with protection: false",
+                ],
             ),
             (
                 "responseHeaders: {security: {xssProtection: {modeBlock: false, reportUri: \"https://r.example/a b\"}}}",
-                &["spec.responseHeaders.security.xssProtection.reportUri: \"https://r.example/a b\" is not a usable report URI"],
+                &[
+                    "spec.responseHeaders.security.xssProtection.reportUri: \"https://r.example/a b\" is not a usable report URI",
+                ],
             ),
             (
                 "responseHeaders: {security: {frameOptions: {value: DENY}}, set: [{name: X-Frame-Options, value: DENY}]}",
-                &["spec.responseHeaders.set[0].name: \"x-frame-options\" is also set by security.frameOptions; fix: keep one"],
+                &[
+                    "spec.responseHeaders.set[0].name: \"x-frame-options\" is also set by security.frameOptions; fix: keep one",
+                ],
             ),
             // A `set` entry next to the preset replaces the preset's header: no conflict.
             (
@@ -789,11 +820,15 @@ mod tests {
             ),
             (
                 "cors: {preset: SimpleCORS, allowCredentials: true}",
-                &["spec.cors.preset: the SimpleCORS preset allows every origin (\"*\"), which cannot be combined with allowCredentials: true; fix: list the names in allowOrigins (they replace the preset's \"*\"), or set allowCredentials: false"],
+                &[
+                    "spec.cors.preset: the SimpleCORS preset allows every origin (\"*\"), which cannot be combined with allowCredentials: true; fix: list the names in allowOrigins (they replace the preset's \"*\"), or set allowCredentials: false",
+                ],
             ),
             (
                 "cors: {preset: CORSWithPreflight, allowOrigins: [\"https://x.example\"], allowCredentials: true}",
-                &["spec.cors.preset: the CORSWithPreflight preset allows every request header (\"*\")"],
+                &[
+                    "spec.cors.preset: the CORSWithPreflight preset allows every request header (\"*\")",
+                ],
             ),
             (
                 "cors: {preset: CORSWithPreflight, allowOrigins: [\"https://x.example\"], allowHeaders: [x-a], allowCredentials: true}",
