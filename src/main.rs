@@ -84,6 +84,9 @@ struct ProxyArgs {
     /// Worker threads (default: the CPUs this process may use).
     #[arg(long)]
     workers: Option<usize>,
+    /// With --controller: how often Shadow-mode counts are reported to the controller.
+    #[arg(long, default_value_t = 10)]
+    shadow_report_seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -349,6 +352,7 @@ fn main() -> ExitCode {
             admin,
             drain_timeout_seconds,
             workers,
+            shadow_report_seconds,
             ..
         }) => runtime(workers).and_then(|rt| {
             rt.block_on(async {
@@ -361,6 +365,7 @@ fn main() -> ExitCode {
                     backoff_min: Duration::from_millis(200),
                     backoff_max: Duration::from_secs(10),
                     poll_timeout: Duration::from_secs(120),
+                    shadow_report: Duration::from_secs(shadow_report_seconds.max(1)),
                 };
                 proxy::stream::run(opts, shutdown_signal())
                     .await

@@ -7,6 +7,7 @@
 
 pub mod compile;
 pub mod load;
+pub mod shadow;
 pub mod snapshot;
 pub mod watch;
 pub mod wire;

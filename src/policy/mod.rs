@@ -115,7 +115,7 @@ pub struct ServiceRef {
 }
 
 /// Cross-origin access.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CorsSpec {
     /// A starting point with the semantics of CloudFront's managed response-headers policy of
@@ -201,26 +201,6 @@ pub struct CorsSpec {
     pub rules: Vec<CorsRule>,
 }
 
-impl Default for CorsSpec {
-    fn default() -> Self {
-        CorsSpec {
-            preset: None,
-            allow_origins: Vec::new(),
-            allow_origin_patterns: Vec::new(),
-            allow_methods: None,
-            allow_headers: Vec::new(),
-            expose_headers: Vec::new(),
-            allow_credentials: false,
-            max_age_seconds: None,
-            allow_private_network: false,
-            preflight: None,
-            unmatched_preflight: UnmatchedPreflight::default(),
-            disallowed_origin: DisallowedOrigin::default(),
-            origin_override: None,
-            rules: Vec::new(),
-        }
-    }
-}
 
 /// A conditional override of `cors` for some origins.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

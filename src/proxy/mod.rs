@@ -10,6 +10,7 @@ pub mod forward;
 pub mod metrics;
 pub mod rescue;
 pub mod server;
+pub mod shadow;
 pub mod store;
 pub mod stream;
 
@@ -89,6 +90,51 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     let decision = policy
         .cors
         .decide(cors::classify(req.method(), req.headers()));
+    if let Some(shadow) = &counters.shadow {
+        // Shadow: count what the policy would do, then forward untouched by CORS: no
+        // preflight answered, no CORS or Vary header added, removed or replaced.
+        // responseHeaders still apply: they are not CORS.
+        if decision.kind != Kind::NotCors {
+            shadow.record(
+                decision.rejection.as_ref(),
+                decision.request().origin.as_ref(),
+            );
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                policy = %policy.id,
+                method = %req.method(),
+                config_version = %live.snapshot.version,
+                kind = ?decision.kind,
+                reason = ?decision.rejection,
+                "shadow: forwarded untouched"
+            );
+        }
+        drop(decision);
+        let host_value = host_value.unwrap_or_else(|| HeaderValue::from_static(""));
+        let mut resp = match forward::forward(
+            &shared.client,
+            policy,
+            &counters.latency,
+            req,
+            peer,
+            &host_value,
+        )
+        .await
+        {
+            Ok(r) => {
+                counters.outcome(Outcome::Shadow);
+                r.map(Either::Left)
+            }
+            Err(e) => {
+                counters.outcome(Outcome::UpstreamError);
+                tracing::warn!(policy = %policy.id, error = %e, "upstream request failed");
+                rescue(&e)
+            }
+        };
+        policy.response_headers.apply(resp.headers_mut());
+        return resp;
+    }
     if let Some(r) = &decision.rejection {
         counters.rejection(r);
     }

@@ -85,7 +85,7 @@ impl Store {
         let counters = snapshot
             .policies
             .iter()
-            .map(|p| self.metrics.policy(&p.id.to_string()))
+            .map(|p| self.metrics.policy(&p.id.to_string(), p.shadow))
             .collect();
         self.metrics.reload(true);
         self.metrics

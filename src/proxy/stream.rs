@@ -8,6 +8,10 @@
 //! snapshot serving and retries with exponential backoff and full jitter, so a fleet of
 //! proxies does not reconnect in lockstep. Readiness (`/readyz`) follows the store: ready
 //! after the first snapshot, and it stays ready while the controller is away.
+//!
+//! Shadow-mode counts go the other way: every `shadow_report` the proxy drains its tallies
+//! and `POST`s them to `{URL}/v1/shadow` (a failed report is added back for the next one,
+//! and a last one is sent on shutdown).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,6 +29,7 @@ use tokio::sync::watch;
 use super::metrics::Metrics;
 use super::store::Store;
 use super::{Shared, admin, forward, handle, server};
+use crate::config::shadow::{PolicyShadow, ShadowReport};
 use crate::config::wire::ConfigDocument;
 
 /// The largest config document accepted (a bound on what a confused server can make us hold).
@@ -45,6 +50,8 @@ pub struct StreamOptions {
     pub backoff_max: Duration,
     /// Client-side bound on one poll (above the controller's long-poll wait).
     pub poll_timeout: Duration,
+    /// How often shadow-mode counts are reported to the controller.
+    pub shadow_report: Duration,
 }
 
 /// Exponential backoff with full jitter (a random delay in [0, current]), doubling to `max`.
@@ -217,6 +224,76 @@ pub async fn subscribe(
     }
 }
 
+type ReportClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Sends one shadow report.
+async fn send_report(
+    client: &ReportClient,
+    base: &Uri,
+    report: &ShadowReport,
+) -> Result<(), String> {
+    let base = base.to_string();
+    let uri: Uri = format!("{}/v1/shadow", base.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("bad controller URL: {e}"))?;
+    let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+    let req = Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "the controller did not answer in time".to_string())?
+        .map_err(|e| format!("cannot reach the controller: {e}"))?;
+    if resp.status() == StatusCode::NO_CONTENT {
+        Ok(())
+    } else {
+        Err(format!("the controller answered {}", resp.status()))
+    }
+}
+
+/// Drains the shadow tallies and reports them; puts them back when the report fails.
+pub async fn report_once(client: &ReportClient, metrics: &Metrics, opts: &StreamOptions) {
+    let counts = metrics.take_shadow();
+    if counts.is_empty() {
+        return;
+    }
+    let report = ShadowReport {
+        proxy: opts.proxy_id.clone(),
+        policies: counts
+            .iter()
+            .map(|(policy, c)| PolicyShadow {
+                policy: policy.clone(),
+                counts: c.clone(),
+            })
+            .collect(),
+    };
+    if let Err(e) = send_report(client, &opts.controller, &report).await {
+        metrics.restore_shadow(&counts);
+        tracing::warn!(error = %e, "shadow report failed; the counts go with the next one");
+    }
+}
+
+/// Reports shadow counts every `shadow_report` until `shutdown`, then once more.
+pub async fn report_shadow(
+    metrics: Arc<Metrics>,
+    opts: StreamOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client: ReportClient = Client::builder(TokioExecutor::new()).build_http();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(opts.shadow_report) => report_once(&client, &metrics, &opts).await,
+            () = server::stopped(&mut shutdown) => break,
+        }
+    }
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        report_once(&client, &metrics, &opts),
+    )
+    .await;
+}
+
 /// Runs the proxy on the controller's stream until `shutdown`; returns after draining.
 pub async fn run(
     opts: StreamOptions,
@@ -238,6 +315,11 @@ pub async fn run(
         "corsgate proxy serving from the controller's config stream"
     );
     let drain = opts.drain;
+    let reporter = tokio::spawn(report_shadow(
+        store.metrics.clone(),
+        opts.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(subscribe(store.clone(), opts, shutdown.clone()));
     let admin_store = store.clone();
     let admin_task = tokio::spawn(server::serve(
@@ -270,6 +352,7 @@ pub async fn run(
     )
     .await;
     let _ = admin_task.await;
+    let _ = reporter.await;
     Ok(())
 }
 
