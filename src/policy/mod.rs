@@ -201,7 +201,6 @@ pub struct CorsSpec {
     pub rules: Vec<CorsRule>,
 }
 
-
 /// A conditional override of `cors` for some origins.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
