@@ -148,7 +148,8 @@ async fn shadow_forwards_untouched_and_counts_add_up_across_proxies() {
         ("access-control-request-method", "GET"),
         ("access-control-request-headers", "x-secret"),
     ];
-    let requests: Vec<(&str, &str, &[(&str, &str)])> = vec![
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let requests: Vec<(&str, &str, Headers)> = vec![
         ("OPTIONS", "/items", preflight_ok),
         ("OPTIONS", "/items", preflight_method),
         ("OPTIONS", "/items", preflight_header),
