@@ -263,6 +263,13 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         policy.id,
         policy.hosts.join(", ")
     );
+    if policy.shadow {
+        let _ = writeln!(
+            o,
+            "mode       Shadow: the edge forwards every request untouched by CORS (responseHeaders still apply); \
+             below is what it would do, counted in status.shadow, not what it does"
+        );
+    }
 
     let Some(origin) = req.origin.clone() else {
         let mut h = HeaderMap::new();

@@ -257,3 +257,35 @@ async fn shadow_forwards_untouched_and_counts_add_up_across_proxies() {
     let _ = stop.send(true);
     let _ = server.await;
 }
+
+#[test]
+fn explain_says_a_shadow_policy_is_not_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        policy(
+            "api",
+            "[\"api.test\"]",
+            "  mode: Shadow\n  cors: {allowOrigins: ['https://app.example.com']}",
+            "http://127.0.0.1:9",
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        .arg("explain")
+        .arg("--policies")
+        .arg(&file)
+        .args(["--host", "api.test", "--origin", EVIL])
+        .output()
+        .expect("run explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mode       Shadow: the edge forwards every request untouched by CORS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("BLOCKED"),
+        "what enforcement would do: {text}"
+    );
+}
