@@ -43,6 +43,10 @@ fn addr() -> SocketAddr {
 }
 
 fn spawn_proxy(controller: SocketAddr, id: &str) -> StreamProxy {
+    spawn_proxy_reporting(controller, id, "1")
+}
+
+fn spawn_proxy_reporting(controller: SocketAddr, id: &str, every: &str) -> StreamProxy {
     let (listen, admin) = (addr(), addr());
     let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
         .args([
@@ -288,4 +292,52 @@ fn explain_says_a_shadow_policy_is_not_enforced() {
         text.contains("BLOCKED"),
         "what enforcement would do: {text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_sends_its_last_counts_when_it_stops() {
+    let up = Upstream::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ctl = listener.local_addr().unwrap();
+    let hub = Arc::new(Hub::new(Duration::from_secs(60)));
+    let (stop, rx) = watch::channel(false);
+    let server = tokio::spawn(serve_stream(
+        listener,
+        hub.clone(),
+        Duration::from_secs(2),
+        rx,
+    ));
+    hub.publish(&document(&up.url())).expect("publish");
+    // Reports every hour: only the one sent on shutdown can arrive.
+    let mut p = spawn_proxy_reporting(ctl, "edge-0", "3600");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admin_get(p.admin, "/readyz").await.map(|r| r.0) != Ok(200) {
+        assert!(Instant::now() < deadline, "proxy not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(p.listen, "GET", "/items", &h(&[("origin", EVIL)])).await;
+    send(p.listen, "GET", "/items", &h(&[("origin", APP)])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(hub.shadow_pending().is_empty(), "nothing reported yet");
+    let pid = p.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = p.child.wait();
+        (p, status)
+    })
+    .await
+    .expect("join");
+    p = exited.0;
+    assert!(exited.1.is_ok_and(|s| s.success()), "graceful exit");
+    let pending = hub.shadow_pending();
+    let c = pending.get("shop/api").expect("the last report arrived");
+    assert_eq!((c.would_allow, c.by_reason), (1, [1, 0, 0, 0]));
+    assert_eq!(c.sample_rejected_origins, [EVIL]);
+    drop(p);
+    let _ = stop.send(true);
+    let _ = server.await;
 }

@@ -29,6 +29,10 @@ use crate::policy::ShadowStatus;
 
 /// The largest shadow report accepted.
 pub const MAX_REPORT: usize = 1 << 20;
+/// Policies with pending shadow counts, at most: reports naming more new ones (only a
+/// confused or hostile client would) are ignored for those until the next status pass
+/// drops what is not a Shadow policy.
+pub const MAX_PENDING_POLICIES: usize = 10_000;
 
 /// Response header carrying the version of a 200 or 304 answer.
 pub const VERSION_HEADER: &str = "x-corsgate-config-version";
@@ -93,7 +97,11 @@ impl Hub {
     pub fn shadow_report(&self, report: &ShadowReport) {
         let mut pending = self.shadow.lock().unwrap_or_else(PoisonError::into_inner);
         for p in &report.policies {
-            pending.entry(p.policy.clone()).or_default().add(&p.counts);
+            if let Some(c) = pending.get_mut(&p.policy) {
+                c.add(&p.counts);
+            } else if pending.len() < MAX_PENDING_POLICIES {
+                pending.entry(p.policy.clone()).or_default().add(&p.counts);
+            }
         }
     }
 
@@ -534,6 +542,26 @@ mod tests {
         report("a", 1, 0, &[]);
         hub.shadow_retain(|p| p != "ns/p");
         assert!(hub.shadow_pending().is_empty());
+
+        // A flood of made-up policy names is capped; known ones still add up.
+        report("a", 1, 0, &[]);
+        let flood = ShadowReport {
+            proxy: "x".into(),
+            policies: (0..MAX_PENDING_POLICIES + 10)
+                .map(|i| PolicyShadow {
+                    policy: format!("junk/{i}"),
+                    counts: ShadowCounts {
+                        would_allow: 1,
+                        ..ShadowCounts::default()
+                    },
+                })
+                .collect(),
+        };
+        hub.shadow_report(&flood);
+        assert_eq!(hub.shadow_pending().len(), MAX_PENDING_POLICIES);
+        report("a", 1, 0, &[]);
+        assert_eq!(hub.shadow_pending()["ns/p"].would_allow, 2);
+        hub.shadow_retain(|_| false);
 
         assert_eq!(
             accept_report(&hub, &Method::GET, b"{}").status(),

@@ -274,24 +274,20 @@ pub async fn report_once(client: &ReportClient, metrics: &Metrics, opts: &Stream
     }
 }
 
-/// Reports shadow counts every `shadow_report` until `shutdown`, then once more.
+/// Reports shadow counts every `shadow_report` until `shutdown` (`run` sends the last
+/// report once traffic has drained).
 pub async fn report_shadow(
+    client: ReportClient,
     metrics: Arc<Metrics>,
     opts: StreamOptions,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client: ReportClient = Client::builder(TokioExecutor::new()).build_http();
     loop {
         tokio::select! {
             () = tokio::time::sleep(opts.shadow_report) => report_once(&client, &metrics, &opts).await,
-            () = server::stopped(&mut shutdown) => break,
+            () = server::stopped(&mut shutdown) => return,
         }
     }
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        report_once(&client, &metrics, &opts),
-    )
-    .await;
 }
 
 /// Runs the proxy on the controller's stream until `shutdown`; returns after draining.
@@ -315,7 +311,10 @@ pub async fn run(
         "corsgate proxy serving from the controller's config stream"
     );
     let drain = opts.drain;
+    let report_client: ReportClient = Client::builder(TokioExecutor::new()).build_http();
+    let report_opts = opts.clone();
     let reporter = tokio::spawn(report_shadow(
+        report_client.clone(),
         store.metrics.clone(),
         opts.clone(),
         shutdown.clone(),
@@ -335,6 +334,7 @@ pub async fn run(
         shutdown.clone(),
         Duration::from_secs(1),
     ));
+    let metrics = store.metrics.clone();
     let shared = Arc::new(Shared { store, client });
     server::serve(
         "traffic",
@@ -353,6 +353,12 @@ pub async fn run(
     .await;
     let _ = admin_task.await;
     let _ = reporter.await;
+    // Traffic has drained: what it counted goes in one last report.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        report_once(&report_client, &metrics, &report_opts),
+    )
+    .await;
     Ok(())
 }
 
