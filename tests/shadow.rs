@@ -66,7 +66,7 @@ fn spawn_proxy_reporting(controller: SocketAddr, id: &str, every: &str) -> Strea
             "--drain-timeout-seconds",
             "1",
             "--shadow-report-seconds",
-            "1",
+            every,
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
