@@ -143,6 +143,11 @@ fn names_columns_and_subresources() {
         let e = node(spec, path).and_then(|n| n.get("enum"));
         assert_eq!(e, Some(&values), "{path}");
     }
+    assert_eq!(
+        node(spec, "mode").and_then(|n| n.get("default")),
+        Some(&Value::from("Enforce")),
+        "the Mode column reads Enforce"
+    );
     // A schema default would be stored by the API server and hide a preset's choice.
     for path in ["cors.preflight", "cors.originOverride"] {
         let n = node(spec, path).expect(path);

@@ -271,6 +271,11 @@ fn decorate(crd: &mut Value) {
     let Some(spec) = root.pointer_mut("/properties/spec") else {
         return;
     };
+    // Stored explicitly, so the Mode printer column reads Enforce rather than nothing. (No
+    // such default for fields a preset fills: a stored default would hide the preset's.)
+    if let Some(mode) = node_mut(spec, "mode").and_then(Value::as_object_mut) {
+        mode.insert("default".into(), json!("Enforce"));
+    }
     for (path, max_items, max_len) in LIST_BOUNDS {
         if let Some(node) = node_mut(spec, path).and_then(Value::as_object_mut) {
             node.insert("maxItems".into(), json!(max_items));

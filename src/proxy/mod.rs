@@ -90,11 +90,13 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     let decision = policy
         .cors
         .decide(cors::classify(req.method(), req.headers()));
-    if let Some(shadow) = &counters.shadow {
+    if policy.shadow {
         // Shadow: count what the policy would do, then forward untouched by CORS: no
         // preflight answered, no CORS or Vary header added, removed or replaced.
         // responseHeaders still apply: they are not CORS.
-        if decision.kind != Kind::NotCors {
+        if let Some(shadow) = &counters.shadow
+            && decision.kind != Kind::NotCors
+        {
             shadow.record(
                 decision.rejection.as_ref(),
                 decision.request().origin.as_ref(),
