@@ -322,6 +322,13 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         }
         let d = policy.cors.decide(cors::classify(&Method::OPTIONS, &pre));
         let _ = writeln!(o, "preflight  OPTIONS {path}");
+        if policy.cors.preflight == cors::PreflightMode::Passthrough {
+            let _ = writeln!(
+                o,
+                "  mode     preflight: Passthrough (SimpleCORS): the upstream answers it like any request; \
+                 the edge adds only what an actual response gets, so the browser's checks below decide"
+            );
+        }
         let _ = writeln!(o, "  origin   {origin} {}", matched_text(policy, d.matched));
         let settings = match d.matched {
             Some(Matched::Base) => Some(&policy.cors.base.settings),

@@ -365,4 +365,30 @@ async fn explain_shows_the_expanded_preset() {
     );
     assert!(text.contains("access-control-allow-headers: *"), "{text}");
     assert!(text.contains("ALLOWED"), "{text}");
+
+    // SimpleCORS never answers a preflight: a PUT from a page fails in the browser unless
+    // the upstream answers the preflight itself, as behind CloudFront.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        .arg("explain")
+        .arg("--policies")
+        .arg(&file)
+        .args([
+            "--host",
+            "simple.example.com",
+            "--method",
+            "PUT",
+            "--origin",
+            ORIGIN,
+        ])
+        .output()
+        .expect("run explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("preflight: Passthrough"), "{text}");
+    assert!(
+        text.contains(
+            "BLOCKED by the browser at the preflight: PUT is not in Access-Control-Allow-Methods"
+        ),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
 }
