@@ -386,6 +386,61 @@ mod tests {
         }
     }
 
+    fn opts(controller: &str, every: Duration) -> StreamOptions {
+        StreamOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            admin: "127.0.0.1:0".parse().expect("addr"),
+            controller: controller.parse().expect("uri"),
+            proxy_id: "edge-0".into(),
+            drain: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+            poll_timeout: Duration::from_secs(1),
+            shadow_report: every,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_shadow_report_is_kept_for_the_next_one() {
+        let metrics = Metrics::new();
+        let counters = metrics.policy("shop/api", true);
+        let shadow = counters.shadow.as_ref().expect("shadow counters");
+        shadow.record(None, None);
+        shadow.record(
+            Some(&crate::cors::Rejection::Method),
+            Some(&http::HeaderValue::from_static("https://a.example")),
+        );
+        assert!(
+            metrics.policy("shop/enforced", false).shadow.is_none(),
+            "Enforce policies get no shadow counters"
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("corsgate_shadow_decisions_total{policy=\"shop/api\",verdict=\"would_allow\",reason=\"none\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("corsgate_shadow_decisions_total{policy=\"shop/api\",verdict=\"would_reject\",reason=\"method\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("a.example"), "no raw origin in metrics");
+        // Nothing listens there: the report fails and the counts stay.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        let client: ReportClient = Client::builder(TokioExecutor::new()).build_http();
+        report_once(&client, &metrics, &opts(&dead, Duration::from_secs(1))).await;
+        let kept = metrics.take_shadow();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, "shop/api");
+        assert_eq!(
+            (kept[0].1.would_allow, kept[0].1.by_reason),
+            (1, [0, 1, 0, 0])
+        );
+        assert_eq!(kept[0].1.sample_rejected_origins, ["https://a.example"]);
+        assert!(metrics.take_shadow().is_empty(), "taken");
+    }
+
     #[test]
     fn poll_urls_are_encoded() {
         let base: Uri = "http://ctl:9090/".parse().expect("uri");
