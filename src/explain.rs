@@ -263,6 +263,13 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         policy.id,
         policy.hosts.join(", ")
     );
+    if policy.shadow {
+        let _ = writeln!(
+            o,
+            "mode       Shadow: the edge forwards every request untouched by CORS (responseHeaders still apply); \
+             below is what it would do, counted in status.shadow, not what it does"
+        );
+    }
 
     let Some(origin) = req.origin.clone() else {
         let mut h = HeaderMap::new();
@@ -315,6 +322,13 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         }
         let d = policy.cors.decide(cors::classify(&Method::OPTIONS, &pre));
         let _ = writeln!(o, "preflight  OPTIONS {path}");
+        if policy.cors.preflight == cors::PreflightMode::Passthrough {
+            let _ = writeln!(
+                o,
+                "  mode     preflight: Passthrough (SimpleCORS): the upstream answers it like any request; \
+                 the edge adds only what an actual response gets, so the browser's checks below decide"
+            );
+        }
         let _ = writeln!(o, "  origin   {origin} {}", matched_text(policy, d.matched));
         let settings = match d.matched {
             Some(Matched::Base) => Some(&policy.cors.base.settings),

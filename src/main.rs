@@ -84,6 +84,9 @@ struct ProxyArgs {
     /// Worker threads (default: the CPUs this process may use).
     #[arg(long)]
     workers: Option<usize>,
+    /// With --controller: how often Shadow-mode counts are reported to the controller.
+    #[arg(long, default_value_t = 10)]
+    shadow_report_seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -396,6 +399,7 @@ fn main() -> ExitCode {
                             backoff_min: Duration::from_millis(200),
                             backoff_max: Duration::from_secs(10),
                             poll_timeout: Duration::from_secs(120),
+                            shadow_report: Duration::from_secs(a.shadow_report_seconds.max(1)),
                         })
                     }
                     (None, Some(path)) => proxy::Source::Files {

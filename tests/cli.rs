@@ -22,7 +22,7 @@ fn check_accepts_the_examples() {
     let (code, out, err) = corsgate(&["check", "examples"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.starts_with("ok: 6 policies valid (config version "),
+        out.starts_with("ok: 7 policies valid (config version "),
         "{out}"
     );
 }

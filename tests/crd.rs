@@ -79,7 +79,17 @@ fn names_columns_and_subresources() {
         .iter()
         .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();
-    assert_eq!(cols, ["Hosts", "Accepted", "Programmed", "Age"]);
+    assert_eq!(
+        cols,
+        [
+            "Hosts",
+            "Accepted",
+            "Programmed",
+            "Mode",
+            "Would-Reject",
+            "Age"
+        ]
+    );
     let root_desc = schema_of(&v)
         .and_then(|s| s.get("description"))
         .and_then(Value::as_str)
@@ -101,7 +111,48 @@ fn names_columns_and_subresources() {
     let e = node(spec, "cors.preflight")
         .and_then(|n| n.get("enum"))
         .expect("enum");
-    assert_eq!(e, &serde_json::json!(["Respond", "Forward"]));
+    assert_eq!(e, &serde_json::json!(["Respond", "Forward", "Passthrough"]));
+    for (path, values) in [
+        ("mode", serde_json::json!(["Enforce", "Shadow"])),
+        (
+            "cors.preset",
+            serde_json::json!(["SimpleCORS", "CORSWithPreflight"]),
+        ),
+        (
+            "responseHeaders.preset",
+            serde_json::json!(["SecurityHeaders"]),
+        ),
+        (
+            "responseHeaders.security.frameOptions.value",
+            serde_json::json!(["DENY", "SAMEORIGIN"]),
+        ),
+        (
+            "responseHeaders.security.referrerPolicy.value",
+            serde_json::json!([
+                "no-referrer",
+                "no-referrer-when-downgrade",
+                "origin",
+                "origin-when-cross-origin",
+                "same-origin",
+                "strict-origin",
+                "strict-origin-when-cross-origin",
+                "unsafe-url"
+            ]),
+        ),
+    ] {
+        let e = node(spec, path).and_then(|n| n.get("enum"));
+        assert_eq!(e, Some(&values), "{path}");
+    }
+    assert_eq!(
+        node(spec, "mode").and_then(|n| n.get("default")),
+        Some(&Value::from("Enforce")),
+        "the Mode column reads Enforce"
+    );
+    // A schema default would be stored by the API server and hide a preset's choice.
+    for path in ["cors.preflight", "cors.originOverride"] {
+        let n = node(spec, path).expect(path);
+        assert!(n.get("default").is_none(), "{path} must have no default");
+    }
 }
 
 #[test]
@@ -323,6 +374,101 @@ fn cel_rules_agree_with_validate() {
             "rule star origin",
             r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {rules: [{origins: ["*"]}]}}"#,
             Some("a rule's origins cannot"),
+        ),
+        (
+            "preset alone",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: CORSWithPreflight}}"#,
+            None,
+        ),
+        (
+            "preset with credentials",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: SimpleCORS, allowCredentials: true}}"#,
+            Some("a preset allows every origin"),
+        ),
+        (
+            "preset with credentials and patterns",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: SimpleCORS, allowOriginPatterns: ["^https://x$"], allowCredentials: true}}"#,
+            None,
+        ),
+        (
+            "preflight preset star headers with credentials",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: CORSWithPreflight, allowOrigins: ["https://x.example"], allowCredentials: true}}"#,
+            Some("allowHeaders cannot contain"),
+        ),
+        (
+            "preflight preset named headers with credentials",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: CORSWithPreflight, allowOrigins: ["https://x.example"], allowHeaders: [x-a], allowCredentials: true}}"#,
+            None,
+        ),
+        (
+            "preflight preset, rule inherits star headers",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: CORSWithPreflight, rules: [{origins: ["https://admin.example"], allowCredentials: true}]}}"#,
+            Some("a rule that allows credentials"),
+        ),
+        (
+            "simple preset, rule with credentials",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: SimpleCORS, rules: [{origins: ["https://admin.example"], allowCredentials: true}]}}"#,
+            None,
+        ),
+        (
+            "security preset and typed headers",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {preset: SecurityHeaders, security: {strictTransportSecurity: {maxAgeSeconds: 63072000, includeSubdomains: true, preload: true, override: true}, frameOptions: {value: DENY}, referrerPolicy: {value: no-referrer}, contentSecurityPolicy: {value: "default-src 'self'"}, xssProtection: {modeBlock: false, reportUri: "https://r.example/x"}}}}"#,
+            None,
+        ),
+        (
+            "hsts negative",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {strictTransportSecurity: {maxAgeSeconds: -1}}}}"#,
+            Some("maxAgeSeconds must be 0 or more"),
+        ),
+        (
+            "hsts preload without subdomains",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {strictTransportSecurity: {preload: true}}}}"#,
+            Some("preload requires"),
+        ),
+        (
+            "hsts preload short max age",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {strictTransportSecurity: {preload: true, includeSubdomains: true, maxAgeSeconds: 86400}}}}"#,
+            Some("preload requires"),
+        ),
+        (
+            "hsts preload default max age",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {strictTransportSecurity: {preload: true, includeSubdomains: true}}}}"#,
+            None,
+        ),
+        (
+            "csp empty",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {contentSecurityPolicy: {value: ""}}}}"#,
+            Some("contentSecurityPolicy.value must not be empty"),
+        ),
+        (
+            "xss off with mode block",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {xssProtection: {protection: false, modeBlock: true}}}}"#,
+            Some("modeBlock: true has no effect"),
+        ),
+        (
+            "xss off",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {xssProtection: {protection: false}}}}"#,
+            None,
+        ),
+        (
+            "xss off with report",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {xssProtection: {protection: false, modeBlock: false, reportUri: "https://r.example/x"}}}}"#,
+            Some("reportUri has no effect"),
+        ),
+        (
+            "xss report with default mode block",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {preset: SecurityHeaders, security: {xssProtection: {reportUri: "https://r.example/x"}}}}"#,
+            Some("reportUri cannot be combined"),
+        ),
+        (
+            "xss report with separator",
+            r#"{hosts: [a.example], upstream: {url: "http://u:1"}, responseHeaders: {security: {xssProtection: {modeBlock: false, reportUri: "https://r.example/x; mode=block"}}}}"#,
+            Some("reportUri must be one URI"),
+        ),
+        (
+            "shadow mode",
+            r#"{hosts: [a.example], mode: Shadow, upstream: {url: "http://u:1"}, cors: {allowOrigins: ["https://x.example"]}}"#,
+            None,
         ),
         (
             "rule by pattern",

@@ -7,8 +7,9 @@
 //! `corsgate proxy --controller` on this machine, applies every example in examples/ into
 //! the namespace (URL upstreams pointed at a local echo server), and asserts: conditions
 //! and configVersion, Programmed once the proxy acknowledged, the proxy's CORS behaviour, a
-//! conflict reported with an Event, ResolvedRefs flipping when a Service appears, and the
-//! API server's CEL rules rejecting invalid objects. The namespace is deleted at the end
+//! conflict reported with an Event, ResolvedRefs flipping when a Service appears, the
+//! API server's CEL rules rejecting invalid objects, and a Shadow policy whose
+//! status.shadow counts move as the proxy forwards requests it would have rejected. The namespace is deleted at the end
 //! (no finalizers, so that never hangs); the CRD is left installed.
 
 use std::io::{Read, Write};
@@ -230,6 +231,18 @@ fn controller_and_proxy_against_a_cluster() {
             "upstream: {url: 'http://a:1'}\n  cors: {preflight: Sometimes}",
             "Unsupported value",
         ),
+        (
+            "upstream: {url: 'http://a:1'}\n  cors: {preset: SimpleCORS, allowCredentials: true}",
+            "a preset allows every origin",
+        ),
+        (
+            "upstream: {url: 'http://a:1'}\n  responseHeaders: {security: {strictTransportSecurity: {preload: true}}}",
+            "preload requires includeSubdomains",
+        ),
+        (
+            "upstream: {url: 'http://a:1'}\n  mode: Sometimes",
+            "Unsupported value",
+        ),
     ];
     for (i, (spec, message)) in invalid.iter().enumerate() {
         let doc = format!(
@@ -254,6 +267,11 @@ fn controller_and_proxy_against_a_cluster() {
                 ns_s,
                 "--debounce-ms",
                 "100",
+                // Status passes every 2 s (ttl / 3), so shadow counts show up quickly.
+                "--proxy-ttl-seconds",
+                "6",
+                "--long-poll-seconds",
+                "2",
             ])
             .args([
                 "--listen",
@@ -274,6 +292,8 @@ fn controller_and_proxy_against_a_cluster() {
                 &format!("http://{stream}"),
                 "--proxy-id",
                 "e2e-proxy",
+                "--shadow-report-seconds",
+                "1",
             ])
             .args([
                 "--listen",
@@ -375,6 +395,84 @@ fn controller_and_proxy_against_a_cluster() {
     must(&["delete", "corspolicy", "-n", ns_s, "quickstart"], None);
     eventually("late-comer Accepted", || {
         (condition(&policy(ns_s, "late-comer"), "Accepted")?.1 == "Accepted").then_some(())
+    });
+
+    // Shadow: forwarded untouched, counted, summed into status.shadow.
+    let shadow = format!(
+        "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {{name: shadowed, namespace: {ns_s}}}\nspec:\n  mode: Shadow\n  hosts: [shadow.localhost]\n  upstream: {{url: 'http://{upstream}'}}\n  cors: {{allowOrigins: ['https://app.example']}}\n"
+    );
+    must(&["apply", "-f", "-"], Some(&shadow));
+    eventually("shadowed Programmed", || {
+        (condition(&policy(ns_s, "shadowed"), "Programmed")?.0 == "True").then_some(())
+    });
+    let p = eventually("status.shadow present", || {
+        let p = policy(ns_s, "shadowed");
+        p["status"]["shadow"].is_object().then_some(p)
+    });
+    assert_eq!(p["status"]["shadow"]["wouldReject"], 0, "{p}");
+    let columns = must(&["get", "corspolicy", "-n", ns_s, "shadowed"], None);
+    assert!(
+        columns.contains("MODE") && columns.contains("Shadow"),
+        "{columns}"
+    );
+    let send = |origin: &str| {
+        let (status, head) = eventually("the shadow route", || {
+            http_get(
+                proxy_listen,
+                "shadow.localhost",
+                "/x",
+                &[("origin", origin)],
+            )
+        });
+        assert_eq!(status, 200);
+        assert!(!head.contains("access-control-"), "untouched: {head}");
+    };
+    send("https://app.example");
+    send("https://evil.example");
+    send("https://evil.example");
+    let p = eventually("status.shadow counts", || {
+        let p = policy(ns_s, "shadowed");
+        let s = &p["status"]["shadow"];
+        (s["wouldReject"] == 2 && s["wouldAllow"] == 1).then_some(p)
+    });
+    let s = &p["status"]["shadow"];
+    assert_eq!(s["byReason"]["origin"], 2, "{s}");
+    assert_eq!(
+        s["sampleRejectedOrigins"],
+        serde_json::json!(["https://evil.example"]),
+        "{s}"
+    );
+    let since = s["since"].clone();
+    // The counts keep moving.
+    send("https://other.example");
+    let p = eventually("status.shadow counts moving", || {
+        let p = policy(ns_s, "shadowed");
+        (p["status"]["shadow"]["wouldReject"] == 3).then_some(p)
+    });
+    assert_eq!(p["status"]["shadow"]["since"], since, "same window");
+    let columns = must(&["get", "corspolicy", "-n", ns_s, "shadowed"], None);
+    assert!(
+        columns.lines().nth(1).is_some_and(|l| l.contains(" 3 ")),
+        "Would-Reject column: {columns}"
+    );
+    // Enforce: status.shadow goes away.
+    must(
+        &[
+            "patch",
+            "corspolicy",
+            "-n",
+            ns_s,
+            "shadowed",
+            "--type=merge",
+            "-p",
+            "{\"spec\":{\"mode\":\"Enforce\"}}",
+        ],
+        None,
+    );
+    eventually("status.shadow cleared", || {
+        policy(ns_s, "shadowed")["status"]["shadow"]
+            .is_null()
+            .then_some(())
     });
     drop(ns);
 }

@@ -67,10 +67,20 @@ impl UpstreamTarget {
     }
 }
 
-/// `responseHeaders`, ready to apply.
+/// One header the edge sets on a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetHeader {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+    /// true: replaces a header of the same name; false: set only when the response has none
+    /// (the upstream's wins), as CloudFront's "origin override: no".
+    pub override_upstream: bool,
+}
+
+/// `responseHeaders` (custom, typed security headers and presets), ready to apply.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderOps {
-    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub set: Vec<SetHeader>,
     pub remove: Vec<HeaderName>,
 }
 
@@ -79,13 +89,16 @@ impl HeaderOps {
         self.set.is_empty() && self.remove.is_empty()
     }
 
-    /// `remove` first, then `set` (which replaces a header of the same name).
+    /// `remove` first, then `set`: each header replaces one of the same name, or, without
+    /// `override_upstream`, is added only when the response lacks it.
     pub fn apply(&self, headers: &mut HeaderMap) {
         for n in &self.remove {
             headers.remove(n);
         }
-        for (n, v) in &self.set {
-            headers.insert(n.clone(), v.clone());
+        for h in &self.set {
+            if h.override_upstream || !headers.contains_key(&h.name) {
+                headers.insert(h.name.clone(), h.value.clone());
+            }
         }
     }
 }
@@ -101,7 +114,12 @@ pub struct CompiledPolicy {
     pub upstream: UpstreamTarget,
     pub cors: Cors,
     pub response_headers: HeaderOps,
+    /// `spec.mode: Shadow`: evaluate and count, never enforce.
+    pub shadow: bool,
+    /// As written (hashed into the version, sent on the config stream).
     pub spec: CorsPolicySpec,
+    /// `spec` with presets expanded: what was compiled, and what `effective` shows.
+    pub expanded: CorsPolicySpec,
 }
 
 fn internal(path: &str, e: impl fmt::Display) -> Vec<FieldError> {
@@ -174,6 +192,82 @@ fn rule_settings(c: &CorsSpec, r: &CorsRule) -> Settings {
     )
 }
 
+/// The typed security headers as `(field, value, override)`; a field's defaults are the
+/// values of CloudFront's SecurityHeadersPolicy, and `override` defaults to true.
+fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String, bool)> {
+    let mut out = Vec::new();
+    if let Some(h) = &sec.strict_transport_security {
+        let mut v = format!("max-age={}", h.max_age_seconds.unwrap_or(31_536_000));
+        if h.include_subdomains == Some(true) {
+            v.push_str("; includeSubDomains");
+        }
+        if h.preload == Some(true) {
+            v.push_str("; preload");
+        }
+        out.push((
+            "strictTransportSecurity",
+            v,
+            h.override_upstream.unwrap_or(true),
+        ));
+    }
+    if let Some(h) = &sec.content_type_options {
+        out.push((
+            "contentTypeOptions",
+            "nosniff".into(),
+            h.override_upstream.unwrap_or(true),
+        ));
+    }
+    if let Some(h) = &sec.frame_options {
+        let v = match h.value.unwrap_or(policy::FrameOption::SameOrigin) {
+            policy::FrameOption::Deny => "DENY",
+            policy::FrameOption::SameOrigin => "SAMEORIGIN",
+        };
+        out.push((
+            "frameOptions",
+            v.into(),
+            h.override_upstream.unwrap_or(true),
+        ));
+    }
+    if let Some(h) = &sec.referrer_policy {
+        use policy::ReferrerPolicy as R;
+        let v = match h.value.unwrap_or(R::StrictOriginWhenCrossOrigin) {
+            R::NoReferrer => "no-referrer",
+            R::NoReferrerWhenDowngrade => "no-referrer-when-downgrade",
+            R::Origin => "origin",
+            R::OriginWhenCrossOrigin => "origin-when-cross-origin",
+            R::SameOrigin => "same-origin",
+            R::StrictOrigin => "strict-origin",
+            R::StrictOriginWhenCrossOrigin => "strict-origin-when-cross-origin",
+            R::UnsafeUrl => "unsafe-url",
+        };
+        out.push((
+            "referrerPolicy",
+            v.into(),
+            h.override_upstream.unwrap_or(true),
+        ));
+    }
+    if let Some(h) = &sec.content_security_policy {
+        out.push((
+            "contentSecurityPolicy",
+            h.value.clone(),
+            h.override_upstream.unwrap_or(true),
+        ));
+    }
+    if let Some(h) = &sec.xss_protection {
+        let v = if h.protection.unwrap_or(true) {
+            match (&h.report_uri, h.mode_block.unwrap_or(true)) {
+                (Some(uri), false) => format!("1; report={uri}"),
+                (_, true) => "1; mode=block".into(),
+                (None, false) => "1".into(),
+            }
+        } else {
+            "0".into()
+        };
+        out.push(("xssProtection", v, h.override_upstream.unwrap_or(true)));
+    }
+    out
+}
+
 impl CompiledPolicy {
     /// Validates and compiles. `namespace` resolves `upstream.service`.
     pub fn from_spec(
@@ -181,7 +275,8 @@ impl CompiledPolicy {
         spec: &CorsPolicySpec,
     ) -> Result<CompiledPolicy, Vec<FieldError>> {
         policy::validate(spec)?;
-        let c = &spec.cors;
+        let expanded = spec.with_presets();
+        let c = &expanded.cors;
         let base = Grant {
             origins: origin_matcher(
                 "spec.cors.allowOrigins",
@@ -204,9 +299,10 @@ impl CompiledPolicy {
         let engine = Cors {
             base,
             rules,
-            preflight: match c.preflight {
+            preflight: match c.preflight.unwrap_or_default() {
                 policy::PreflightMode::Respond => cors::PreflightMode::Respond,
                 policy::PreflightMode::Forward => cors::PreflightMode::Forward,
+                policy::PreflightMode::Passthrough => cors::PreflightMode::Passthrough,
             },
             unmatched_preflight: match c.unmatched_preflight {
                 policy::UnmatchedPreflight::Reject => cors::UnmatchedPreflight::Reject,
@@ -216,7 +312,7 @@ impl CompiledPolicy {
                 policy::DisallowedOrigin::Forward => cors::DisallowedOrigin::Forward,
                 policy::DisallowedOrigin::Reject => cors::DisallowedOrigin::Reject,
             },
-            origin_override: c.origin_override,
+            origin_override: c.origin_override.unwrap_or(true),
         };
 
         let url = match (&spec.upstream.service, &spec.upstream.url) {
@@ -236,13 +332,31 @@ impl CompiledPolicy {
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
 
         let mut ops = HeaderOps::default();
-        if let Some(rh) = &spec.response_headers {
+        if let Some(rh) = &expanded.response_headers {
             for (i, h) in rh.set.iter().enumerate() {
                 let p = format!("spec.responseHeaders.set[{i}]");
                 let name =
                     HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| internal(&p, e))?;
                 let value = HeaderValue::from_str(&h.value).map_err(|e| internal(&p, e))?;
-                ops.set.push((name, value));
+                ops.set.push(SetHeader {
+                    name,
+                    value,
+                    override_upstream: true,
+                });
+            }
+            if let Some(sec) = &rh.security {
+                for (field, value, override_upstream) in security_headers(sec) {
+                    let p = format!("spec.responseHeaders.security.{field}");
+                    let name = policy::header_name_of(field)
+                        .map(HeaderName::from_static)
+                        .ok_or_else(|| internal(&p, "no header name"))?;
+                    let value = HeaderValue::from_str(&value).map_err(|e| internal(&p, e))?;
+                    ops.set.push(SetHeader {
+                        name,
+                        value,
+                        override_upstream,
+                    });
+                }
             }
             for (i, n) in rh.remove.iter().enumerate() {
                 let p = format!("spec.responseHeaders.remove[{i}]");
@@ -278,14 +392,16 @@ impl CompiledPolicy {
             },
             cors: engine,
             response_headers: ops,
+            shadow: spec.mode == policy::Mode::Shadow,
             spec: spec.clone(),
+            expanded,
         })
     }
 
     /// The policy as the engine runs it, defaults filled in and rules merged: what
     /// `/config` and `corsgate explain` show.
     pub fn effective(&self) -> serde_json::Value {
-        let c = &self.spec.cors;
+        let c = &self.expanded.cors;
         let grant = |s: &Settings| {
             serde_json::json!({
                 "allowMethods": s.methods.items().collect::<Vec<_>>(),
@@ -299,10 +415,11 @@ impl CompiledPolicy {
         let mut base = grant(&self.cors.base.settings);
         base["allowOrigins"] = serde_json::json!(c.allow_origins);
         base["allowOriginPatterns"] = serde_json::json!(c.allow_origin_patterns);
-        base["preflight"] = serde_json::json!(c.preflight);
+        base["preset"] = serde_json::json!(c.preset);
+        base["preflight"] = serde_json::json!(c.preflight.unwrap_or_default());
         base["unmatchedPreflight"] = serde_json::json!(c.unmatched_preflight);
         base["disallowedOrigin"] = serde_json::json!(c.disallowed_origin);
-        base["originOverride"] = serde_json::json!(c.origin_override);
+        base["originOverride"] = serde_json::json!(self.cors.origin_override);
         let rules: Vec<_> = c
             .rules
             .iter()
@@ -315,13 +432,36 @@ impl CompiledPolicy {
             })
             .collect();
         base["rules"] = serde_json::json!(rules);
+        let set: Vec<_> = self
+            .response_headers
+            .set
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "name": h.name.as_str(),
+                    "value": String::from_utf8_lossy(h.value.as_bytes()),
+                    "override": h.override_upstream,
+                })
+            })
+            .collect();
+        let remove: Vec<&str> = self
+            .response_headers
+            .remove
+            .iter()
+            .map(HeaderName::as_str)
+            .collect();
         serde_json::json!({
             "name": self.id.to_string(),
+            "mode": self.spec.mode,
             "hosts": self.hosts,
             "paths": self.paths,
             "upstream": {"url": self.upstream.url(), "timeoutSeconds": self.upstream.timeout.as_secs()},
             "cors": base,
-            "responseHeaders": self.spec.response_headers,
+            "responseHeaders": {
+                "preset": self.spec.response_headers.as_ref().and_then(|r| r.preset),
+                "set": set,
+                "remove": remove,
+            },
         })
     }
 }

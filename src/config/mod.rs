@@ -7,13 +7,16 @@
 
 pub mod compile;
 pub mod load;
+pub mod shadow;
 pub mod snapshot;
 pub mod watch;
 pub mod wire;
 
 #[cfg(test)]
+mod preset_tests;
+#[cfg(test)]
 mod tests;
 
-pub use compile::{CompiledPolicy, HeaderOps, PolicyId, UpstreamTarget};
+pub use compile::{CompiledPolicy, HeaderOps, PolicyId, SetHeader, UpstreamTarget};
 pub use load::{LoadError, load_inputs, load_snapshot};
 pub use snapshot::{PolicyInput, PolicyReport, Rejected, Snapshot, normalize_host};

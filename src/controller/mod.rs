@@ -31,6 +31,8 @@ pub mod write;
 #[cfg(test)]
 mod fixtures;
 #[cfg(test)]
+mod shadow_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;

@@ -129,8 +129,20 @@ async fn statuses(
         counts.insert((c, false), 0);
     }
     let mut first_error = None;
+    let shadow_ids: Vec<String> = policies
+        .iter()
+        .filter(|p| p.spec.mode == crate::policy::Mode::Shadow)
+        .map(|p| status::id_of(p).to_string())
+        .collect();
+    ctx.hub
+        .shadow_retain(|id| shadow_ids.iter().any(|s| s == id));
+    let pending = ctx.hub.shadow_pending();
     for p in policies {
-        let desired = status::desired(p, snap, &services, tally, &stamp);
+        let mut desired = status::desired(p, snap, &services, tally, &stamp);
+        let id = status::id_of(p).to_string();
+        let taken = pending.get(&id);
+        let written = ctx.hub.shadow_written(&id);
+        desired.shadow = status::shadow(p, written.as_ref().map(|(g, s)| (*g, s)), taken, &stamp);
         for c in &desired.conditions {
             let key = [status::ACCEPTED, status::RESOLVED_REFS, status::PROGRAMMED]
                 .into_iter()
@@ -142,7 +154,17 @@ async fn statuses(
         if !leader {
             continue;
         }
-        match write::write_status(&ctx.client, p, &desired).await {
+        let result = write::write_status(&ctx.client, p, &desired).await;
+        if result.is_ok() {
+            // In status now (or, Ok(false), there was nothing to add): no longer pending.
+            if let Some(t) = taken {
+                ctx.hub.shadow_settle(&id, t);
+            }
+            if let Some(s) = &desired.shadow {
+                ctx.hub.shadow_remember(&id, desired.observed_generation, s);
+            }
+        }
+        match result {
             Ok(false) => {}
             Ok(true) => {
                 outcome.patched += 1;

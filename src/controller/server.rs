@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -161,7 +161,20 @@ pub async fn serve_stream(
         listener,
         move |req: Request<Incoming>| {
             let (hub, mut stop) = (hub.clone(), stop.clone());
-            async move { stream::handle(&hub, req.method(), req.uri(), wait, &mut stop).await }
+            async move {
+                if req.uri().path() == "/v1/shadow" {
+                    let (parts, body) = req.into_parts();
+                    return match Limited::new(body, stream::MAX_REPORT).collect().await {
+                        Ok(b) => stream::accept_report(&hub, &parts.method, &b.to_bytes()),
+                        Err(e) => reply(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "text/plain; charset=utf-8",
+                            format!("cannot read the shadow report: {e}\n"),
+                        ),
+                    };
+                }
+                stream::handle(&hub, req.method(), req.uri(), wait, &mut stop).await
+            }
         },
         shutdown,
     )

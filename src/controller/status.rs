@@ -18,6 +18,12 @@
 //! admission webhook returns (issue 8 item 4).
 //!
 //! `lastTransitionTime` moves only when a condition's status changes.
+//!
+//! `shadow` (Shadow mode only): the stored counts plus what proxies reported since, summed.
+//! Counting (re)starts, with `since` = now, when the policy enters Shadow or its generation
+//! changes, so the counts always describe the spec as it is. Counts a proxy made under the
+//! previous generation and reports after the change land in the new window (at most one
+//! report interval's worth).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,8 +31,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Value, json};
 
 use super::stream::Tally;
+use crate::config::shadow::{ShadowCounts, add_sample};
 use crate::config::{PolicyId, PolicyInput, Rejected, Snapshot};
-use crate::policy::{API_VERSION, CorsPolicy, CorsPolicyStatus, KIND};
+use crate::policy::{
+    API_VERSION, CorsPolicy, CorsPolicyStatus, KIND, Mode, ShadowReasons, ShadowStatus,
+};
 
 pub const ACCEPTED: &str = "Accepted";
 pub const RESOLVED_REFS: &str = "ResolvedRefs";
@@ -266,6 +275,7 @@ pub fn desired(
         conditions: vec![accepted, resolved, programmed],
         config_version: is_accepted.then(|| v.clone()),
         warnings: warnings_of(policy),
+        shadow: None,
     };
     keep_transition_times(&mut status, policy.status.as_ref());
     status
@@ -290,6 +300,62 @@ fn warnings_of(policy: &CorsPolicy) -> Vec<String> {
         ));
     }
     out
+}
+
+/// `status.shadow` for `policy`: None unless it is in Shadow mode; else what is stored for
+/// this generation plus `pending` (what proxies reported since the last write).
+///
+/// `written` is what this controller last wrote for the policy, with the generation it was
+/// for: the cache may not have seen that write yet, and adding to the older stored counts
+/// would lose it. Within one generation counts only grow, so the larger of the two is the
+/// newer.
+pub fn shadow(
+    policy: &CorsPolicy,
+    written: Option<(Option<i64>, &ShadowStatus)>,
+    pending: Option<&ShadowCounts>,
+    now: &Time,
+) -> Option<ShadowStatus> {
+    if policy.spec.mode != Mode::Shadow {
+        return None;
+    }
+    let generation = policy.metadata.generation;
+    let stored = policy
+        .status
+        .as_ref()
+        .filter(|s| s.observed_generation == generation)
+        .and_then(|s| s.shadow.as_ref());
+    let written = written.filter(|(g, _)| *g == generation).map(|(_, s)| s);
+    let total = |s: &ShadowStatus| s.would_allow.saturating_add(s.would_reject);
+    let base = match (stored, written) {
+        (Some(s), Some(w)) if total(s) > total(w) => Some(s),
+        (_, Some(w)) => Some(w),
+        (s, None) => s,
+    };
+    let mut out = base.cloned().unwrap_or_else(|| ShadowStatus {
+        since: rfc3339(now).unwrap_or_default(),
+        ..ShadowStatus::default()
+    });
+    if let Some(p) = pending {
+        let add = |a: &mut i64, b: u64| *a = a.saturating_add(i64::try_from(b).unwrap_or(i64::MAX));
+        add(&mut out.would_allow, p.would_allow);
+        add(&mut out.would_reject, p.would_reject());
+        let r: &mut ShadowReasons = &mut out.by_reason;
+        for (field, n) in [
+            &mut r.origin,
+            &mut r.method,
+            &mut r.header,
+            &mut r.private_network,
+        ]
+        .into_iter()
+        .zip(p.by_reason)
+        {
+            add(field, n);
+        }
+        for o in &p.sample_rejected_origins {
+            add_sample(&mut out.sample_rejected_origins, o);
+        }
+    }
+    Some(out)
 }
 
 /// A condition keeps its lastTransitionTime while its status stays the same.
@@ -328,6 +394,7 @@ pub fn same(a: Option<&CorsPolicyStatus>, b: &CorsPolicyStatus) -> bool {
             s.config_version.clone(),
             conditions,
             s.warnings.clone(),
+            s.shadow.clone(),
         )
     };
     key(a) == key(b)

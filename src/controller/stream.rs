@@ -9,6 +9,10 @@
 //! The version a proxy asks with is its acknowledgement: it is serving that version.
 //! `Hub::tally` counts the proxies seen within `ttl` and those at the current version, which
 //! is what the Programmed condition reports.
+//!
+//! `POST /v1/shadow` takes a proxy's shadow-mode counts (`config::shadow::ShadowReport`,
+//! deltas since its previous report). They are summed per policy until the leader's next
+//! status pass writes them into `status.shadow` and settles them (`Hub::shadow_settle`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +23,16 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::config::shadow::{ShadowCounts, ShadowReport};
 use crate::config::wire::ConfigDocument;
+use crate::policy::ShadowStatus;
+
+/// The largest shadow report accepted.
+pub const MAX_REPORT: usize = 1 << 20;
+/// Policies with pending shadow counts, at most: reports naming more new ones (only a
+/// confused or hostile client would) are ignored for those until the next status pass
+/// drops what is not a Shadow policy.
+pub const MAX_PENDING_POLICIES: usize = 10_000;
 
 /// Response header carrying the version of a 200 or 304 answer.
 pub const VERSION_HEADER: &str = "x-corsgate-config-version";
@@ -53,6 +66,10 @@ pub struct Hub {
     /// Bumped when a proxy appears, disappears or acknowledges a different version, so the
     /// status loop recomputes Programmed.
     changed: watch::Sender<u64>,
+    /// Shadow counts reported but not yet written to status, by `namespace/name`.
+    shadow: Mutex<HashMap<String, ShadowCounts>>,
+    /// The status.shadow last written per policy, with its generation (see `status::shadow`).
+    shadow_written: Mutex<HashMap<String, (Option<i64>, ShadowStatus)>>,
     pub ttl: Duration,
 }
 
@@ -70,8 +87,76 @@ impl Hub {
             current: watch::channel(None).0,
             acks: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
+            shadow: Mutex::new(HashMap::new()),
+            shadow_written: Mutex::new(HashMap::new()),
             ttl,
         }
+    }
+
+    /// Adds a proxy's shadow report to what is pending.
+    pub fn shadow_report(&self, report: &ShadowReport) {
+        let mut pending = self.shadow.lock().unwrap_or_else(PoisonError::into_inner);
+        for p in &report.policies {
+            if let Some(c) = pending.get_mut(&p.policy) {
+                c.add(&p.counts);
+            } else if pending.len() < MAX_PENDING_POLICIES {
+                pending.entry(p.policy.clone()).or_default().add(&p.counts);
+            }
+        }
+    }
+
+    /// What is pending, by policy (a copy: the status pass settles what it wrote).
+    pub fn shadow_pending(&self) -> HashMap<String, ShadowCounts> {
+        self.shadow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Subtracts counts that are now in a policy's status; reports that arrived meanwhile stay.
+    pub fn shadow_settle(&self, policy: &str, written: &ShadowCounts) {
+        let mut pending = self.shadow.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(p) = pending.get_mut(policy) else {
+            return;
+        };
+        p.would_allow = p.would_allow.saturating_sub(written.would_allow);
+        for (a, b) in p.by_reason.iter_mut().zip(written.by_reason) {
+            *a = a.saturating_sub(b);
+        }
+        p.sample_rejected_origins
+            .retain(|o| !written.sample_rejected_origins.contains(o));
+        if p.is_empty() {
+            pending.remove(policy);
+        }
+    }
+
+    /// Drops pending and remembered counts of policies that are gone or no longer in Shadow.
+    pub fn shadow_retain(&self, keep: impl Fn(&str) -> bool) {
+        self.shadow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| keep(k));
+        self.shadow_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| keep(k));
+    }
+
+    /// Remembers a written status.shadow.
+    pub fn shadow_remember(&self, policy: &str, generation: Option<i64>, s: &ShadowStatus) {
+        self.shadow_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(policy.to_string(), (generation, s.clone()));
+    }
+
+    /// The status.shadow last written for `policy`, with its generation.
+    pub fn shadow_written(&self, policy: &str) -> Option<(Option<i64>, ShadowStatus)> {
+        self.shadow_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(policy)
+            .cloned()
     }
 
     /// Publishes a document; returns false when its version is already current.
@@ -252,6 +337,29 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     r
 }
 
+/// `POST /v1/shadow` with its body read (at most `MAX_REPORT` bytes).
+pub fn accept_report(hub: &Hub, method: &Method, body: &[u8]) -> Response<Bytes> {
+    if method != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    match serde_json::from_slice::<ShadowReport>(body) {
+        Ok(r) if r.proxy.is_empty() || r.proxy.len() > 253 => text(
+            StatusCode::BAD_REQUEST,
+            "proxy must be the proxy's name (1-253 characters)\n",
+        ),
+        Ok(r) => {
+            hub.shadow_report(&r);
+            let mut resp = Response::new(Bytes::new());
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
+        Err(e) => text(
+            StatusCode::BAD_REQUEST,
+            format!("not a shadow report: {e}\n"),
+        ),
+    }
+}
+
 /// Handles one request to the stream listener.
 pub async fn handle(
     hub: &Hub,
@@ -263,7 +371,7 @@ pub async fn handle(
     if uri.path() != "/v1/config" {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: the config stream is GET /v1/config?version=&proxy=\n",
+            "not found: the config stream is GET /v1/config?version=&proxy=, shadow reports POST /v1/shadow\n",
         );
     }
     if method != Method::GET {
@@ -390,6 +498,88 @@ mod tests {
             Poll::NoConfig
         ));
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn shadow_reports_add_up_and_settle_what_was_written() {
+        use crate::config::shadow::PolicyShadow;
+        let hub = Hub::new(Duration::from_secs(60));
+        let report = |proxy: &str, allow: u64, origin: u64, sample: &[&str]| {
+            let body = serde_json::to_vec(&ShadowReport {
+                proxy: proxy.into(),
+                policies: vec![PolicyShadow {
+                    policy: "ns/p".into(),
+                    counts: ShadowCounts {
+                        would_allow: allow,
+                        by_reason: [origin, 0, 1, 0],
+                        sample_rejected_origins: sample.iter().map(|s| s.to_string()).collect(),
+                    },
+                }],
+            })
+            .expect("json");
+            accept_report(&hub, &Method::POST, &body).status()
+        };
+        assert_eq!(report("a", 3, 2, &["https://x"]), StatusCode::NO_CONTENT);
+        assert_eq!(
+            report("b", 1, 1, &["https://x", "https://y"]),
+            StatusCode::NO_CONTENT
+        );
+        let pending = hub.shadow_pending();
+        let p = &pending["ns/p"];
+        assert_eq!((p.would_allow, p.by_reason), (4, [3, 0, 2, 0]));
+        assert_eq!(p.sample_rejected_origins, ["https://x", "https://y"]);
+        // A report lands between the status pass reading and settling: it stays pending.
+        report("a", 5, 0, &["https://z"]);
+        hub.shadow_settle("ns/p", p);
+        let left = &hub.shadow_pending()["ns/p"];
+        assert_eq!((left.would_allow, left.by_reason), (5, [0, 0, 1, 0]));
+        assert_eq!(left.sample_rejected_origins, ["https://z"]);
+        hub.shadow_settle("ns/p", &left.clone());
+        assert!(
+            hub.shadow_pending().is_empty(),
+            "settled entries are dropped"
+        );
+        report("a", 1, 0, &[]);
+        hub.shadow_retain(|p| p != "ns/p");
+        assert!(hub.shadow_pending().is_empty());
+
+        // A flood of made-up policy names is capped; known ones still add up.
+        report("a", 1, 0, &[]);
+        let flood = ShadowReport {
+            proxy: "x".into(),
+            policies: (0..MAX_PENDING_POLICIES + 10)
+                .map(|i| PolicyShadow {
+                    policy: format!("junk/{i}"),
+                    counts: ShadowCounts {
+                        would_allow: 1,
+                        ..ShadowCounts::default()
+                    },
+                })
+                .collect(),
+        };
+        hub.shadow_report(&flood);
+        assert_eq!(hub.shadow_pending().len(), MAX_PENDING_POLICIES);
+        report("a", 1, 0, &[]);
+        assert_eq!(hub.shadow_pending()["ns/p"].would_allow, 2);
+        hub.shadow_retain(|_| false);
+
+        assert_eq!(
+            accept_report(&hub, &Method::GET, b"{}").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            accept_report(
+                &hub,
+                &Method::POST,
+                b"{\"proxy\":\"a\",\"policies\":[{\"policy\":1}]}"
+            )
+            .status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            accept_report(&hub, &Method::POST, b"{\"proxy\":\"\",\"policies\":[]}").status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

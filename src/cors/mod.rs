@@ -43,6 +43,10 @@ pub enum PreflightMode {
     Respond,
     /// The upstream answers; the edge still sets the CORS headers on its response.
     Forward,
+    /// Preflights are not told apart: an `OPTIONS` preflight is decided and answered as an
+    /// actual request (CloudFront's SimpleCORS), so the upstream's response gets only
+    /// Allow-Origin (and Allow-Credentials / Expose-Headers).
+    Passthrough,
 }
 
 /// What happens to a preflight the policy does not allow.
@@ -264,7 +268,10 @@ impl Cors {
     }
 
     /// Decides what to do with a request.
-    pub fn decide(&self, req: CorsRequest) -> Decision<'_> {
+    pub fn decide(&self, mut req: CorsRequest) -> Decision<'_> {
+        if self.preflight == PreflightMode::Passthrough {
+            req.preflight = None;
+        }
         let kind = match (&req.origin, &req.preflight) {
             (None, _) => Kind::NotCors,
             (Some(_), Some(_)) => Kind::Preflight,
@@ -395,8 +402,15 @@ impl<'p> Decision<'p> {
             if let Some(m) = methods {
                 out.insert(ACCESS_CONTROL_ALLOW_METHODS, m);
             }
-            // Every requested header was checked: echoing the request is exact and free.
-            if let Some(h) = pf.headers.as_ref().filter(|h| !h.is_empty()) {
+            // Without credentials `*` is a wildcard to the browser (Fetch), so the list is sent
+            // as configured, as CloudFront's CORS-With-Preflight does (`*` plus any names
+            // such as authorization, which `*` never covers). Otherwise every requested
+            // header was checked: echoing the request is exact and free.
+            if settings.headers.any() && !settings.credentials {
+                if let Some(v) = settings.headers.value() {
+                    out.insert(ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
+                }
+            } else if let Some(h) = pf.headers.as_ref().filter(|h| !h.is_empty()) {
                 out.insert(ACCESS_CONTROL_ALLOW_HEADERS, h.clone());
             }
             if let Some(age) = &settings.max_age_value {

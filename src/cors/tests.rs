@@ -502,3 +502,53 @@ proptest! {
         prop_assert_eq!(out.contains_key("access-control-allow-origin"), allowed);
     }
 }
+
+#[test]
+fn passthrough_decides_a_preflight_as_an_actual_request() {
+    let mut c = cors(&Spec {
+        origins: &["*"],
+        ..BASE
+    });
+    c.preflight = PreflightMode::Passthrough;
+    c.origin_override = false;
+    let d = decide(&c, &preflight("https://a.test", "PATCH", Some("x-nope")));
+    assert_eq!(
+        (d.kind, d.action, d.rejection.clone()),
+        (Kind::Actual, Action::Forward, None)
+    );
+    let mut h = HeaderMap::new();
+    d.apply_to_response(&mut h);
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(
+        !h.contains_key("access-control-allow-methods")
+            && !h.contains_key("access-control-allow-headers"),
+        "only what an actual response gets: {h:?}"
+    );
+}
+
+#[test]
+fn star_headers_without_credentials_are_sent_as_configured() {
+    for (headers, requested, want) in [
+        (&["*"][..], Some("x-a,x-b"), Some("*")),
+        (&["*"][..], None, Some("*")),
+        (
+            &["*", "authorization"][..],
+            Some("authorization"),
+            Some("*, authorization"),
+        ),
+        (&["x-a"][..], Some("x-a"), Some("x-a")),
+        (&["x-a"][..], None, None),
+    ] {
+        let c = cors(&Spec { headers, ..BASE });
+        let d = decide(&c, &preflight("https://app.example.com", "PUT", requested));
+        assert_eq!(d.action, Action::Respond, "{headers:?}");
+        let mut h = HeaderMap::new();
+        d.write_preflight(&mut h);
+        assert_eq!(
+            h.get("access-control-allow-headers")
+                .map(|v| v.to_str().unwrap()),
+            want,
+            "{headers:?} {requested:?}"
+        );
+    }
+}

@@ -62,6 +62,17 @@ const BASE_CREDENTIALS: &str = "(has(self.allowCredentials) && self.allowCredent
 /// The lists that must not hold "*" when credentials are on, with their human name.
 const STAR_LISTS: [&str; 3] = ["allowMethods", "allowHeaders", "exposeHeaders"];
 
+/// CEL for "the base list `list` holds \"*\"", counting what a preset fills in.
+fn base_star(list: &str) -> String {
+    if list == "allowHeaders" {
+        "((has(self.allowHeaders) && size(self.allowHeaders) > 0) ? ('*' in self.allowHeaders) \
+         : (has(self.preset) && self.preset == 'CORSWithPreflight'))"
+            .into()
+    } else {
+        format!("(has(self.{list}) && '*' in self.{list})")
+    }
+}
+
 /// Every CEL rule of the CRD. Public so that tests evaluate exactly these.
 pub fn cel_rules() -> Vec<CelRule> {
     let mut rules = vec![
@@ -114,10 +125,21 @@ pub fn cel_rules() -> Vec<CelRule> {
             field_path: Some(".allowOrigins"),
         },
     ];
+    // Presets fill allowOrigins with "*" (when no origin list is set) and, for
+    // CORSWithPreflight, allowHeaders with "*" (when it is unset or empty): see preset.rs.
+    rules.push(CelRule {
+        at: "cors",
+        rule: format!(
+            "!({BASE_CREDENTIALS} && has(self.preset) && (!has(self.allowOrigins) || size(self.allowOrigins) == 0) \
+             && (!has(self.allowOriginPatterns) || size(self.allowOriginPatterns) == 0))"
+        ),
+        message: "a preset allows every origin (\"*\") unless allowOrigins or allowOriginPatterns is set; with allowCredentials: true, list the trusted origins".into(),
+        field_path: Some(".preset"),
+    });
     for list in STAR_LISTS {
         rules.push(CelRule {
             at: "cors",
-            rule: format!("!{BASE_CREDENTIALS} || !has(self.{list}) || !('*' in self.{list})"),
+            rule: format!("!{BASE_CREDENTIALS} || !{}", base_star(list)),
             message: format!(
                 "{list} cannot contain \"*\" when allowCredentials is true: list the names"
             ),
@@ -133,7 +155,8 @@ pub fn cel_rules() -> Vec<CelRule> {
             at: "cors",
             rule: format!(
                 "!has(self.rules) || self.rules.all(r, !((has(r.allowCredentials) ? r.allowCredentials : {BASE_CREDENTIALS}) \
-                 && (has(r.{list}) ? ('*' in r.{list}) : (has(self.{list}) && '*' in self.{list}))))"
+                 && (has(r.{list}) ? ('*' in r.{list}) : {})))",
+                base_star(list)
             ),
             message: format!(
                 "a rule that allows credentials (set on the rule or inherited) cannot use \"*\" in {list} (set on the rule or inherited): list the names"
@@ -141,6 +164,56 @@ pub fn cel_rules() -> Vec<CelRule> {
             field_path: Some(".rules"),
         });
     }
+    const HSTS: &str = "responseHeaders.security.strictTransportSecurity";
+    const XSS: &str = "responseHeaders.security.xssProtection";
+    rules.extend([
+        CelRule {
+            at: "responseHeaders.security.strictTransportSecurity.maxAgeSeconds",
+            rule: "self >= 0".into(),
+            message: "maxAgeSeconds must be 0 or more".into(),
+            field_path: None,
+        },
+        CelRule {
+            at: HSTS,
+            rule: "!(has(self.preload) && self.preload) || ((has(self.includeSubdomains) && self.includeSubdomains) \
+                   && (!has(self.maxAgeSeconds) || self.maxAgeSeconds >= 31536000))"
+                .into(),
+            message: "preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000".into(),
+            field_path: Some(".preload"),
+        },
+        CelRule {
+            at: "responseHeaders.security.contentSecurityPolicy",
+            rule: "size(self.value) > 0".into(),
+            message: "contentSecurityPolicy.value must not be empty".into(),
+            field_path: Some(".value"),
+        },
+        CelRule {
+            at: XSS,
+            rule: "!has(self.protection) || self.protection || !(has(self.modeBlock) && self.modeBlock)".into(),
+            message: "modeBlock: true has no effect with protection: false".into(),
+            field_path: Some(".modeBlock"),
+        },
+        CelRule {
+            at: XSS,
+            rule: "!has(self.reportUri) || !has(self.protection) || self.protection".into(),
+            message: "reportUri has no effect with protection: false".into(),
+            field_path: Some(".reportUri"),
+        },
+        CelRule {
+            at: XSS,
+            rule: "!has(self.reportUri) || (has(self.modeBlock) && !self.modeBlock)".into(),
+            message: "reportUri cannot be combined with mode=block: set modeBlock: false".into(),
+            field_path: Some(".reportUri"),
+        },
+        CelRule {
+            at: XSS,
+            rule: "!has(self.reportUri) || (size(self.reportUri) > 0 && !self.reportUri.contains(';') \
+                   && !self.reportUri.contains(',') && !self.reportUri.contains(' '))"
+                .into(),
+            message: "reportUri must be one URI without spaces, ';' or ','".into(),
+            field_path: Some(".reportUri"),
+        },
+    ]);
     rules.push(CelRule {
         at: "cors.rules[]",
         rule: "has(self.origins) || has(self.originPatterns)".into(),
@@ -198,6 +271,11 @@ fn decorate(crd: &mut Value) {
     let Some(spec) = root.pointer_mut("/properties/spec") else {
         return;
     };
+    // Stored explicitly, so the Mode printer column reads Enforce rather than nothing. (No
+    // such default for fields a preset fills: a stored default would hide the preset's.)
+    if let Some(mode) = node_mut(spec, "mode").and_then(Value::as_object_mut) {
+        mode.insert("default".into(), json!("Enforce"));
+    }
     for (path, max_items, max_len) in LIST_BOUNDS {
         if let Some(node) = node_mut(spec, path).and_then(Value::as_object_mut) {
             node.insert("maxItems".into(), json!(max_items));
@@ -214,6 +292,8 @@ fn decorate(crd: &mut Value) {
     for (path, max_len) in [
         ("responseHeaders.set.name", 256),
         ("responseHeaders.set.value", 4096),
+        ("responseHeaders.security.contentSecurityPolicy.value", 4096),
+        ("responseHeaders.security.xssProtection.reportUri", 2048),
         ("upstream.url", 2048),
     ] {
         if let Some(node) = node_mut(spec, path).and_then(Value::as_object_mut) {
@@ -281,6 +361,10 @@ fn strip_nullable(v: &mut Value) {
     match v {
         Value::Object(o) => {
             o.remove("nullable");
+            // An optional enum lists `null` among its values; a pruned null never reaches it.
+            if let Some(Value::Array(values)) = o.get_mut("enum") {
+                values.retain(|v| !v.is_null());
+            }
             for (k, child) in o.iter_mut() {
                 // `default` and `enum` hold data, not schemas.
                 if k != "default" && k != "enum" && k != "example" {

@@ -6,9 +6,11 @@
 //! what `kubectl explain` prints.
 
 pub mod crd;
+mod preset;
 mod validate;
 pub mod warnings;
 
+pub use preset::{CORS_WITH_PREFLIGHT_METHODS, header_name_of};
 pub use validate::{FieldError, host_error, upstream_url, validate};
 pub use warnings::{Warning, warnings};
 
@@ -35,10 +37,20 @@ pub const KIND: &str = "CorsPolicy";
     printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hosts"}"#,
     printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
     printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Would-Reject","type":"integer","jsonPath":".status.shadow.wouldReject","description":"Shadow mode: CORS requests the policy would have rejected since status.shadow.since"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CorsPolicySpec {
+    /// Enforce (default): the edge applies the policy. Shadow: the edge routes by hosts and
+    /// paths but forwards every request untouched by CORS (no preflight answered, no CORS or
+    /// Vary header added, removed or replaced); it evaluates the policy all the same and
+    /// counts what it would have done, reported in status.shadow. responseHeaders still
+    /// apply in Shadow: they are not CORS.
+    #[serde(default, skip_serializing_if = "Mode::is_enforce")]
+    pub mode: Mode,
+
     /// Host names this policy applies to, matched against the request's Host (port ignored,
     /// case-insensitive). Each is an exact DNS name ("api.example.com") or one leading
     /// wildcard label ("*.example.com": one or more labels under example.com, never
@@ -60,6 +72,20 @@ pub struct CorsPolicySpec {
     /// Headers set on or removed from every response of this policy, CORS or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_headers: Option<ResponseHeaders>,
+}
+
+/// Whether the edge enforces the policy or only counts what it would do.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl Mode {
+    pub fn is_enforce(&self) -> bool {
+        *self == Mode::Enforce
+    }
 }
 
 /// The upstream: exactly one of `service` or `url`.
@@ -91,9 +117,20 @@ pub struct ServiceRef {
 }
 
 /// Cross-origin access.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CorsSpec {
+    /// A starting point with the semantics of CloudFront's managed response-headers policy of
+    /// the same name; every field set next to it replaces the preset's value for that field.
+    /// SimpleCORS: allowOrigins ["*"], preflight Passthrough, originOverride false
+    /// (Access-Control-Allow-Origin: * on CORS requests, the upstream's own CORS headers kept
+    /// when it sends them). CORSWithPreflight: the same, but preflights are answered at the
+    /// edge (preflight Respond) with allowMethods DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT
+    /// and allowHeaders ["*"]. The origin lists are filled only when neither allowOrigins nor
+    /// allowOriginPatterns is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<CorsPreset>,
+
     /// Allowed origins: exact ("https://www.example.com", scheme and host case-insensitive,
     /// port exact), a one-label wildcard host ("https://*.example.com": any subdomain, never
     /// the apex), "null" (only when listed literally), or "*" (any origin; not with
@@ -135,10 +172,13 @@ pub struct CorsSpec {
     #[serde(default)]
     pub allow_private_network: bool,
 
-    /// Respond: allowed preflights are answered at the edge with 204 and never reach the
-    /// upstream. Forward: the upstream answers and the edge sets the CORS headers.
-    #[serde(default)]
-    pub preflight: PreflightMode,
+    /// Respond (default): allowed preflights are answered at the edge with 204 and never
+    /// reach the upstream. Forward: the upstream answers and the edge sets the CORS headers.
+    /// Passthrough: preflights get no special treatment: forwarded like any CORS request, and
+    /// the upstream's response gets only Access-Control-Allow-Origin (and
+    /// Allow-Credentials / Expose-Headers when configured), as CloudFront's SimpleCORS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightMode>,
 
     /// A preflight from a disallowed origin, method or header. Reject: 403 at the edge with
     /// no CORS headers. Forward: sent upstream, no CORS headers added.
@@ -152,39 +192,15 @@ pub struct CorsSpec {
 
     /// true: the edge's CORS headers replace any Access-Control-* headers the upstream
     /// sent. false: when the upstream sends Access-Control-Allow-Origin, its CORS headers
-    /// stand. Default true.
-    #[serde(default = "default_true")]
-    pub origin_override: bool,
+    /// stand. Default true (false under a preset, as CloudFront's managed policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_override: Option<bool>,
 
     /// Conditional overrides, in order: the first rule whose origins match the request's
     /// origin wins. A rule's origins are allowed even when allowOrigins lacks them; each
     /// field a rule sets replaces the base field, each it omits comes from the base.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<CorsRule>,
-}
-
-impl Default for CorsSpec {
-    fn default() -> Self {
-        CorsSpec {
-            allow_origins: Vec::new(),
-            allow_origin_patterns: Vec::new(),
-            allow_methods: None,
-            allow_headers: Vec::new(),
-            expose_headers: Vec::new(),
-            allow_credentials: false,
-            max_age_seconds: None,
-            allow_private_network: false,
-            preflight: PreflightMode::default(),
-            unmatched_preflight: UnmatchedPreflight::default(),
-            disallowed_origin: DisallowedOrigin::default(),
-            origin_override: true,
-            rules: Vec::new(),
-        }
-    }
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// A conditional override of `cors` for some origins.
@@ -217,12 +233,22 @@ pub struct CorsRule {
     pub allow_private_network: Option<bool>,
 }
 
+/// CloudFront's managed CORS response-headers policies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CorsPreset {
+    #[serde(rename = "SimpleCORS")]
+    SimpleCors,
+    #[serde(rename = "CORSWithPreflight")]
+    CorsWithPreflight,
+}
+
 /// Who answers an allowed preflight.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
 pub enum PreflightMode {
     #[default]
     Respond,
     Forward,
+    Passthrough,
 }
 
 /// What happens to a preflight that is not allowed.
@@ -246,12 +272,162 @@ pub enum DisallowedOrigin {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResponseHeaders {
+    /// SecurityHeaders: CloudFront's managed security headers policy, as typed `security`
+    /// headers: Strict-Transport-Security max-age=31536000, X-Frame-Options SAMEORIGIN,
+    /// Referrer-Policy strict-origin-when-cross-origin and X-XSS-Protection 1; mode=block,
+    /// each only when the upstream did not send it (override false), and
+    /// X-Content-Type-Options nosniff always (override true). A `security` field set next to
+    /// it refines that header field by field; a `set` entry of the same name replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<ResponseHeadersPreset>,
+    /// Typed security headers, each rendered and validated by the edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityHeaders>,
     /// Headers to set; each replaces any header of the same name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set: Vec<HeaderPair>,
     /// Header names to remove (case-insensitive).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
+}
+
+/// CloudFront's managed security headers policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ResponseHeadersPreset {
+    SecurityHeaders,
+}
+
+/// Security headers, typed. Each has `override`: true, the edge's value replaces the
+/// upstream's header; false, the upstream's header wins when it sends one. Default true (under
+/// the SecurityHeaders preset, the preset's choice).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityHeaders {
+    /// Strict-Transport-Security: browsers use only HTTPS for this host for maxAgeSeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_transport_security: Option<StrictTransportSecurity>,
+    /// X-Content-Type-Options: nosniff (browsers do not guess content types).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type_options: Option<ContentTypeOptions>,
+    /// X-Frame-Options: whether other sites may frame the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_options: Option<FrameOptions>,
+    /// Referrer-Policy: how much of the URL is sent as Referer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer_policy: Option<ReferrerPolicyHeader>,
+    /// Content-Security-Policy, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_security_policy: Option<ContentSecurityPolicy>,
+    /// X-XSS-Protection (legacy browsers' XSS filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xss_protection: Option<XssProtection>,
+}
+
+/// Strict-Transport-Security.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StrictTransportSecurity {
+    /// max-age in seconds, 0 or more (0 tells browsers to forget the host). Default
+    /// 31536000 (one year, CloudFront's managed value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<i32>,
+    /// Add includeSubDomains: every subdomain is HTTPS-only too. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_subdomains: Option<bool>,
+    /// Add preload (for browsers' built-in HSTS lists); requires includeSubdomains: true and
+    /// maxAgeSeconds of at least 31536000. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preload: Option<bool>,
+    /// true: replaces the upstream's header; false: the upstream's header wins when sent.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_upstream: Option<bool>,
+}
+
+/// X-Content-Type-Options: nosniff.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContentTypeOptions {
+    /// true: replaces the upstream's header; false: the upstream's header wins when sent.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_upstream: Option<bool>,
+}
+
+/// X-Frame-Options.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FrameOptions {
+    /// DENY: never framed. SAMEORIGIN (default): framed only by pages of the same origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<FrameOption>,
+    /// true: replaces the upstream's header; false: the upstream's header wins when sent.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_upstream: Option<bool>,
+}
+
+/// An X-Frame-Options value.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FrameOption {
+    #[serde(rename = "DENY")]
+    Deny,
+    #[serde(rename = "SAMEORIGIN")]
+    SameOrigin,
+}
+
+/// Referrer-Policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReferrerPolicyHeader {
+    /// One of the W3C Referrer Policy values; default strict-origin-when-cross-origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ReferrerPolicy>,
+    /// true: replaces the upstream's header; false: the upstream's header wins when sent.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_upstream: Option<bool>,
+}
+
+/// A Referrer-Policy value (<https://www.w3.org/TR/referrer-policy/#referrer-policies>).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferrerPolicy {
+    NoReferrer,
+    NoReferrerWhenDowngrade,
+    Origin,
+    OriginWhenCrossOrigin,
+    SameOrigin,
+    StrictOrigin,
+    StrictOriginWhenCrossOrigin,
+    UnsafeUrl,
+}
+
+/// Content-Security-Policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContentSecurityPolicy {
+    /// The policy, e.g. "default-src 'self'": one line of visible ASCII, not empty.
+    pub value: String,
+    /// true: replaces the upstream's header; false: the upstream's header wins when sent.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_upstream: Option<bool>,
+}
+
+/// X-XSS-Protection.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct XssProtection {
+    /// true (default): "1", the filter on; false: "0", the filter off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<bool>,
+    /// Add mode=block (default true): block the page instead of sanitising it. Not with
+    /// reportUri, and not with protection: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_block: Option<bool>,
+    /// Add report=URI: where the browser reports an attack. Requires modeBlock: false and
+    /// protection true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_uri: Option<String>,
+    /// true: replaces the upstream's header; false: the upstream's header wins when sent.
+    #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+    pub override_upstream: Option<bool>,
 }
 
 /// One header.
@@ -283,4 +459,40 @@ pub struct CorsPolicyStatus {
     /// allowPrivateNetwork.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Shadow mode only: what the policy would have done, summed over every proxy, since
+    /// `since` (counting restarts when the spec changes or the policy enters Shadow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
+}
+
+/// What a Shadow policy would have done to CORS requests.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowStatus {
+    /// CORS requests (preflights and actual requests) the policy would have allowed.
+    pub would_allow: i64,
+    /// CORS requests the policy would have rejected.
+    pub would_reject: i64,
+    /// wouldReject by the first check that failed.
+    pub by_reason: ShadowReasons,
+    /// When counting started (RFC 3339).
+    pub since: String,
+    /// Up to 5 distinct rejected Origin values, each cut to 64 characters: a hint of who
+    /// would be blocked, not a log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample_rejected_origins: Vec<String>,
+}
+
+/// Would-be rejections by reason.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowReasons {
+    /// The origin is not allowed (or the Origin header is malformed).
+    pub origin: i64,
+    /// A preflight asked for a method that is not allowed.
+    pub method: i64,
+    /// A preflight asked for a request header that is not allowed.
+    pub header: i64,
+    /// A preflight asked for private network access, which is not allowed.
+    pub private_network: i64,
 }

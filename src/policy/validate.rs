@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::{CorsPolicySpec, CorsRule, ResponseHeaders, Upstream};
+use super::{CorsPolicySpec, CorsPreset, CorsRule, ResponseHeaders, SecurityHeaders, Upstream};
 use crate::cors::lists::is_token;
 use crate::cors::origin::{OriginPattern, compile_patterns};
 
@@ -36,13 +36,15 @@ impl FieldError {
     }
 }
 
-/// Validates a spec; `Err` holds every problem found.
+/// Validates a spec, presets expanded (`CorsPolicySpec::with_presets`); `Err` holds every
+/// problem found.
 pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
     let mut errs = Vec::new();
     hosts(&spec.hosts, &mut errs);
     paths(&spec.paths, &mut errs);
     upstream(&spec.upstream, &mut errs);
-    let cors = &spec.cors;
+    let effective = spec.with_presets();
+    let cors = &effective.cors;
     let base = "spec.cors";
     origins(
         &format!("{base}.allowOrigins"),
@@ -86,10 +88,49 @@ pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
         self::rule(&format!("{base}.rules[{i}]"), rule, &mut errs);
     }
     credentials_star(cors, &mut errs);
+    if let Some(preset) = spec.cors.preset {
+        blame_preset(spec, preset, &mut errs);
+    }
     if let Some(rh) = &spec.response_headers {
         response_headers(rh, &mut errs);
     }
+    if let Some(sec) = effective
+        .response_headers
+        .as_ref()
+        .and_then(|r| r.security.as_ref())
+    {
+        security(sec, &mut errs);
+    }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// A problem with a value the user did not write but a preset filled in is reported on
+/// `spec.cors.preset`, saying which field to set instead.
+fn blame_preset(spec: &CorsPolicySpec, preset: CorsPreset, errs: &mut [FieldError]) {
+    let name = match preset {
+        CorsPreset::SimpleCors => "SimpleCORS",
+        CorsPreset::CorsWithPreflight => "CORSWithPreflight",
+    };
+    let raw = &spec.cors;
+    for e in errs.iter_mut() {
+        let (field, what) =
+            if e.path.starts_with("spec.cors.allowOrigins") && raw.allow_origins.is_empty() {
+                ("allowOrigins", "allows every origin (\"*\")")
+            } else if e.path == "spec.cors.allowHeaders" && raw.allow_headers.is_empty() {
+                ("allowHeaders", "allows every request header (\"*\")")
+            } else {
+                continue;
+            };
+        *e = FieldError::new(
+            "spec.cors.preset",
+            format!(
+                "the {name} preset {what}, which cannot be combined with allowCredentials: true"
+            ),
+            format!(
+                "list the names in {field} (they replace the preset's \"*\"), or set allowCredentials: false"
+            ),
+        );
+    }
 }
 
 /// An exact DNS name or `*.` + a DNS name, as used in `spec.hosts`.
@@ -413,7 +454,114 @@ fn reserved_header(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The typed security headers: what the serialisation cannot express. Mirrored as CEL in
+/// crd.rs where one object suffices.
+fn security(sec: &SecurityHeaders, errs: &mut Vec<FieldError>) {
+    const P: &str = "spec.responseHeaders.security";
+    if let Some(h) = &sec.strict_transport_security {
+        let max_age = h.max_age_seconds.unwrap_or(31_536_000);
+        if max_age < 0 {
+            errs.push(FieldError::new(
+                format!("{P}.strictTransportSecurity.maxAgeSeconds"),
+                format!("{max_age} is negative"),
+                "use 0 or more seconds (0 makes browsers forget the host; a year is 31536000)",
+            ));
+        }
+        if h.preload == Some(true) && (h.include_subdomains != Some(true) || max_age < 31_536_000) {
+            errs.push(FieldError::new(
+                format!("{P}.strictTransportSecurity.preload"),
+                "preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000 (the browsers' preload lists refuse anything less)",
+                "set includeSubdomains: true and maxAgeSeconds: 31536000 or more, or drop preload",
+            ));
+        }
+    }
+    if let Some(h) = &sec.content_security_policy {
+        if h.value.trim().is_empty() {
+            errs.push(FieldError::new(
+                format!("{P}.contentSecurityPolicy.value"),
+                "the policy is empty",
+                "write a policy such as \"default-src 'self'\", or remove contentSecurityPolicy",
+            ));
+        } else if !h.value.is_ascii() || http::HeaderValue::from_str(&h.value).is_err() {
+            errs.push(FieldError::new(
+                format!("{P}.contentSecurityPolicy.value"),
+                "the value has a line break, control character or non-ASCII character",
+                "write the policy on one line in ASCII (percent-encode non-ASCII URLs)",
+            ));
+        }
+    }
+    if let Some(h) = &sec.xss_protection {
+        let protection = h.protection.unwrap_or(true);
+        let path = format!("{P}.xssProtection");
+        if !protection && h.mode_block == Some(true) {
+            errs.push(FieldError::new(
+                format!("{path}.modeBlock"),
+                "modeBlock: true has no effect with protection: false (the header is \"0\")",
+                "drop modeBlock, or set protection: true",
+            ));
+        }
+        if let Some(uri) = &h.report_uri {
+            if !protection {
+                errs.push(FieldError::new(
+                    format!("{path}.reportUri"),
+                    "reportUri has no effect with protection: false (the header is \"0\")",
+                    "drop reportUri, or set protection: true",
+                ));
+            } else if h.mode_block.unwrap_or(true) {
+                errs.push(FieldError::new(
+                    format!("{path}.reportUri"),
+                    "reportUri cannot be combined with mode=block (modeBlock defaults to true)",
+                    "set modeBlock: false to report instead of block, or drop reportUri",
+                ));
+            }
+            if uri.is_empty()
+                || !uri.is_ascii()
+                || uri.contains([';', ',', ' '])
+                || http::HeaderValue::from_str(uri).is_err()
+            {
+                errs.push(FieldError::new(
+                    format!("{path}.reportUri"),
+                    format!("{uri:?} is not a usable report URI"),
+                    "write one absolute URI without spaces, ';' or ',', e.g. \"https://r.example.com/xss\"",
+                ));
+            }
+        }
+    }
+}
+
 fn response_headers(rh: &ResponseHeaders, errs: &mut Vec<FieldError>) {
+    if let Some(sec) = &rh.security {
+        let typed = [
+            (
+                "strictTransportSecurity",
+                sec.strict_transport_security.is_some(),
+            ),
+            ("contentTypeOptions", sec.content_type_options.is_some()),
+            ("frameOptions", sec.frame_options.is_some()),
+            ("referrerPolicy", sec.referrer_policy.is_some()),
+            (
+                "contentSecurityPolicy",
+                sec.content_security_policy.is_some(),
+            ),
+            ("xssProtection", sec.xss_protection.is_some()),
+        ];
+        for (field, _) in typed.iter().filter(|(_, set)| *set) {
+            let Some(header) = super::header_name_of(field) else {
+                continue;
+            };
+            if let Some(i) = rh
+                .set
+                .iter()
+                .position(|h| h.name.eq_ignore_ascii_case(header))
+            {
+                errs.push(FieldError::new(
+                    format!("spec.responseHeaders.set[{i}].name"),
+                    format!("{header:?} is also set by security.{field}"),
+                    format!("keep one: remove this entry, or remove security.{field}"),
+                ));
+            }
+        }
+    }
     for (i, h) in rh.set.iter().enumerate() {
         let path = format!("spec.responseHeaders.set[{i}]");
         if !is_token(&h.name) {
@@ -597,6 +745,124 @@ mod tests {
                 "for\n{yaml}\nwant an error starting with {want:?}, got {got:#?}"
             );
         }
+    }
+
+    /// Typed security headers and presets: each problem with its exact path, message and fix.
+    #[test]
+    fn security_headers_and_presets_table() {
+        const U: &str = "hosts: [a]\nupstream: {url: \"http://a\"}\n";
+        let cases: &[(&str, &[&str])] = &[
+            ("responseHeaders: {preset: SecurityHeaders}", &[]),
+            (
+                "responseHeaders: {security: {strictTransportSecurity: {maxAgeSeconds: 63072000, includeSubdomains: true, preload: true}, contentTypeOptions: {}, frameOptions: {value: DENY, override: false}, referrerPolicy: {value: no-referrer}, contentSecurityPolicy: {value: \"default-src 'self'\"}, xssProtection: {protection: false}}}",
+                &[],
+            ),
+            (
+                "responseHeaders: {security: {strictTransportSecurity: {maxAgeSeconds: -5}}}",
+                &[
+                    "spec.responseHeaders.security.strictTransportSecurity.maxAgeSeconds: -5 is negative; fix: use 0 or more seconds",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {strictTransportSecurity: {preload: true, maxAgeSeconds: 31536000}}}",
+                &[
+                    "spec.responseHeaders.security.strictTransportSecurity.preload: preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000",
+                ],
+            ),
+            (
+                "responseHeaders: {preset: SecurityHeaders, security: {strictTransportSecurity: {preload: true, includeSubdomains: true, maxAgeSeconds: 600}}}",
+                &[
+                    "spec.responseHeaders.security.strictTransportSecurity.preload: preload requires",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {contentSecurityPolicy: {value: \"  \"}}}",
+                &[
+                    "spec.responseHeaders.security.contentSecurityPolicy.value: the policy is empty; fix: write a policy such as",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {contentSecurityPolicy: {value: \"default-src \\u00e9\"}}}",
+                &[
+                    "spec.responseHeaders.security.contentSecurityPolicy.value: the value has a line break, control character or non-ASCII character",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {xssProtection: {protection: false, modeBlock: true}}}",
+                &[
+                    "spec.responseHeaders.security.xssProtection.modeBlock: modeBlock: true has no effect with protection: false",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {xssProtection: {reportUri: \"https://r.example/x\"}}}",
+                &[
+                    "spec.responseHeaders.security.xssProtection.reportUri: reportUri cannot be combined with mode=block (modeBlock defaults to true); fix: set modeBlock: false",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {xssProtection: {protection: false, modeBlock: false, reportUri: \"https://r.example/x\"}}}",
+                &[
+                    "spec.responseHeaders.security.xssProtection.reportUri: reportUri has no effect with protection: false",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {xssProtection: {modeBlock: false, reportUri: \"https://r.example/a b\"}}}",
+                &[
+                    "spec.responseHeaders.security.xssProtection.reportUri: \"https://r.example/a b\" is not a usable report URI",
+                ],
+            ),
+            (
+                "responseHeaders: {security: {frameOptions: {value: DENY}}, set: [{name: X-Frame-Options, value: DENY}]}",
+                &[
+                    "spec.responseHeaders.set[0].name: \"x-frame-options\" is also set by security.frameOptions; fix: keep one",
+                ],
+            ),
+            // A `set` entry next to the preset replaces the preset's header: no conflict.
+            (
+                "responseHeaders: {preset: SecurityHeaders, set: [{name: Strict-Transport-Security, value: \"max-age=63072000\"}]}",
+                &[],
+            ),
+            (
+                "cors: {preset: SimpleCORS, allowCredentials: true}",
+                &[
+                    "spec.cors.preset: the SimpleCORS preset allows every origin (\"*\"), which cannot be combined with allowCredentials: true; fix: list the names in allowOrigins (they replace the preset's \"*\"), or set allowCredentials: false",
+                ],
+            ),
+            (
+                "cors: {preset: CORSWithPreflight, allowOrigins: [\"https://x.example\"], allowCredentials: true}",
+                &[
+                    "spec.cors.preset: the CORSWithPreflight preset allows every request header (\"*\")",
+                ],
+            ),
+            (
+                "cors: {preset: CORSWithPreflight, allowOrigins: [\"https://x.example\"], allowHeaders: [x-a], allowCredentials: true}",
+                &[],
+            ),
+            (
+                "cors: {preset: CORSWithPreflight, allowOrigins: [\"*\"], allowCredentials: true}",
+                &["spec.cors.allowOrigins[0]: \"*\" cannot be combined with allowCredentials"],
+            ),
+        ];
+        for (extra, want) in cases {
+            let yaml = format!("{U}{extra}");
+            let got = errors(&yaml);
+            if want.is_empty() {
+                assert!(got.is_empty(), "for\n{yaml}\nwant no error, got {got:#?}");
+            }
+            for w in *want {
+                assert!(
+                    got.iter().any(|e| e.starts_with(w)),
+                    "for\n{yaml}\nwant an error starting with {w:?}, got {got:#?}"
+                );
+            }
+        }
+        let bad_enum = serde_yaml::from_str::<CorsPolicySpec>(&format!(
+            "{U}responseHeaders: {{security: {{referrerPolicy: {{value: strict}}}}}}"
+        ));
+        assert!(
+            bad_enum.is_err_and(|e| e.to_string().contains("strict-origin-when-cross-origin")),
+            "an unknown Referrer-Policy lists the valid ones"
+        );
     }
 
     #[test]

@@ -112,6 +112,8 @@ impl Warning {
 
 /// Every risky setting of `spec`, in field order.
 pub fn warnings(spec: &CorsPolicySpec) -> Vec<Warning> {
+    // Judge what the policy does: a preset's "*" counts like one written out.
+    let spec = &spec.with_presets();
     let mut out = Vec::new();
     let c = &spec.cors;
     let base = "spec.cors";

@@ -1,8 +1,9 @@
 //! Prometheus metrics of the proxy. Per-policy counters are looked up once, when a snapshot
 //! is installed, so a request only increments atomics: no lock, no hash, no allocation.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -12,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use super::shadow::{REASONS as SHADOW_REASONS, ShadowCounts, ShadowTally};
 use crate::cors::Rejection;
 
 /// `outcome` label values of `corsgate_proxy_requests_total`.
@@ -24,15 +26,19 @@ pub enum Outcome {
     UpstreamError,
     /// No `Origin` header: not a CORS request.
     NotCors,
+    /// A `mode: Shadow` policy: forwarded untouched (what it would have done is in
+    /// `corsgate_shadow_decisions_total`).
+    Shadow,
 }
 
-const OUTCOMES: [(Outcome, &str); 6] = [
+const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::PreflightAllowed, "preflight_allowed"),
     (Outcome::PreflightRejected, "preflight_rejected"),
     (Outcome::ActualAllowed, "actual_allowed"),
     (Outcome::OriginRejected, "origin_rejected"),
     (Outcome::UpstreamError, "upstream_error"),
     (Outcome::NotCors, "not_cors"),
+    (Outcome::Shadow, "shadow"),
 ];
 
 const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
@@ -46,6 +52,13 @@ struct PolicyOutcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyReason {
     policy: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabel {
+    policy: String,
+    verdict: String,
     reason: String,
 }
 
@@ -123,6 +136,9 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<PolicyOutcome, Counter>,
     rejections: Family<PolicyReason, Counter>,
+    shadow: Family<ShadowLabel, Counter>,
+    /// Unreported shadow counts by policy, kept across snapshot installs.
+    tallies: Mutex<HashMap<String, Arc<ShadowTally>>>,
     latency: Family<PolicyLabel, Latency>,
     pub unrouted: Counter,
     reloads: Family<ResultLabel, Counter>,
@@ -133,9 +149,36 @@ pub struct Metrics {
 /// One policy's counters, resolved when a snapshot is installed.
 #[derive(Debug, Clone)]
 pub struct PolicyCounters {
-    outcomes: [Counter; 6],
+    outcomes: [Counter; 7],
     rejections: [Counter; 4],
     pub latency: Latency,
+    /// `Some` for a `mode: Shadow` policy.
+    pub shadow: Option<ShadowCounters>,
+}
+
+/// A Shadow policy's counters: `corsgate_shadow_decisions_total` and the report tally.
+#[derive(Debug, Clone)]
+pub struct ShadowCounters {
+    /// would_allow, then would_reject by reason in `shadow::REASONS` order.
+    decisions: [Counter; 5],
+    tally: Arc<ShadowTally>,
+}
+
+impl ShadowCounters {
+    /// Counts what the policy would have done with one CORS request.
+    pub fn record(&self, rejection: Option<&Rejection>, origin: Option<&http::HeaderValue>) {
+        let i = match rejection {
+            None => Some(0),
+            Some(r) => SHADOW_REASONS
+                .iter()
+                .position(|k| *k == r.label())
+                .map(|i| i + 1),
+        };
+        if let Some(c) = i.and_then(|i| self.decisions.get(i)) {
+            c.inc();
+        }
+        self.tally.record(rejection, origin);
+    }
 }
 
 impl PolicyCounters {
@@ -164,6 +207,8 @@ impl Metrics {
             registry: Registry::default(),
             requests: Family::default(),
             rejections: Family::default(),
+            shadow: Family::default(),
+            tallies: Mutex::new(HashMap::new()),
             latency: Family::default(),
             unrouted: Counter::default(),
             reloads: Family::default(),
@@ -180,6 +225,11 @@ impl Metrics {
             "corsgate_cors_rejections",
             "CORS requests not allowed, by policy and reason",
             m.rejections.clone(),
+        );
+        r.register(
+            "corsgate_shadow_decisions",
+            "Shadow policies: CORS requests by what the policy would have done (verdict would_allow or would_reject) and why (reason)",
+            m.shadow.clone(),
         );
         r.register(
             "corsgate_upstream_duration_seconds",
@@ -210,7 +260,7 @@ impl Metrics {
     }
 
     /// Resolves a policy's counters; called when a snapshot is installed, never per request.
-    pub fn policy(&self, policy: &str) -> PolicyCounters {
+    pub fn policy(&self, policy: &str, shadow: bool) -> PolicyCounters {
         let outcomes = OUTCOMES.map(|(_, label)| {
             self.requests
                 .get_or_create(&PolicyOutcome {
@@ -233,10 +283,57 @@ impl Metrics {
                 policy: policy.to_string(),
             })
             .clone();
+        let shadow = shadow.then(|| {
+            let decision = |verdict: &str, reason: &str| {
+                self.shadow
+                    .get_or_create(&ShadowLabel {
+                        policy: policy.to_string(),
+                        verdict: verdict.to_string(),
+                        reason: reason.to_string(),
+                    })
+                    .clone()
+            };
+            let decisions = [
+                decision("would_allow", "none"),
+                decision("would_reject", SHADOW_REASONS[0]),
+                decision("would_reject", SHADOW_REASONS[1]),
+                decision("would_reject", SHADOW_REASONS[2]),
+                decision("would_reject", SHADOW_REASONS[3]),
+            ];
+            let tally = self
+                .tallies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(policy.to_string())
+                .or_default()
+                .clone();
+            ShadowCounters { decisions, tally }
+        });
         PolicyCounters {
             outcomes,
             rejections,
             latency,
+            shadow,
+        }
+    }
+
+    /// Drains every policy's unreported shadow counts (those with nothing to say are left out).
+    pub fn take_shadow(&self) -> Vec<(String, ShadowCounts)> {
+        let tallies = self.tallies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = tallies
+            .iter()
+            .map(|(p, t)| (p.clone(), t.take()))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Puts back counts whose report failed.
+    pub fn restore_shadow(&self, counts: &[(String, ShadowCounts)]) {
+        let mut tallies = self.tallies.lock().unwrap_or_else(PoisonError::into_inner);
+        for (p, c) in counts {
+            tallies.entry(p.clone()).or_default().restore(c);
         }
     }
 

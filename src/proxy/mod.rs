@@ -10,6 +10,7 @@ pub mod forward;
 pub mod metrics;
 pub mod rescue;
 pub mod server;
+pub mod shadow;
 pub mod store;
 pub mod stream;
 pub mod upstream;
@@ -88,6 +89,43 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     let decision = policy
         .cors
         .decide(cors::classify(req.method(), req.headers()));
+    if policy.shadow {
+        // Shadow: count what the policy would do, then forward untouched by CORS: no
+        // preflight answered, no CORS or Vary header added, removed or replaced.
+        // responseHeaders still apply: they are not CORS.
+        if let Some(shadow) = &counters.shadow
+            && decision.kind != Kind::NotCors
+        {
+            shadow.record(
+                decision.rejection.as_ref(),
+                decision.request().origin.as_ref(),
+            );
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                policy = %policy.id,
+                method = %req.method(),
+                config_version = %live.snapshot.version,
+                kind = ?decision.kind,
+                reason = ?decision.rejection,
+                "shadow: forwarded untouched"
+            );
+        }
+        drop(decision);
+        let mut resp = forward_or_rescue(
+            shared,
+            idle,
+            policy,
+            counters,
+            Outcome::Shadow,
+            req,
+            peer,
+            host_value,
+        )
+        .await;
+        policy.response_headers.apply(resp.headers_mut());
+        return resp;
+    }
     if let Some(r) = &decision.rejection {
         counters.rejection(r);
     }
@@ -135,33 +173,51 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             })
         }
         Action::Forward => {
-            let host_value = host_value.unwrap_or_else(|| HeaderValue::from_static(""));
-            match forward::forward(
-                &shared.store.upstreams,
-                idle,
-                policy,
-                &counters.latency,
-                req,
-                peer,
-                &host_value,
+            forward_or_rescue(
+                shared, idle, policy, counters, outcome, req, peer, host_value,
             )
             .await
-            {
-                Ok(r) => {
-                    counters.outcome(outcome);
-                    r.map(Either::Left)
-                }
-                Err(e) => {
-                    counters.outcome(Outcome::UpstreamError);
-                    tracing::warn!(policy = %policy.id, error = %e, "upstream request failed");
-                    rescue(&e)
-                }
-            }
         }
     };
     decision.apply_to_response(resp.headers_mut());
     policy.response_headers.apply(resp.headers_mut());
     resp
+}
+
+/// Forwards upstream and counts `outcome`, or turns the failure into the edge's response.
+#[allow(clippy::too_many_arguments)]
+async fn forward_or_rescue(
+    shared: &Shared,
+    idle: &Arc<upstream::Idle>,
+    policy: &config::CompiledPolicy,
+    counters: &metrics::PolicyCounters,
+    outcome: Outcome,
+    req: Request<Incoming>,
+    peer: &HeaderValue,
+    host: Option<HeaderValue>,
+) -> Response<Body> {
+    let host = host.unwrap_or_else(|| HeaderValue::from_static(""));
+    match forward::forward(
+        &shared.store.upstreams,
+        idle,
+        policy,
+        &counters.latency,
+        req,
+        peer,
+        &host,
+    )
+    .await
+    {
+        Ok(r) => {
+            counters.outcome(outcome);
+            r.map(Either::Left)
+        }
+        Err(e) => {
+            counters.outcome(Outcome::UpstreamError);
+            tracing::warn!(policy = %policy.id, error = %e, "upstream request failed");
+            rescue(&e)
+        }
+    }
 }
 
 /// Loads the policies under `path` into `store`, logging what changed or what is wrong.
@@ -238,6 +294,8 @@ pub async fn run(
         source = %opts.source.describe(),
         "corsgate proxy serving"
     );
+    // In cluster, shadow-mode counts go to the controller, a last time after draining.
+    let mut last_report = None;
     match opts.source {
         Source::Files { path, poll } => {
             reload(&store, &path);
@@ -254,6 +312,16 @@ pub async fn run(
             });
         }
         Source::Controller(o) => {
+            let client: stream::ReportClient =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            tokio::spawn(stream::report_shadow(
+                client.clone(),
+                store.metrics.clone(),
+                o.clone(),
+                shutdown.clone(),
+            ));
+            last_report = Some((client, o.clone()));
             tokio::spawn(stream::subscribe(store.clone(), o, shutdown.clone()));
         }
     }
@@ -291,5 +359,12 @@ pub async fn run(
     )
     .await;
     let _ = admin_task.await;
+    if let Some((client, o)) = last_report {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            stream::report_once(&client, &store.metrics, &o),
+        )
+        .await;
+    }
     Ok(())
 }

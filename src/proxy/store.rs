@@ -94,7 +94,7 @@ impl Store {
         let counters = snapshot
             .policies
             .iter()
-            .map(|p| self.metrics.policy(&p.id.to_string()))
+            .map(|p| self.metrics.policy(&p.id.to_string(), p.shadow))
             .collect();
         let idle = snapshot
             .policies

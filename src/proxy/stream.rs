@@ -8,21 +8,27 @@
 //! snapshot serving and retries with exponential backoff and full jitter, so a fleet of
 //! proxies does not reconnect in lockstep. Readiness (`/readyz`) follows the store: ready
 //! after the first snapshot, and it stays ready while the controller is away.
+//!
+//! Shadow-mode counts go the other way: every `shadow_report` the proxy drains its tallies
+//! and `POST`s them to `{URL}/v1/shadow` (a failed report is added back for the next one,
+//! and a last one is sent on shutdown).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
+use super::metrics::Metrics;
 use super::server;
 use super::store::Store;
+use crate::config::shadow::{PolicyShadow, ShadowReport};
 use crate::config::wire::ConfigDocument;
 
 /// The largest config document accepted (a bound on what a confused server can make us hold).
@@ -40,6 +46,8 @@ pub struct StreamOptions {
     pub backoff_max: Duration,
     /// Client-side bound on one poll (above the controller's long-poll wait).
     pub poll_timeout: Duration,
+    /// How often shadow-mode counts are reported to the controller.
+    pub shadow_report: Duration,
 }
 
 /// Exponential backoff with full jitter (a random delay in [0, current]), doubling to `max`.
@@ -209,5 +217,163 @@ pub async fn subscribe(
             () = tokio::time::sleep(delay) => {}
             () = server::stopped(&mut shutdown) => return,
         }
+    }
+}
+
+pub type ReportClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Sends one shadow report.
+async fn send_report(
+    client: &ReportClient,
+    base: &Uri,
+    report: &ShadowReport,
+) -> Result<(), String> {
+    let base = base.to_string();
+    let uri: Uri = format!("{}/v1/shadow", base.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("bad controller URL: {e}"))?;
+    let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+    let req = Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "the controller did not answer in time".to_string())?
+        .map_err(|e| format!("cannot reach the controller: {e}"))?;
+    if resp.status() == StatusCode::NO_CONTENT {
+        Ok(())
+    } else {
+        Err(format!("the controller answered {}", resp.status()))
+    }
+}
+
+/// Drains the shadow tallies and reports them; puts them back when the report fails.
+pub async fn report_once(client: &ReportClient, metrics: &Metrics, opts: &StreamOptions) {
+    let counts = metrics.take_shadow();
+    if counts.is_empty() {
+        return;
+    }
+    let report = ShadowReport {
+        proxy: opts.proxy_id.clone(),
+        policies: counts
+            .iter()
+            .map(|(policy, c)| PolicyShadow {
+                policy: policy.clone(),
+                counts: c.clone(),
+            })
+            .collect(),
+    };
+    if let Err(e) = send_report(client, &opts.controller, &report).await {
+        metrics.restore_shadow(&counts);
+        tracing::warn!(error = %e, "shadow report failed; the counts go with the next one");
+    }
+}
+
+/// Reports shadow counts every `shadow_report` until `shutdown` (`proxy::run` sends the
+/// last report once traffic has drained).
+pub async fn report_shadow(
+    client: ReportClient,
+    metrics: Arc<Metrics>,
+    opts: StreamOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(opts.shadow_report) => report_once(&client, &metrics, &opts).await,
+            () = server::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_inside_the_window() {
+        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        assert_eq!(b.next_with(1.0), Duration::from_millis(200));
+        assert_eq!(b.next_with(1.0), Duration::from_millis(400));
+        assert_eq!(b.next_with(0.5), Duration::from_millis(400));
+        for _ in 0..10 {
+            b.next_with(1.0);
+        }
+        assert_eq!(b.next_with(1.0), Duration::from_secs(5));
+        // Never below half the minimum, so a failing controller is not hammered.
+        assert_eq!(b.next_with(0.0), Duration::from_millis(100));
+        b.reset();
+        assert_eq!(b.next_with(1.0), Duration::from_millis(200));
+        for _ in 0..100 {
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(5) && d >= Duration::from_millis(100));
+        }
+    }
+
+    fn opts(controller: &str, every: Duration) -> StreamOptions {
+        StreamOptions {
+            controller: controller.parse().expect("uri"),
+            proxy_id: "edge-0".into(),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(10),
+            poll_timeout: Duration::from_secs(1),
+            shadow_report: every,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_shadow_report_is_kept_for_the_next_one() {
+        let metrics = Metrics::new();
+        let counters = metrics.policy("shop/api", true);
+        let shadow = counters.shadow.as_ref().expect("shadow counters");
+        shadow.record(None, None);
+        shadow.record(
+            Some(&crate::cors::Rejection::Method),
+            Some(&http::HeaderValue::from_static("https://a.example")),
+        );
+        assert!(
+            metrics.policy("shop/enforced", false).shadow.is_none(),
+            "Enforce policies get no shadow counters"
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("corsgate_shadow_decisions_total{policy=\"shop/api\",verdict=\"would_allow\",reason=\"none\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("corsgate_shadow_decisions_total{policy=\"shop/api\",verdict=\"would_reject\",reason=\"method\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("a.example"), "no raw origin in metrics");
+        // Nothing listens there: the report fails and the counts stay.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        let client: ReportClient = Client::builder(TokioExecutor::new()).build_http();
+        report_once(&client, &metrics, &opts(&dead, Duration::from_secs(1))).await;
+        let kept = metrics.take_shadow();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].0, "shop/api");
+        assert_eq!(
+            (kept[0].1.would_allow, kept[0].1.by_reason),
+            (1, [0, 1, 0, 0])
+        );
+        assert_eq!(kept[0].1.sample_rejected_origins, ["https://a.example"]);
+        assert!(metrics.take_shadow().is_empty(), "taken");
+    }
+
+    #[test]
+    fn poll_urls_are_encoded() {
+        let base: Uri = "http://ctl:9090/".parse().expect("uri");
+        assert_eq!(
+            poll_uri(&base, Some("abc123"), "edge-0")
+                .expect("uri")
+                .to_string(),
+            "http://ctl:9090/v1/config?version=abc123&proxy=edge-0"
+        );
+        assert_eq!(
+            poll_uri(&base, None, "a b&c").expect("uri").to_string(),
+            "http://ctl:9090/v1/config?version=&proxy=a%20b%26c"
+        );
     }
 }

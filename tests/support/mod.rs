@@ -32,7 +32,8 @@ pub struct Seen {
 }
 
 /// A loopback upstream that records every request. Paths choose its behaviour:
-/// `/status/NNN`, `/slow/MS`, `/cors` (sends its own permissive CORS headers), `/vary`
+/// `/status/NNN`, `/slow/MS`, `/cors` (sends its own permissive CORS headers),
+/// `/security-headers` (sends its own HSTS, X-Frame-Options and the like), `/vary`
 /// (sends `Vary: Accept-Encoding`), `/hop` (sends hop-by-hop headers), `/download/N`
 /// (streams N bytes), `/upload` (reads the body, answers its length); else 200 "ok".
 pub struct Upstream {
@@ -80,6 +81,18 @@ async fn upstream_handler(
             .insert("access-control-allow-methods", "*".parse().unwrap());
         r.headers_mut()
             .insert("access-control-expose-headers", "x-secret".parse().unwrap());
+        r
+    } else if path == "/security-headers" {
+        let mut r = full(200, "upstream with its own security headers");
+        for (k, v) in [
+            ("strict-transport-security", "max-age=60"),
+            ("x-content-type-options", "sniff-away"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+            ("x-xss-protection", "0"),
+        ] {
+            r.headers_mut().insert(k, v.parse().unwrap());
+        }
         r
     } else if path == "/vary" {
         let mut r = full(200, "vary");
