@@ -202,7 +202,7 @@ fn denials() -> Vec<(String, String)> {
         (with("responseHeaders: {remove: [Connection]}"), "spec.responseHeaders.remove[0]: \"Connection\" cannot be removed here: it describes the connection or framing, which the edge manages; fix: remove this entry".into()),
         // Objects that do not deserialise: the field is named all the same.
         (with("cors: {allowOrigins: 'https://a.com'}"), format!("spec.cors.allowOrigins: invalid type: string \"https://a.com\", expected a sequence; {FIX_TYPE}")),
-        (with("cors: {preflight: Sometimes}"), format!("spec.cors.preflight: unknown variant `Sometimes`, expected `Respond` or `Forward`; {FIX_TYPE}")),
+        (with("cors: {preflight: Sometimes}"), format!("spec.cors.preflight: unknown variant `Sometimes`, expected one of `Respond`, `Forward`, `Passthrough`; {FIX_TYPE}")),
         (format!("{{{h}, upstream: {{service: {{name: web, port: '80'}}}}}}"), format!("spec.upstream.service.port: invalid type: string \"80\", expected i32; {FIX_TYPE}")),
         (format!("{{{h}}}"), format!("spec: missing field `upstream`; {FIX_TYPE}")),
         (with("cors: {allowCredentials: 'yes'}"), format!("spec.cors.allowCredentials: invalid type: string \"yes\", expected a boolean; {FIX_TYPE}")),
