@@ -18,12 +18,15 @@ const CHUNK: usize = 64 * 1024;
 async fn a_gibibyte_each_way_with_flat_memory() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(
+        // The upstream answers an upload only after reading all of it: give a loaded
+        // machine time (the timeout covers the wait for response headers).
         &policy(
             "big",
             "[\"big.example.com\"]",
             "  cors: {allowOrigins: [\"https://app.example.com\"]}",
             &up.url(),
-        ),
+        )
+        .replace("timeoutSeconds: 2", "timeoutSeconds: 120"),
         true,
     )
     .await;
