@@ -142,7 +142,10 @@ async fn allowed_actual_request_is_forwarded_with_cors_and_forwarding_headers() 
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
     let s = &seen[0];
-    assert_eq!(s.path, "/items");
+    assert_eq!(
+        s.target, "/items?q=1",
+        "origin-form request target, query kept"
+    );
     assert_eq!(s.headers["host"], "api.example.com", "Host is preserved");
     assert_eq!(s.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(s.headers["x-forwarded-proto"], "http");

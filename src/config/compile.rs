@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use crate::cors::origin::{OriginMatcher, OriginPattern, compile_patterns};
@@ -46,22 +46,6 @@ pub struct UpstreamTarget {
 }
 
 impl UpstreamTarget {
-    /// The absolute URI for a request's path and query.
-    pub fn uri(
-        &self,
-        path_and_query: Option<&http::uri::PathAndQuery>,
-    ) -> Result<Uri, http::Error> {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(
-            path_and_query
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-        );
-        Ok(Uri::from_parts(parts)?)
-    }
-
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
     }

@@ -72,10 +72,14 @@ pub async fn forward(
     host: &HeaderValue,
 ) -> Result<Response<PooledBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
-    parts.uri = policy
-        .upstream
-        .uri(parts.uri.path_and_query())
-        .map_err(ProxyError::BadRequest)?;
+    // Origin-form ("/path?query") on the upstream connection, as RFC 9112 §3.2.1 asks of a
+    // request to an origin server; an HTTP/2 client's URI carries scheme and authority.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts.uri.path_and_query().map_or_else(
+            || http::Uri::from_static("/"),
+            |pq| http::Uri::from(pq.clone()),
+        );
+    }
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
     strip_hop_by_hop(h);

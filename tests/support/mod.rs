@@ -28,6 +28,8 @@ pub type TestBody = BoxBody<Bytes, std::io::Error>;
 pub struct Seen {
     pub method: Method,
     pub path: String,
+    /// The request target exactly as sent (origin-form or absolute-form).
+    pub target: String,
     pub headers: HeaderMap,
 }
 
@@ -66,6 +68,7 @@ async fn upstream_handler(
     seen.lock().unwrap().push(Seen {
         method: req.method().clone(),
         path: path.clone(),
+        target: req.uri().to_string(),
         headers: req.headers().clone(),
     });
     let mut resp = if let Some(code) = path.strip_prefix("/status/") {
