@@ -9,7 +9,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,59 +25,12 @@ use tokio::time::Instant;
 const APP: &str = "https://app.example.com";
 const EVIL: &str = "https://evil.example";
 
-struct StreamProxy {
-    child: Child,
-    listen: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Drop for StreamProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn addr() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
-}
-
 fn spawn_proxy(controller: SocketAddr, id: &str) -> StreamProxy {
     spawn_proxy_reporting(controller, id, "1")
 }
 
 fn spawn_proxy_reporting(controller: SocketAddr, id: &str, every: &str) -> StreamProxy {
-    let (listen, admin) = (addr(), addr());
-    let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args([
-            "proxy",
-            "--controller",
-            &format!("http://{controller}"),
-            "--proxy-id",
-            id,
-        ])
-        .args([
-            "--listen",
-            &listen.to_string(),
-            "--admin",
-            &admin.to_string(),
-        ])
-        .args([
-            "--drain-timeout-seconds",
-            "1",
-            "--shadow-report-seconds",
-            every,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn corsgate proxy");
-    StreamProxy {
-        child,
-        listen,
-        admin,
-    }
+    spawn_stream_proxy(controller, id, &["--shadow-report-seconds", every])
 }
 
 fn document(upstream: &str) -> ConfigDocument {
@@ -97,17 +50,6 @@ fn document(upstream: &str) -> ConfigDocument {
     assert!(snap.rejected.is_empty(), "{:?}", snap.rejected);
     assert!(snap.policies[0].shadow);
     ConfigDocument::of(&snap, &inputs)
-}
-
-async fn eventually<F: FnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn h<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {

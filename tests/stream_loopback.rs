@@ -4,8 +4,9 @@
 //! them, a controller restart during which they keep serving, and a proxy that goes away
 //! dropping out of the count.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,56 +14,19 @@ use corsgate::config::wire::ConfigDocument;
 use corsgate::config::{PolicyId, PolicyInput, Snapshot};
 use corsgate::controller::server::serve_stream;
 use corsgate::controller::stream::{Hub, Tally};
+use support::{StreamProxy, eventually, spawn_stream_proxy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-struct Proxy {
-    child: Child,
-    listen: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap()
 }
 
-fn spawn_proxy(controller: SocketAddr, id: &str) -> Proxy {
-    let (listen, admin) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args([
-            "proxy",
-            "--controller",
-            &format!("http://{controller}"),
-            "--proxy-id",
-            id,
-        ])
-        .args([
-            "--listen",
-            &listen.to_string(),
-            "--admin",
-            &admin.to_string(),
-            "--drain-timeout-seconds",
-            "1",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn corsgate proxy");
-    Proxy {
-        child,
-        listen,
-        admin,
-    }
+fn spawn_proxy(controller: SocketAddr, id: &str) -> StreamProxy {
+    spawn_stream_proxy(controller, id, &[])
 }
 
 /// A one-line HTTP/1.1 client: returns (status, headers lower-cased, body).
@@ -160,18 +124,7 @@ async fn start_controller(addr: SocketAddr, ttl: Duration) -> Controller {
     Controller { hub, stop, task }
 }
 
-async fn eventually<F: FnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn allow_origin(p: &Proxy, origin: &str) -> Option<String> {
+async fn allow_origin(p: &StreamProxy, origin: &str) -> Option<String> {
     let (status, head, body) = get(p.listen, "/x", &[("origin", origin)]).await?;
     assert_eq!((status, body.as_str()), (200, "upstream"));
     head.lines().find_map(|l| {
@@ -185,7 +138,7 @@ async fn three_proxies_follow_one_controller_through_a_restart() {
     let up = upstream().await;
     let ctl_addr = free_port();
     let ctl = start_controller(ctl_addr, Duration::from_secs(60)).await;
-    let proxies: Vec<Proxy> = (0..3)
+    let proxies: Vec<StreamProxy> = (0..3)
         .map(|i| spawn_proxy(ctl_addr, &format!("edge-{i}")))
         .collect();
 

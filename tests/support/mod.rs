@@ -442,3 +442,63 @@ pub fn counts(seen: &[Seen]) -> HashMap<String, usize> {
     }
     m
 }
+
+/// A `corsgate proxy --controller` process, killed by PID on drop.
+pub struct StreamProxy {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Drop for StreamProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `corsgate proxy --controller http://CONTROLLER --proxy-id ID` on free loopback
+/// ports, with `extra` flags.
+pub fn spawn_stream_proxy(controller: SocketAddr, id: &str, extra: &[&str]) -> StreamProxy {
+    let port = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
+    let (listen, admin) = (port(), port());
+    let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        .args([
+            "proxy",
+            "--controller",
+            &format!("http://{controller}"),
+            "--proxy-id",
+            id,
+        ])
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+            "--drain-timeout-seconds",
+            "1",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn corsgate proxy");
+    StreamProxy {
+        child,
+        listen,
+        admin,
+    }
+}
+
+/// Polls `f` every 50 ms until it holds; panics naming `what` after 20 s.
+pub async fn eventually<F: FnMut() -> bool>(what: &str, mut f: F) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
