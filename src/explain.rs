@@ -15,7 +15,7 @@ use http::header::{
 };
 
 use crate::config::{CompiledPolicy, Snapshot, normalize_host};
-use crate::cors::{self, Action, Decision, Kind, Matched, Rejection};
+use crate::cors::{self, Action, Kind, Matched};
 
 /// One request as a page would make it.
 #[derive(Debug, Clone)]
@@ -114,21 +114,6 @@ fn matched_text(p: &CompiledPolicy, m: Option<Matched>) -> String {
             format!("matches spec.cors.rules[{i}] (origins: {origins}); that rule's settings apply")
         }
         None => "matches no allowOrigins, allowOriginPatterns or rule".into(),
-    }
-}
-
-fn rejection_text(r: &Rejection, d: &Decision<'_>) -> String {
-    match r {
-        Rejection::Origin => match d.request().parsed_origin() {
-            Some(cors::RequestOrigin::Invalid(why)) => format!("origin rejected: the request has {why}"),
-            _ => "origin not allowed".into(),
-        },
-        Rejection::Method => "method not in allowMethods".into(),
-        Rejection::Header(h) if h.eq_ignore_ascii_case("authorization") => {
-            "header \"authorization\" is not in allowHeaders (\"*\" never covers it: list it by name)".into()
-        }
-        Rejection::Header(h) => format!("header {h:?} is not in allowHeaders"),
-        Rejection::PrivateNetwork => "private network access not allowed (allowPrivateNetwork is false)".into(),
     }
 }
 
@@ -348,7 +333,7 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
             );
         }
         if let Some(r) = &d.rejection {
-            let _ = writeln!(o, "  check    FAILED: {}", rejection_text(r, &d));
+            let _ = writeln!(o, "  check    FAILED: {}", r.describe(d.request()));
         } else {
             let _ = writeln!(o, "  check    passed");
         }

@@ -126,7 +126,7 @@ fn explain_says_which_check_failed() {
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("  check    FAILED: method not in allowMethods"),
+        out.contains("  check    FAILED: method DELETE is not in allowMethods"),
         "{out}"
     );
     assert!(out.contains("rejected at the edge: 403 Forbidden"), "{out}");

@@ -196,6 +196,26 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// What failed, in words naming the policy field: the edge's 403 body and
+    /// `corsgate explain` both say it.
+    pub fn describe(&self, req: &CorsRequest) -> String {
+        match self {
+            Rejection::Origin => match req.parsed_origin() {
+                Some(RequestOrigin::Invalid(why)) => format!("the request has {why}"),
+                _ => "the origin is not in allowOrigins, allowOriginPatterns or a rule".into(),
+            },
+            Rejection::Method => {
+                let m = req.preflight.as_ref().map(|p| String::from_utf8_lossy(p.method.as_bytes()).into_owned());
+                format!("method {} is not in allowMethods", m.unwrap_or_default())
+            }
+            Rejection::Header(h) if h.eq_ignore_ascii_case("authorization") => {
+                "request header \"authorization\" is not in allowHeaders (\"*\" never covers it: list it by name)".into()
+            }
+            Rejection::Header(h) => format!("request header {h:?} is not in allowHeaders"),
+            Rejection::PrivateNetwork => "private network access is not allowed (allowPrivateNetwork is false)".into(),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Rejection::Origin => "origin",

@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use tokio::sync::watch;
 
 use crate::config::{self, normalize_host};
-use crate::cors::{self, Action, Kind, Rejection};
+use crate::cors::{self, Action, Kind};
 use metrics::{Metrics, Outcome};
 pub use rescue::{ProxyError, rescue};
 use store::Store;
@@ -38,24 +38,6 @@ pub type Body = Either<upstream::PooledBody, Full<Bytes>>;
 /// What every request handler shares.
 pub struct Shared {
     pub store: Arc<Store>,
-}
-
-fn rejection_text(r: &Rejection, req: &cors::CorsRequest) -> String {
-    match r {
-        Rejection::Origin => match req.parsed_origin() {
-            Some(cors::RequestOrigin::Invalid(why)) => format!("the request has {why}"),
-            _ => "the origin is not allowed".to_string(),
-        },
-        Rejection::Method => {
-            let m = req
-                .preflight
-                .as_ref()
-                .map(|p| String::from_utf8_lossy(p.method.as_bytes()).into_owned());
-            format!("method {} is not allowed", m.unwrap_or_default())
-        }
-        Rejection::Header(h) => format!("request header {h:?} is not allowed"),
-        Rejection::PrivateNetwork => "private network access is not allowed".to_string(),
-    }
 }
 
 /// Handles one request from `peer` (its address, preformatted for X-Forwarded-For).
@@ -161,7 +143,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             let reason = decision
                 .rejection
                 .as_ref()
-                .map_or_else(String::new, |r| rejection_text(r, decision.request()));
+                .map_or_else(String::new, |r| r.describe(decision.request()));
             rescue(&ProxyError::Rejected {
                 policy: policy.id.to_string(),
                 what: if decision.kind == Kind::Preflight {
