@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::stream::{self, Hub};
+use crate::webhook::server::reply;
 
 /// Readiness: the caches have synced and a snapshot was published.
 #[derive(Default)]
@@ -87,18 +88,6 @@ pub async fn serve<H, Fut>(
             () = stopped(&mut shutdown) => break,
         }
     }
-}
-
-fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Bytes> {
-    let mut r = Response::new(body.into());
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
 }
 
 /// The admin endpoints.

@@ -89,7 +89,8 @@ pub struct Handler {
     pub reject_conflicts: bool,
 }
 
-fn reply(
+/// A small response with a content type (the webhook's answers and the controller's admin).
+pub(crate) fn reply(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
