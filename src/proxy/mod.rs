@@ -65,7 +65,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             path: req.uri().path().to_string(),
         });
     };
-    let (Some(counters), Some(idle)) = (live.counters.get(idx), live.idle.get(idx)) else {
+    let Some(store::Serving { counters, idle }) = live.serving.get(idx) else {
         return rescue(&ProxyError::NotReady);
     };
     let decision = policy

@@ -1,5 +1,5 @@
 //! The live configuration: one `ArcSwap` holding the current snapshot and its per-policy
-//! counters. A request loads it once and keeps that `Arc` to the end, so a swap never
+//! the per-policy state it needs (counters, upstream connections). A request loads it once and keeps that `Arc` to the end, so a swap never
 //! changes the policy under a request in flight. A failed load keeps the last good snapshot
 //! and records why.
 
@@ -12,12 +12,17 @@ use super::metrics::{Metrics, PolicyCounters};
 use super::upstream::{Idle, Upstreams};
 use crate::config::Snapshot;
 
-/// A snapshot with its counters and upstream idle queues (both aligned with
-/// `snapshot.policies`).
+/// What the proxy resolves for one policy when a snapshot is installed, so a request only
+/// indexes: its counters and its upstream's idle connections.
+pub struct Serving {
+    pub counters: PolicyCounters,
+    pub idle: Arc<Idle>,
+}
+
+/// A snapshot and, aligned with `snapshot.policies`, what serving each policy needs.
 pub struct Live {
     pub snapshot: Snapshot,
-    pub counters: Vec<PolicyCounters>,
-    pub idle: Vec<Arc<Idle>>,
+    pub serving: Vec<Serving>,
     pub loaded_at: u64,
 }
 
@@ -91,15 +96,13 @@ impl Store {
         if self.version().as_deref() == Some(snapshot.version.as_str()) {
             return false;
         }
-        let counters = snapshot
+        let serving = snapshot
             .policies
             .iter()
-            .map(|p| self.metrics.policy(&p.id.to_string(), p.shadow))
-            .collect();
-        let idle = snapshot
-            .policies
-            .iter()
-            .map(|p| self.upstreams.idle_for(&p.upstream))
+            .map(|p| Serving {
+                counters: self.metrics.policy(&p.id.to_string(), p.shadow),
+                idle: self.upstreams.idle_for(&p.upstream),
+            })
             .collect();
         self.metrics.reload(true);
         self.metrics
@@ -110,8 +113,7 @@ impl Store {
             .set(i64::try_from(snapshot.rejected.len()).unwrap_or(i64::MAX));
         self.live.store(Some(Arc::new(Live {
             snapshot,
-            counters,
-            idle,
+            serving,
             loaded_at: t,
         })));
         true
