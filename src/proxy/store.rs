@@ -1,7 +1,7 @@
-//! The live configuration: one `ArcSwap` holding the current snapshot and its per-policy
-//! the per-policy state it needs (counters, upstream connections). A request loads it once and keeps that `Arc` to the end, so a swap never
-//! changes the policy under a request in flight. A failed load keeps the last good snapshot
-//! and records why.
+//! The live configuration: one `ArcSwap` holding the current snapshot and the per-policy
+//! state serving it needs (counters, upstream connections). A request loads it once and keeps
+//! that `Arc` to the end, so a swap never changes the policy under a request in flight. A
+//! failed load keeps the last good snapshot and records why.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
