@@ -109,6 +109,12 @@ struct ControllerArgs {
     /// A proxy unseen this long no longer counts for Programmed.
     #[arg(long, default_value_t = 90)]
     proxy_ttl_seconds: u64,
+    /// How long a proxy may take to load a new config (and, after start or a lease takeover, to reconnect) before Programmed reports it behind; status writes wait that long rather than flap.
+    #[arg(long, default_value_t = 5000)]
+    programmed_grace_ms: u64,
+    /// At most one status write per policy per this interval; changes in between are coalesced.
+    #[arg(long, default_value_t = 2000)]
+    status_min_interval_ms: u64,
     /// Elect one status writer with a coordination.k8s.io Lease (--leader-election=false: this replica always writes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_election: bool,
@@ -207,6 +213,8 @@ async fn run_controller(a: ControllerArgs, shutdown: watch::Receiver<bool>) -> a
         debounce: Duration::from_millis(a.debounce_ms),
         long_poll: Duration::from_secs(a.long_poll_seconds.max(1)),
         proxy_ttl: Duration::from_secs(a.proxy_ttl_seconds.max(3)),
+        programmed_grace: Duration::from_millis(a.programmed_grace_ms),
+        status_min_interval: Duration::from_millis(a.status_min_interval_ms),
         lease,
         instance: identity,
         webhook,

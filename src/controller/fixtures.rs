@@ -225,14 +225,15 @@ async fn a_changed_status_is_applied_to_the_status_subresource() {
 }
 
 fn context(client: kube::Client, policies: Vec<CorsPolicy>) -> Context {
-    Context {
-        client: client.clone(),
-        policies: vec![store_of(policies)],
-        services: vec![store_of::<k8s_openapi::api::core::v1::Service>(vec![])],
-        hub: Arc::new(Hub::new(Duration::from_secs(60))),
-        metrics: Arc::new(Metrics::new()),
-        recorder: Recorder::new(client, "corsgate-controller/test".into()),
-    }
+    Context::new(
+        client.clone(),
+        vec![store_of(policies)],
+        vec![store_of::<k8s_openapi::api::core::v1::Service>(vec![])],
+        Arc::new(Hub::with_grace(Duration::from_secs(60), Duration::ZERO)),
+        Arc::new(Metrics::new()),
+        Recorder::new(client, "corsgate-controller/test".into()),
+        Duration::ZERO,
+    )
 }
 
 /// The winner's stored status is already right; the loser has none yet.

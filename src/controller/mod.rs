@@ -34,6 +34,8 @@ mod fixtures;
 mod shadow_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_load_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +121,12 @@ pub struct ControllerOptions {
     pub long_poll: Duration,
     /// A proxy unseen for this long no longer counts.
     pub proxy_ttl: Duration,
+    /// How long a proxy may take to load a new configuration (and, after start or a lease
+    /// takeover, to reconnect) before Programmed reports it behind.
+    pub programmed_grace: Duration,
+    /// At most one status write per policy per this interval; changes in between are
+    /// coalesced into the next write.
+    pub status_min_interval: Duration,
     /// None: this replica always leads (single replica, development).
     pub lease: Option<LeaseOptions>,
     /// `reportingInstance` of Events (the pod name).
@@ -199,7 +207,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
-    let hub = Arc::new(Hub::new(opts.proxy_ttl));
+    let hub = Arc::new(Hub::with_grace(opts.proxy_ttl, opts.programmed_grace));
     let health = Arc::new(Health::default());
     let stream_listener = server::bind("config stream", opts.listen)
         .await
@@ -246,13 +254,15 @@ pub async fn run(
         });
     }
 
-    let changed = Arc::new(Notify::new());
+    // Policy events rebuild the snapshot; Service events only refresh status.
+    let policies_changed = Arc::new(Notify::new());
+    let services_changed = Arc::new(Notify::new());
     let policies = reflect::<CorsPolicy>(
         &mut tasks,
         &client,
         &opts.namespaces,
         "CorsPolicy",
-        changed.clone(),
+        policies_changed.clone(),
         metrics.clone(),
     );
     if let Some(wo) = opts.webhook.clone() {
@@ -276,7 +286,7 @@ pub async fn run(
         &client,
         &opts.namespaces,
         "Service",
-        changed.clone(),
+        services_changed.clone(),
         metrics.clone(),
     );
 
@@ -291,17 +301,18 @@ pub async fn run(
         });
     }
 
-    let ctx = Context {
-        client: client.clone(),
+    let ctx = Context::new(
+        client.clone(),
         policies,
         services,
-        hub: hub.clone(),
-        metrics: metrics.clone(),
-        recorder: Recorder::new(
+        hub.clone(),
+        metrics.clone(),
+        Recorder::new(
             client,
             format!("corsgate-controller/{}", opts.instance).into(),
         ),
-    };
+        opts.status_min_interval,
+    );
 
     let mut stop = shutdown.clone();
     // Nothing is built before every cache has listed once.
@@ -322,31 +333,59 @@ pub async fn run(
 
     let mut acks = hub.subscribe_changes();
     let tick = opts.proxy_ttl / 3;
+    let mut dirty = true;
+    let mut was_leader = false;
     loop {
-        hub.expire(tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
+        hub.expire(now);
         let leader = *is_leader.borrow_and_update();
+        if leader && !was_leader {
+            // Proxies that followed the old leader are still reconnecting: give them the
+            // grace period before any is judged missing.
+            *ctx.quiet_from
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        }
+        was_leader = leader;
         health.leader.store(leader, Ordering::Release);
         metrics.leader.set(i64::from(leader));
-        let retry_at = match reconcile::reconcile(&ctx, leader).await {
-            Ok(o) if o.failed > 0 => Some(tokio::time::Instant::now() + Duration::from_secs(5)),
-            Ok(_) => None,
+        let pass = if dirty {
+            reconcile::reconcile(&ctx, leader).await
+        } else {
+            reconcile::refresh(&ctx, leader).await
+        };
+        let (retry_at, wake_at) = match pass {
+            Ok(o) => {
+                dirty = false;
+                let retry =
+                    (o.failed > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(5));
+                (retry, o.wake_at)
+            }
             Err(e) => {
                 metrics.error(e.metric_label());
                 tracing::warn!(error = %e, "reconcile failed; retrying in 5s");
-                Some(tokio::time::Instant::now() + Duration::from_secs(5))
+                (
+                    Some(tokio::time::Instant::now() + Duration::from_secs(5)),
+                    None,
+                )
             }
+        };
+        let until = match (retry_at, wake_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         acks.mark_unchanged();
         tokio::select! {
             biased;
             () = server::stopped(&mut stop) => break,
-            () = changed.notified() => {}
+            () = policies_changed.notified() => dirty = true,
+            () = services_changed.notified() => {}
             _ = acks.changed() => {}
             _ = is_leader.changed() => tracing::info!(leader = *is_leader.borrow(), "leadership changed"),
             () = tokio::time::sleep(tick) => {
                 hub.expire(tokio::time::Instant::now());
             }
-            () = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending().await } } => {}
+            () = async { if let Some(at) = until { tokio::time::sleep_until(at).await } else { std::future::pending().await } } => {}
             Some(done) = tasks.join_next() => return task_ended(done),
         }
         // Debounce: a burst of changes (a kubectl apply of many policies, a resync) rebuilds once.

@@ -1,10 +1,14 @@
-//! One reconcile pass: every cached policy → one snapshot (with `Snapshot::build`, the code
-//! file mode uses) → published to the config stream → (as leader) each policy's status
-//! computed and written when it changed, with Events for rejections.
+//! The reconcile passes. A policy event rebuilds: every cached policy → one snapshot (with
+//! `Snapshot::build`, the code file mode uses) → published to the config stream, with each
+//! policy's verdict, config version and warnings kept beside it. Everything else (a proxy
+//! acknowledgement, a Service, a shadow report, a tick) only refreshes status from that
+//! build. Either way, as leader, each policy's status is written when it changed, at most
+//! once per `min_interval`, and not while Programmed may still settle by itself (a proxy
+//! within its grace period), with Events for rejections.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,11 +18,12 @@ use tracing::Instrument;
 
 use super::metrics::Metrics;
 use super::status::{self, ServiceIndex};
-use super::stream::Hub;
+use super::stream::{Hub, policy_version};
 use super::{Error, write};
 use crate::config::Snapshot;
 use crate::config::wire::ConfigDocument;
 use crate::policy::CorsPolicy;
+use tokio::time::Instant;
 
 /// What a pass works with.
 pub struct Context {
@@ -28,6 +33,56 @@ pub struct Context {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The last build, read by every status pass until policies change again.
+    pub built: Mutex<Option<Arc<Built>>>,
+    /// Nothing is judged behind (no proxies, proxies behind) before `quiet_from + grace`:
+    /// the controller's start, or when it took the lease.
+    pub quiet_from: Mutex<Instant>,
+    /// At most one status write per policy per `min_interval`; later changes are coalesced
+    /// into one write when it has passed.
+    pub min_interval: Duration,
+    last_write: Mutex<HashMap<String, Instant>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        policies: Vec<Store<CorsPolicy>>,
+        services: Vec<Store<Service>>,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        recorder: Recorder,
+        min_interval: Duration,
+    ) -> Context {
+        Context {
+            client,
+            policies,
+            services,
+            hub,
+            metrics,
+            recorder,
+            built: Mutex::new(None),
+            quiet_from: Mutex::new(Instant::now()),
+            min_interval,
+            last_write: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn last_built(&self) -> Option<Arc<Built>> {
+        self.built
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// One build: the snapshot of every cached policy and what it says about each of them.
+pub struct Built {
+    pub snap: Snapshot,
+    /// Verdict, config version and warnings by `namespace/name`, keyed with the generation
+    /// they were computed for (a policy whose generation moved is recomputed).
+    pub facts: HashMap<String, (Option<i64>, status::Facts)>,
+    pub published: bool,
 }
 
 /// What a pass did, for logs and tests.
@@ -37,6 +92,10 @@ pub struct Outcome {
     pub published: bool,
     pub patched: usize,
     pub failed: usize,
+    /// Writes held back (a proxy within its grace period, or the per-policy interval): the
+    /// loop wakes by then to make them.
+    pub deferred: usize,
+    pub wake_at: Option<Instant>,
 }
 
 /// The ports of every cached Service.
@@ -63,7 +122,7 @@ pub fn build(
     hub: &Hub,
     metrics: &Metrics,
 ) -> Result<(Snapshot, bool), Error> {
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let inputs: Vec<_> = policies.iter().map(|p| status::input_of(p)).collect();
     let snap = Snapshot::build(inputs.clone());
     let doc = ConfigDocument::of(&snap, &inputs);
@@ -82,14 +141,80 @@ pub fn build(
     Ok((snap, published))
 }
 
-/// One pass. Status is written only when `leader`.
-pub async fn reconcile(ctx: &Context, leader: bool) -> Result<Outcome, Error> {
-    ctx.metrics.reconciles.inc();
+/// Builds, publishes and remembers the snapshot of every cached policy. Facts of policies
+/// whose generation did not move are carried over from the previous build (warnings
+/// compile regexes; the config version hashes the spec).
+pub fn rebuild(ctx: &Context) -> Result<Arc<Built>, Error> {
     let policies: Vec<Arc<CorsPolicy>> = ctx.policies.iter().flat_map(Store::state).collect();
     let (snap, published) = build(&policies, &ctx.hub, &ctx.metrics)?;
-    let span =
-        tracing::info_span!("rebuild", version = %snap.version, policies = policies.len(), leader);
-    statuses(ctx, leader, &policies, &snap, published)
+    let previous = ctx.last_built();
+    let verdicts = status::verdicts(&snap);
+    let mut facts = HashMap::with_capacity(policies.len());
+    for p in &policies {
+        let id = status::id_of(p).to_string();
+        let generation = p.metadata.generation;
+        let verdict = verdicts
+            .get(&id)
+            .cloned()
+            .unwrap_or(status::Verdict::Unknown);
+        let reuse = previous
+            .as_ref()
+            .and_then(|b| b.facts.get(&id))
+            .filter(|(g, _)| *g == generation && generation.is_some());
+        let f = match reuse {
+            Some((_, old)) => status::Facts {
+                version: (verdict == status::Verdict::Accepted).then(|| {
+                    old.version
+                        .clone()
+                        .unwrap_or_else(|| policy_version(&id, &p.spec))
+                }),
+                warnings: old.warnings.clone(),
+                verdict,
+            },
+            None => status::Facts {
+                version: (verdict == status::Verdict::Accepted)
+                    .then(|| policy_version(&id, &p.spec)),
+                warnings: status::warnings_of(p),
+                verdict,
+            },
+        };
+        facts.insert(id, (generation, f));
+    }
+    let built = Arc::new(Built {
+        snap,
+        facts,
+        published,
+    });
+    *ctx.built.lock().unwrap_or_else(PoisonError::into_inner) = Some(built.clone());
+    Ok(built)
+}
+
+/// A full pass: rebuild, publish, then (as leader) write what changed.
+pub async fn reconcile(ctx: &Context, leader: bool) -> Result<Outcome, Error> {
+    let built = rebuild(ctx)?;
+    refresh_with(ctx, leader, &built).await
+}
+
+/// A status pass on the last build (rebuilding only if there is none): what proxies,
+/// Services, shadow reports or time changed. Policies changing call `reconcile`.
+pub async fn refresh(ctx: &Context, leader: bool) -> Result<Outcome, Error> {
+    let built = match ctx.last_built() {
+        Some(b) => b,
+        None => rebuild(ctx)?,
+    };
+    refresh_with(ctx, leader, &built).await
+}
+
+async fn refresh_with(ctx: &Context, leader: bool, built: &Built) -> Result<Outcome, Error> {
+    ctx.metrics.reconciles.inc();
+    let policies: Vec<Arc<CorsPolicy>> = ctx.policies.iter().flat_map(Store::state).collect();
+    let span = tracing::info_span!(
+        "rebuild",
+        version = %built.snap.version,
+        policies = policies.len(),
+        leader
+    );
+    statuses(ctx, leader, &policies, built)
         .instrument(span)
         .await
 }
@@ -98,9 +223,10 @@ async fn statuses(
     ctx: &Context,
     leader: bool,
     policies: &[Arc<CorsPolicy>],
-    snap: &Snapshot,
-    published: bool,
+    built: &Built,
 ) -> Result<Outcome, Error> {
+    let snap = &built.snap;
+    let published = built.published;
     if published {
         tracing::info!(
             accepted = snap.policies.len(),
@@ -108,7 +234,7 @@ async fn statuses(
             "configuration published"
         );
     }
-    let now = tokio::time::Instant::now();
+    let now = Instant::now();
     let tally = ctx.hub.tally(Some(&snap.version), now);
     ctx.metrics
         .connected_proxies
@@ -116,12 +242,21 @@ async fn statuses(
     ctx.metrics
         .current_proxies
         .set(i64::try_from(tally.current).unwrap_or(i64::MAX));
+    let quiet_from = *ctx
+        .quiet_from
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let fleet = ctx.hub.fleet(now, quiet_from);
     let services = service_index(&ctx.services);
     let stamp = Time(k8s_openapi::jiff::Timestamp::now());
     let mut outcome = Outcome {
         version: snap.version.clone(),
         published,
         ..Outcome::default()
+    };
+    let wake = |outcome: &mut Outcome, at: Instant| {
+        outcome.deferred += 1;
+        outcome.wake_at = Some(outcome.wake_at.map_or(at, |w| w.min(at)));
     };
     let mut counts: HashMap<(&'static str, bool), i64> = HashMap::new();
     for c in [status::ACCEPTED, status::RESOLVED_REFS, status::PROGRAMMED] {
@@ -138,8 +273,18 @@ async fn statuses(
         .shadow_retain(|id| shadow_ids.iter().any(|s| s == id));
     let pending = ctx.hub.shadow_pending();
     for p in policies {
-        let mut desired = status::desired(p, snap, &services, tally, &stamp);
         let id = status::id_of(p).to_string();
+        // A policy the last build has not seen (or seen at another generation) waits for
+        // the rebuild its watch event has already asked for.
+        let Some((_, facts)) = built
+            .facts
+            .get(&id)
+            .filter(|(g, _)| *g == p.metadata.generation)
+        else {
+            continue;
+        };
+        let judgement = fleet.judge(&id);
+        let mut desired = status::desired_from(p, facts, &services, judgement.tally, &stamp);
         let taken = pending.get(&id);
         let written = ctx.hub.shadow_written(&id);
         desired.shadow = status::shadow(p, written.as_ref().map(|(g, s)| (*g, s)), taken, &stamp);
@@ -153,6 +298,25 @@ async fn statuses(
         }
         if !leader {
             continue;
+        }
+        if !status::same(p.status.as_ref(), &desired) {
+            // Programmed may still settle by itself: write once, when it has.
+            if let Some(until) = judgement.settle_until {
+                wake(&mut outcome, until);
+                continue;
+            }
+            let last = ctx
+                .last_write
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&id)
+                .copied();
+            if let Some(last) = last
+                && now < last + ctx.min_interval
+            {
+                wake(&mut outcome, last + ctx.min_interval);
+                continue;
+            }
         }
         let result = write::write_status(&ctx.client, p, &desired).await;
         if result.is_ok() {
@@ -169,6 +333,10 @@ async fn statuses(
             Ok(true) => {
                 outcome.patched += 1;
                 ctx.metrics.status_patches.inc();
+                ctx.last_write
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.clone(), Instant::now());
                 let evs = status::events(p.status.as_ref(), &desired);
                 if let Err(e) = write::publish_events(&ctx.recorder, p, &evs).await {
                     // An Event is a courtesy: log it, count it, and keep going.
@@ -183,6 +351,14 @@ async fn statuses(
                 first_error.get_or_insert(e);
             }
         }
+    }
+    {
+        let live: std::collections::HashSet<&str> =
+            built.facts.keys().map(String::as_str).collect();
+        ctx.last_write
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| live.contains(k.as_str()));
     }
     let counts: Vec<_> = counts.into_iter().collect();
     ctx.metrics.set_conditions(&counts);

@@ -193,14 +193,15 @@ fn context(client: kube::Client, hub: Arc<Hub>, policies: Vec<CorsPolicy>) -> Co
     let (services, mut w) = reflector::store::<k8s_openapi::api::core::v1::Service>();
     w.apply_watcher_event(&watcher::Event::Init);
     w.apply_watcher_event(&watcher::Event::InitDone);
-    Context {
-        client: client.clone(),
-        policies: vec![store_of(policies)],
-        services: vec![services],
+    Context::new(
+        client.clone(),
+        vec![store_of(policies)],
+        vec![services],
         hub,
-        metrics: Arc::new(Metrics::new()),
-        recorder: Recorder::new(client, "corsgate-controller/test".into()),
-    }
+        Arc::new(Metrics::new()),
+        Recorder::new(client, "corsgate-controller/test".into()),
+        Duration::ZERO,
+    )
 }
 
 /// Answers status patches: 200 echoing the object, or `fail` with 403. Returns each patch's
@@ -259,7 +260,7 @@ fn report(hub: &Hub, proxy: &str, c: ShadowCounts) {
 
 #[tokio::test]
 async fn the_leader_writes_summed_proxy_reports_once() {
-    let hub = Arc::new(Hub::new(Duration::from_secs(60)));
+    let hub = Arc::new(Hub::with_grace(Duration::from_secs(60), Duration::ZERO));
     report(
         &hub,
         "edge-0",
@@ -348,7 +349,7 @@ fn reconcile_status(ctx: &Context, p: &CorsPolicy, shadow: ShadowStatus) -> Cors
 
 #[tokio::test]
 async fn a_failed_write_keeps_the_counts_pending() {
-    let hub = Arc::new(Hub::new(Duration::from_secs(60)));
+    let hub = Arc::new(Hub::with_grace(Duration::from_secs(60), Duration::ZERO));
     report(&hub, "edge-0", counts(2, [1, 0, 0, 0], &[]));
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(svc, "default");

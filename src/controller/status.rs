@@ -79,14 +79,37 @@ pub fn input_of(p: &CorsPolicy) -> PolicyInput {
 
 /// What the snapshot says about one policy.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict<'a> {
+pub enum Verdict {
     Accepted,
-    Rejected(&'a Rejected),
+    Rejected(Rejected),
     /// Not in the snapshot at all (it was built before this object was seen).
     Unknown,
 }
 
-pub fn verdict<'a>(snap: &'a Snapshot, id: &PolicyId) -> Verdict<'a> {
+/// Everything about one policy that depends only on the snapshot (not on proxies, Services
+/// or time): computed once per build, read by every status pass until the next build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub verdict: Verdict,
+    /// The policy's own config version (`stream::policy_version`), when accepted.
+    pub version: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The verdicts of a snapshot by policy id, for lookups in O(1).
+pub fn verdicts(snap: &Snapshot) -> HashMap<String, Verdict> {
+    let mut out: HashMap<String, Verdict> = snap
+        .rejected
+        .iter()
+        .map(|r| (r.policy.clone(), Verdict::Rejected(r.rejected.clone())))
+        .collect();
+    for p in &snap.policies {
+        out.insert(p.id.to_string(), Verdict::Accepted);
+    }
+    out
+}
+
+pub fn verdict(snap: &Snapshot, id: &PolicyId) -> Verdict {
     if snap.policies.iter().any(|p| &p.id == id) {
         return Verdict::Accepted;
     }
@@ -94,7 +117,21 @@ pub fn verdict<'a>(snap: &'a Snapshot, id: &PolicyId) -> Verdict<'a> {
     snap.rejected
         .iter()
         .find(|r| r.policy == key)
-        .map_or(Verdict::Unknown, |r| Verdict::Rejected(&r.rejected))
+        .map_or(Verdict::Unknown, |r| Verdict::Rejected(r.rejected.clone()))
+}
+
+/// The facts of `policy` in `snap`, computed on their own (tests, one-off callers); the
+/// reconcile loop computes them once per build for all policies.
+pub fn facts(policy: &CorsPolicy, snap: &Snapshot) -> Facts {
+    let id = id_of(policy);
+    let verdict = verdict(snap, &id);
+    let version = (verdict == Verdict::Accepted)
+        .then(|| super::stream::policy_version(&id.to_string(), &policy.spec));
+    Facts {
+        verdict,
+        version,
+        warnings: warnings_of(policy),
+    }
 }
 
 fn cap(mut s: String) -> String {
@@ -127,7 +164,8 @@ fn condition(
     }
 }
 
-/// The status `policy` should have. `now` is used only for conditions whose status changed.
+/// The status `policy` should have. `now` is used only for conditions whose status changed;
+/// `tally` counts the connected proxies and those serving this policy's configuration.
 pub fn desired(
     policy: &CorsPolicy,
     snap: &Snapshot,
@@ -135,9 +173,20 @@ pub fn desired(
     tally: Tally,
     now: &Time,
 ) -> CorsPolicyStatus {
+    desired_from(policy, &facts(policy, snap), services, tally, now)
+}
+
+/// `desired` with the snapshot's facts already computed.
+pub fn desired_from(
+    policy: &CorsPolicy,
+    facts: &Facts,
+    services: &ServiceIndex,
+    tally: Tally,
+    now: &Time,
+) -> CorsPolicyStatus {
     let id = id_of(policy);
     let generation = policy.metadata.generation;
-    let verdict = verdict(snap, &id);
+    let verdict = facts.verdict.clone();
     let accepted = match &verdict {
         Verdict::Accepted => {
             let paths = if policy.spec.paths.is_empty() {
@@ -237,7 +286,9 @@ pub fn desired(
         },
     };
     let is_accepted = verdict == Verdict::Accepted;
-    let v = &snap.version;
+    let v = facts.version.as_deref().unwrap_or("");
+    // No proxy counts in the messages: they would change every policy's status whenever a
+    // proxy joins or leaves (issue 11). `/config` on the controller's admin port lists them.
     let programmed = if !is_accepted {
         condition(
             PROGRAMMED,
@@ -257,15 +308,18 @@ pub fn desired(
             now,
         )
     } else {
-        let ok = tally.current == tally.connected;
+        let ok = tally.current >= tally.connected;
         condition(
             PROGRAMMED,
             ok,
             if ok { "Programmed" } else { "Pending" },
-            format!(
-                "{}/{} proxies serve config {v}",
-                tally.current, tally.connected
-            ),
+            if ok {
+                format!("every connected proxy serves config {v}")
+            } else {
+                format!(
+                    "config {v} is not yet served by every connected proxy (the controller's /config lists each proxy's version)"
+                )
+            },
             generation,
             now,
         )
@@ -273,8 +327,8 @@ pub fn desired(
     let mut status = CorsPolicyStatus {
         observed_generation: generation,
         conditions: vec![accepted, resolved, programmed],
-        config_version: is_accepted.then(|| v.clone()),
-        warnings: warnings_of(policy),
+        config_version: facts.version.clone().filter(|_| is_accepted),
+        warnings: facts.warnings.clone(),
         shadow: None,
     };
     keep_transition_times(&mut status, policy.status.as_ref());
@@ -286,7 +340,7 @@ const MAX_WARNINGS: usize = 16;
 
 /// `policy::warnings` (one implementation with the admission webhook), capped in count and
 /// length like condition messages.
-fn warnings_of(policy: &CorsPolicy) -> Vec<String> {
+pub fn warnings_of(policy: &CorsPolicy) -> Vec<String> {
     let all = crate::policy::warnings(&policy.spec);
     let mut out: Vec<String> = all
         .iter()

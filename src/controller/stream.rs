@@ -7,8 +7,14 @@
 //! proxy waits and gets 503 after `wait`, and keeps serving what it has.
 //!
 //! The version a proxy asks with is its acknowledgement: it is serving that version.
-//! `Hub::tally` counts the proxies seen within `ttl` and those at the current version, which
-//! is what the Programmed condition reports.
+//! `Hub::tally` counts the proxies seen within `ttl` and those at the current version (for
+//! metrics and the admin endpoint). The Programmed condition asks, per policy, `Fleet::judge`:
+//! every published snapshot gets a sequence number, and each policy remembers the first
+//! sequence that carried its current configuration (its own version, a hash of its id and
+//! spec), so a proxy at that sequence or later serves it. Editing one policy therefore
+//! changes nothing about the others, and a proxy joining or leaving changes no status
+//! unless it stays behind for longer than the grace period (issue 11: status writes were
+//! O(policies) per proxy event before).
 //!
 //! `POST /v1/shadow` takes a proxy's shadow-mode counts (`config::shadow::ShadowReport`,
 //! deltas since its previous report). They are summed per policy until the leader's next
@@ -34,6 +40,10 @@ pub const MAX_REPORT: usize = 1 << 20;
 /// drops what is not a Shadow policy.
 pub const MAX_PENDING_POLICIES: usize = 10_000;
 
+/// The default `Hub::grace`: a proxy polls again as soon as it installed a document, so it is
+/// current within milliseconds unless something is wrong.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
 /// Response header carrying the version of a 200 or 304 answer.
 pub const VERSION_HEADER: &str = "x-corsgate-config-version";
 
@@ -49,6 +59,117 @@ pub struct Published {
 struct Ack {
     version: Option<String>,
     seen: Instant,
+    /// When this proxy was first seen (again, after it expired): a new proxy gets `grace`
+    /// to load the current configuration before it counts as behind.
+    first_seen: Instant,
+}
+
+/// Where one policy's current configuration entered the published sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    /// The policy's own config version (`policy_version`): status.configVersion.
+    pub version: String,
+    /// The first published snapshot that carried it.
+    pub seq: u64,
+    /// When that snapshot was published.
+    pub at: Instant,
+}
+
+/// Snapshot versions remembered for mapping acknowledgements to sequence numbers; a proxy
+/// still on an older one simply counts as behind until it polls again.
+const REMEMBERED_VERSIONS: usize = 1024;
+
+#[derive(Debug, Default)]
+struct Sequence {
+    next: u64,
+    by_version: HashMap<String, u64>,
+    order: std::collections::VecDeque<String>,
+    policies: Arc<HashMap<String, Rollout>>,
+}
+
+/// The version of one policy's configuration: the first 12 hex digits of a SHA-256 over its
+/// `namespace/name` and spec, as the snapshot version hashes every accepted policy. Equal
+/// specs give equal versions across controller restarts, so a restart writes no status.
+pub fn policy_version(id: &str, spec: &crate::policy::CorsPolicySpec) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(id.as_bytes());
+    h.update([0]);
+    // Serialising our own type cannot fail; an empty input would only weaken the hash.
+    h.update(serde_json::to_vec(spec).unwrap_or_default());
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the fleet of connected proxies does with one policy's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judgement {
+    /// Proxies seen within `ttl`, and those among them serving this policy's configuration.
+    pub tally: Tally,
+    /// Some: the answer may still change by itself (a proxy within its grace period, or the
+    /// controller just started or took the lease): write no status for this policy before then.
+    pub settle_until: Option<Instant>,
+}
+
+/// The acknowledgements and the published sequence at one instant.
+pub struct Fleet {
+    /// Each live proxy: the sequence of the version it serves (None: unknown) and when the
+    /// grace for it ends.
+    proxies: Vec<(Option<u64>, Instant)>,
+    policies: Arc<HashMap<String, Rollout>>,
+    now: Instant,
+    quiet_until: Instant,
+    grace: Duration,
+}
+
+impl Fleet {
+    /// The rollout of `policy` (`namespace/name`), when it is in the published snapshot.
+    pub fn rollout(&self, policy: &str) -> Option<&Rollout> {
+        self.policies.get(policy)
+    }
+
+    /// Proxies connected and serving `policy`; see `Judgement`.
+    pub fn judge(&self, policy: &str) -> Judgement {
+        let connected = self.proxies.len();
+        let Some(r) = self.policies.get(policy) else {
+            return Judgement {
+                tally: Tally {
+                    connected,
+                    current: 0,
+                },
+                settle_until: None,
+            };
+        };
+        let mut current = 0;
+        let mut settling: Option<Instant> = None;
+        let mut late = false;
+        for (seq, grace_from) in &self.proxies {
+            if seq.is_some_and(|s| s >= r.seq) {
+                current += 1;
+                continue;
+            }
+            let until = (*grace_from).max(r.at + self.grace).max(self.quiet_until);
+            if self.now < until {
+                settling = Some(settling.map_or(until, |s| s.max(until)));
+            } else {
+                late = true;
+            }
+        }
+        let settle_until = if connected == 0 {
+            (self.now < self.quiet_until).then_some(self.quiet_until)
+        } else if late {
+            None
+        } else {
+            settling
+        };
+        Judgement {
+            tally: Tally { connected, current },
+            settle_until,
+        }
+    }
 }
 
 /// How many proxies are connected and how many serve the current version.
@@ -70,7 +191,11 @@ pub struct Hub {
     shadow: Mutex<HashMap<String, ShadowCounts>>,
     /// The status.shadow last written per policy, with its generation (see `status::shadow`).
     shadow_written: Mutex<HashMap<String, (Option<i64>, ShadowStatus)>>,
+    sequence: Mutex<Sequence>,
     pub ttl: Duration,
+    /// How long a proxy may take to load a new configuration before Programmed says it is
+    /// behind (and how long after start an empty fleet is not yet reported).
+    pub grace: Duration,
 }
 
 /// What a poll resolves to.
@@ -83,13 +208,45 @@ pub enum Poll {
 
 impl Hub {
     pub fn new(ttl: Duration) -> Hub {
+        Hub::with_grace(ttl, DEFAULT_GRACE)
+    }
+
+    pub fn with_grace(ttl: Duration, grace: Duration) -> Hub {
         Hub {
             current: watch::channel(None).0,
             acks: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
             shadow: Mutex::new(HashMap::new()),
             shadow_written: Mutex::new(HashMap::new()),
+            sequence: Mutex::new(Sequence::default()),
             ttl,
+            grace,
+        }
+    }
+
+    /// The acknowledgements as of `now`. Nothing is judged behind before `quiet_from +
+    /// grace` (the controller's start, or when it took the lease: proxies are still
+    /// reconnecting then).
+    pub fn fleet(&self, now: Instant, quiet_from: Instant) -> Fleet {
+        let seq = self.sequence.lock().unwrap_or_else(PoisonError::into_inner);
+        let acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
+        let proxies = acks
+            .values()
+            .filter(|a| now.saturating_duration_since(a.seen) <= self.ttl)
+            .map(|a| {
+                let s = a
+                    .version
+                    .as_ref()
+                    .and_then(|v| seq.by_version.get(v).copied());
+                (s, a.first_seen + self.grace)
+            })
+            .collect();
+        Fleet {
+            proxies,
+            policies: seq.policies.clone(),
+            now,
+            quiet_until: quiet_from + self.grace,
+            grace: self.grace,
         }
     }
 
@@ -165,6 +322,7 @@ impl Hub {
             return Ok(false);
         }
         let body = Bytes::from(serde_json::to_vec(doc)?);
+        self.sequence_publish(doc, Instant::now());
         self.current.send_replace(Some(Arc::new(Published {
             version: doc.version.clone(),
             body,
@@ -172,6 +330,42 @@ impl Hub {
         })));
         self.changed.send_modify(|n| *n += 1);
         Ok(true)
+    }
+
+    /// Gives `doc` the next sequence number; each policy keeps the sequence (and time) at
+    /// which its current configuration was first published.
+    fn sequence_publish(&self, doc: &ConfigDocument, now: Instant) {
+        let mut seq = self.sequence.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = seq.next;
+        seq.next += 1;
+        seq.by_version.insert(doc.version.clone(), n);
+        seq.order.push_back(doc.version.clone());
+        while seq.order.len() > REMEMBERED_VERSIONS {
+            if let Some(old) = seq.order.pop_front()
+                && seq.by_version.get(&old) != Some(&n)
+            {
+                seq.by_version.remove(&old);
+            }
+        }
+        let before = seq.policies.clone();
+        let policies = doc
+            .policies
+            .iter()
+            .map(|p| {
+                let id = format!("{}/{}", p.namespace, p.name);
+                let version = policy_version(&id, &p.spec);
+                let rollout = match before.get(&id) {
+                    Some(r) if r.version == version => r.clone(),
+                    _ => Rollout {
+                        version,
+                        seq: n,
+                        at: now,
+                    },
+                };
+                (id, rollout)
+            })
+            .collect();
+        seq.policies = Arc::new(policies);
     }
 
     pub fn current(&self) -> Option<Arc<Published>> {
@@ -191,11 +385,16 @@ impl Hub {
     pub fn ack(&self, proxy: &str, have: Option<&str>, now: Instant) {
         let mut acks = self.acks.lock().unwrap_or_else(PoisonError::into_inner);
         let version = have.map(str::to_string);
+        let first_seen = acks
+            .get(proxy)
+            .filter(|a| now.saturating_duration_since(a.seen) <= self.ttl)
+            .map_or(now, |a| a.first_seen);
         let prev = acks.insert(
             proxy.to_string(),
             Ack {
                 version: version.clone(),
                 seen: now,
+                first_seen,
             },
         );
         if prev.is_none_or(|p| p.version != version) {

@@ -68,10 +68,20 @@ pub struct Response {
     pub warnings: Vec<String>,
 }
 
-/// metav1.Status of a denial; the API server prints `message`.
+/// metav1.Status of a denial. The API server prefixes `message` with `admission webhook
+/// "<name>" denied the request: ` and passes the rest through.
+///
+/// Why `reason` is empty for an invalid spec rather than `Invalid`: kubectl prints a Status
+/// whose reason is `Invalid` as "The request is invalid: <causes>" and drops `message`, so the
+/// user never learns which webhook said no (or that it was not the CRD's own schema). With no
+/// reason kubectl prints "Error from server: … admission webhook "validate.corsgate.dev"
+/// denied the request: <every error, one per line>". The field-level `causes` (with the
+/// object's group, kind and name) stay in `details` for tools that read the Status
+/// (docs/webhook.md quotes both shapes).
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Status {
     pub code: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,6 +90,10 @@ pub struct Status {
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Details {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub group: String,
+    pub kind: String,
     pub causes: Vec<Cause>,
 }
 
@@ -148,7 +162,14 @@ fn allow(uid: String, warnings: Vec<String>) -> Response {
     }
 }
 
-fn deny(uid: String, reason: &str, code: u16, message: String, causes: Vec<Cause>) -> Response {
+fn deny(
+    uid: String,
+    name: &str,
+    reason: &str,
+    code: u16,
+    message: String,
+    causes: Vec<Cause>,
+) -> Response {
     Response {
         uid,
         allowed: false,
@@ -156,7 +177,12 @@ fn deny(uid: String, reason: &str, code: u16, message: String, causes: Vec<Cause
             code,
             reason: reason.into(),
             message,
-            details: (!causes.is_empty()).then_some(Details { causes }),
+            details: (!causes.is_empty()).then(|| Details {
+                name: name.into(),
+                group: GROUP.into(),
+                kind: KIND.into(),
+                causes,
+            }),
         }),
         warnings: Vec::new(),
     }
@@ -177,6 +203,7 @@ fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Res
         None => {
             return deny(
                 uid,
+                "",
                 "BadRequest",
                 400,
                 format!("the {} request carries no object", req.operation),
@@ -184,9 +211,10 @@ fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Res
             );
         }
     };
+    let name = req.name.clone().unwrap_or_default();
     let candidate = match candidate(&object, req.namespace, req.name) {
         Ok(c) => c,
-        Err(e) => return invalid(uid, vec![e]),
+        Err(e) => return invalid(uid, &name, vec![e]),
     };
     let spec_unchanged = req.operation == "UPDATE"
         && req
@@ -197,7 +225,7 @@ fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Res
     if let Err(errors) = crate::policy::validate(&candidate.spec)
         && !spec_unchanged
     {
-        return invalid(uid, errors);
+        return invalid(uid, &candidate.id.name, errors);
     }
     let mut warnings: Vec<String> = crate::policy::warnings(&candidate.spec)
         .iter()
@@ -215,6 +243,7 @@ fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Res
             .collect();
         return deny(
             uid,
+            &candidate.id.name,
             "Conflict",
             409,
             format!(
@@ -228,7 +257,7 @@ fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Res
     allow(uid, warnings)
 }
 
-fn invalid(uid: String, errors: Vec<FieldError>) -> Response {
+fn invalid(uid: String, name: &str, errors: Vec<FieldError>) -> Response {
     let causes = errors
         .iter()
         .map(|e| Cause {
@@ -242,7 +271,8 @@ fn invalid(uid: String, errors: Vec<FieldError>) -> Response {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n");
-    deny(uid, "Invalid", 422, message, causes)
+    // No reason: see `Status` for why not `Invalid`.
+    deny(uid, name, "", 422, message, causes)
 }
 
 /// The object's id, age and spec; a spec that does not deserialise names its field.
