@@ -279,3 +279,52 @@ async fn the_stream_answers_304_when_nothing_changes_and_400_without_a_proxy_nam
     assert_eq!(get(ctl_addr, "/nope", &[]).await.map(|r| r.0), Some(404));
     let _ = ctl.stop.send(true);
 }
+
+/// Issue 11's propagation figure where no cluster is at hand: a document published on the
+/// stream until every one of 3 proxies serves it, over 20 versions. Printed, not asserted
+/// (performance is for benchmarks); the cluster suite asserts p99 < 1 s from `kubectl apply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagation_to_three_proxies_is_measured() {
+    let up = upstream().await;
+    let ctl_addr = free_port();
+    let ctl = start_controller(ctl_addr, Duration::from_secs(60)).await;
+    let proxies: Vec<StreamProxy> = (0..3)
+        .map(|i| spawn_proxy(ctl_addr, &format!("edge-{i}")))
+        .collect();
+    let v0 = document(up, "https://v0.example");
+    ctl.hub.publish(&v0).expect("publish");
+    eventually("all proxies at v0", || {
+        ctl.hub.tally(Some(&v0.version), Instant::now()).current == 3
+    })
+    .await;
+    let mut times = Vec::new();
+    for n in 1..=20 {
+        let origin = format!("https://v{n}.example");
+        let doc = document(up, &origin);
+        let published = Instant::now();
+        ctl.hub.publish(&doc).expect("publish");
+        let deadline = published + Duration::from_secs(10);
+        'wait: loop {
+            let mut all = true;
+            for p in &proxies {
+                if allow_origin(p, &origin).await.as_deref() != Some(origin.as_str()) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                break 'wait;
+            }
+            assert!(Instant::now() < deadline, "version {n} not served in 10 s");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        times.push(published.elapsed());
+    }
+    times.sort();
+    println!(
+        "propagation over the loopback stream, 20 versions to 3 proxies: p50 {:?}, p99 {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    let _ = ctl.stop.send(true);
+}
