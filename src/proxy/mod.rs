@@ -9,7 +9,6 @@ pub mod admin;
 pub mod forward;
 pub mod metrics;
 pub mod rescue;
-pub mod server;
 pub mod shadow;
 pub mod store;
 pub mod stream;
@@ -26,8 +25,9 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use crate::config::{self, normalize_host};
+use crate::config::{self, finish, normalize_host};
 use crate::cors::{self, Action, Kind};
+use crate::serve::{self, Listener};
 use metrics::{Metrics, Outcome};
 pub use rescue::{ProxyError, rescue};
 use store::Store;
@@ -105,7 +105,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             host_value,
         )
         .await;
-        policy.response_headers.apply(resp.headers_mut());
+        finish(policy, None, resp.headers_mut());
         return resp;
     }
     if let Some(r) = &decision.rejection {
@@ -134,9 +134,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             counters.outcome(outcome);
             let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
             *r.status_mut() = StatusCode::NO_CONTENT;
-            decision.write_preflight(r.headers_mut());
-            policy.response_headers.apply(r.headers_mut());
-            return r;
+            r
         }
         Action::Reject => {
             counters.outcome(outcome);
@@ -161,8 +159,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             .await
         }
     };
-    decision.apply_to_response(resp.headers_mut());
-    policy.response_headers.apply(resp.headers_mut());
+    finish(policy, Some(&decision), resp.headers_mut());
     resp
 }
 
@@ -268,8 +265,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let upstreams = Arc::new(upstream::Upstreams::new()?);
     let store = Arc::new(Store::new(metrics, upstreams, opts.source.describe()));
-    let traffic = server::bind("traffic", opts.listen).await?;
-    let admin = server::bind("admin", opts.admin).await?;
+    let traffic = serve::bind("traffic", opts.listen).await?;
+    let admin = serve::bind("admin", opts.admin).await?;
     tracing::info!(
         listen = %traffic.local_addr()?,
         admin = %admin.local_addr()?,
@@ -288,7 +285,7 @@ pub async fn run(
                 loop {
                     tokio::select! {
                         _ = watch.changed(Duration::from_millis(150)) => reload(&watch_store, &path),
-                        () = server::stopped(&mut watch_stop) => break,
+                        () = serve::stopped(&mut watch_stop) => break,
                     }
                 }
             });
@@ -311,23 +308,10 @@ pub async fn run(
     let shared = Arc::new(Shared {
         store: store.clone(),
     });
-    let admin_store = store.clone();
-    let admin_task = tokio::spawn(server::serve(
-        "admin",
-        admin,
-        move |_| {
-            let store = admin_store.clone();
-            move |req: Request<Incoming>| {
-                let store = store.clone();
-                async move { admin::handle(&store, &req) }
-            }
-        },
-        shutdown.clone(),
-        Duration::from_secs(1),
-    ));
-    server::serve(
-        "traffic",
+    let admin_task = tokio::spawn(admin::admin(&store).serve(admin, shutdown.clone()));
+    serve::serve(
         traffic,
+        Listener::plain("traffic", opts.drain),
         move |peer: SocketAddr| {
             let shared = shared.clone();
             let peer = forward::peer_value(peer.ip());
@@ -337,7 +321,6 @@ pub async fn run(
             }
         },
         shutdown,
-        opts.drain,
     )
     .await;
     let _ = admin_task.await;

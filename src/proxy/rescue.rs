@@ -22,8 +22,6 @@ pub enum ProxyError {
         what: &'static str,
         reason: String,
     },
-    #[error("cannot build the upstream request: {0}")]
-    BadRequest(#[source] http::Error),
     #[error("upstream {upstream} did not answer within {seconds} s")]
     Timeout { upstream: String, seconds: u64 },
     #[error("upstream {upstream} failed: {source}")]
@@ -40,7 +38,6 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Rejected { .. } => StatusCode::FORBIDDEN,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -52,7 +49,6 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::NotReady => "not-ready",
             ProxyError::Rejected { .. } => "cors-rejected",
-            ProxyError::BadRequest(_) => "bad-request",
             ProxyError::Timeout { .. } => "upstream-timeout",
             ProxyError::Upstream {
                 source: super::upstream::UpstreamError::Connect(_),
