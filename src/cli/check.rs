@@ -60,3 +60,24 @@ pub fn check(paths: &[PathBuf]) -> Report {
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_example_checks_clean_and_a_missing_path_fails() {
+        let ok = check(&[PathBuf::from("examples/quickstart.yaml")]);
+        assert!(!ok.failed, "{}", ok.problems);
+        assert!(
+            ok.summary
+                .as_deref()
+                .is_some_and(|s| s.starts_with("ok: 3 policies valid (config version ")),
+            "{ok:?}"
+        );
+        let bad = check(&[PathBuf::from("examples/does-not-exist.yaml")]);
+        assert!(bad.failed);
+        assert_eq!(bad.summary, None);
+        assert!(bad.problems.starts_with("error: "), "{}", bad.problems);
+    }
+}

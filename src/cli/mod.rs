@@ -78,25 +78,10 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            eprintln!("error: {}", crate::serve::describe(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// `e` and its causes, each once (anyhow's `{:#}`).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// `corsgate explain`: exit 2 when the policies do not load, 1 when the browser blocks.

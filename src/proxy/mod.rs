@@ -71,6 +71,19 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     let decision = policy
         .cors
         .decide(cors::classify(req.method(), req.headers()));
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // Shadow: the action is what the policy would do; the request is forwarded untouched.
+        tracing::debug!(
+            policy = %policy.id,
+            method = %req.method(),
+            config_version = %live.snapshot.version,
+            shadow = policy.shadow,
+            kind = ?decision.kind,
+            action = ?decision.action,
+            reason = ?decision.rejection,
+            "decided"
+        );
+    }
     if policy.shadow {
         // Shadow: count what the policy would do, then forward untouched by CORS: no
         // preflight answered, no CORS or Vary header added, removed or replaced.
@@ -81,16 +94,6 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             shadow.record(
                 decision.rejection.as_ref(),
                 decision.request().origin.as_ref(),
-            );
-        }
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(
-                policy = %policy.id,
-                method = %req.method(),
-                config_version = %live.snapshot.version,
-                kind = ?decision.kind,
-                reason = ?decision.rejection,
-                "shadow: forwarded untouched"
             );
         }
         drop(decision);
@@ -118,17 +121,6 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
         (Kind::Actual, false) => Outcome::ActualAllowed,
         (Kind::Actual, true) => Outcome::OriginRejected,
     };
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        tracing::debug!(
-            policy = %policy.id,
-            method = %req.method(),
-            config_version = %live.snapshot.version,
-            kind = ?decision.kind,
-            action = ?decision.action,
-            reason = ?decision.rejection,
-            "decided"
-        );
-    }
     let mut resp = match decision.action {
         Action::Respond => {
             counters.outcome(outcome);

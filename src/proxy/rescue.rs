@@ -62,18 +62,8 @@ impl ProxyError {
 /// The response for an error: its status, a one-line plain-text body saying what happened
 /// (what a developer sees in the browser's network panel), and `x-corsgate-error`.
 pub fn rescue(err: &ProxyError) -> Response<Body> {
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(err);
     // hyper's errors wrap the useful part (connection refused, reset) a few levels down.
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !chain.contains(&s_text) {
-            chain.push_str(": ");
-            chain.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    let body = format!("corsgate: {chain}\n");
+    let body = format!("corsgate: {}\n", crate::serve::describe(err));
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = err.status();
     let h = resp.headers_mut();

@@ -75,3 +75,70 @@ impl Admin {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn admin(ready: Readiness) -> Admin {
+        Admin {
+            ready: Box::new(move || ready.clone()),
+            metrics: Box::new(|| "# EOF\n".into()),
+            config: Box::new(|| serde_json::json!({"version": "v1"})),
+        }
+    }
+
+    async fn get(a: &Admin, method: Method, path: &str) -> (StatusCode, String, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .expect("request");
+        let resp = a.handle(&req);
+        let ct = resp.headers()[http::header::CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, ct, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn routes_readiness_metrics_and_config() {
+        let up = admin(Ok("abc".into()));
+        assert_eq!(
+            get(&up, Method::GET, "/healthz").await,
+            (StatusCode::OK, TEXT.into(), "ok\n".into())
+        );
+        assert_eq!(
+            get(&up, Method::GET, "/readyz").await,
+            (StatusCode::OK, TEXT.into(), "ready: config abc\n".into())
+        );
+        let down = admin(Err("no snapshot yet"));
+        assert_eq!(
+            get(&down, Method::GET, "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT.into(),
+                "not ready: no snapshot yet\n".into()
+            )
+        );
+        let (status, ct, body) = get(&up, Method::HEAD, "/metrics").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "# EOF\n"));
+        assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+        let (status, ct, body) = get(&up, Method::GET, "/config").await;
+        assert_eq!((status, ct.as_str()), (StatusCode::OK, "application/json"));
+        let doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(doc["version"], "v1");
+        assert_eq!(
+            get(&up, Method::POST, "/healthz").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            get(&up, Method::GET, "/nope").await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -80,6 +80,22 @@ pub fn reply(
     r
 }
 
+/// An error and each of its causes, once (a cause whose text is already there is skipped):
+/// what a user sees in an error body or on stderr.
+pub fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// Binds a listener with a message that names the address.
 pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -187,6 +203,57 @@ pub async fn serve<M, H, Fut, B>(
             listener = name,
             deadline_seconds = how.drain.as_secs_f64(),
             "drain deadline passed; closing the remaining connections"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[source] Inner);
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner")]
+    struct Inner(#[source] std::io::Error);
+
+    #[test]
+    fn describe_names_each_cause_once() {
+        let e = Outer(Inner(std::io::Error::other("refused")));
+        assert_eq!(describe(&e), "outer: inner: refused");
+    }
+
+    #[tokio::test]
+    async fn drains_and_returns_on_shutdown() {
+        let listener = bind("test", "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(
+            listener,
+            Listener::plain("test", Duration::from_secs(1)),
+            |_| |_req| async { reply(StatusCode::OK, TEXT, "hi\n") },
+            rx,
+        ));
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.expect("read");
+        assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+        assert!(got.ends_with("hi\n"), "{got}");
+        let _ = stop.send(true);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops within the drain deadline")
+            .expect("no panic");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "no longer accepting"
         );
     }
 }
