@@ -2,8 +2,8 @@
 //! route, whether a browser preflights, each check of the preflight, the exact headers the
 //! edge sends, and whether a browser then lets the page read the response.
 //!
-//! It runs the same code as the proxy (`Snapshot::route`, `Cors::decide`,
-//! `Decision::write_preflight` / `apply_to_response`), on headers built from the arguments.
+//! It runs the same code as the proxy (`Snapshot::route`, `Cors::decide`, and
+//! `config::finish` for the headers of every response), on headers built from the arguments.
 
 use std::fmt::Write as _;
 
@@ -14,7 +14,7 @@ use http::header::{
     HeaderMap, HeaderValue, ORIGIN,
 };
 
-use crate::config::{CompiledPolicy, Snapshot, normalize_host};
+use crate::config::{CompiledPolicy, Snapshot, finish, normalize_host};
 use crate::cors::{self, Action, Kind, Matched};
 
 /// One request as a page would make it.
@@ -259,8 +259,7 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
     let Some(origin) = req.origin.clone() else {
         let mut h = HeaderMap::new();
         let d = policy.cors.decide(cors::CorsRequest::default());
-        d.apply_to_response(&mut h);
-        policy.response_headers.apply(&mut h);
+        finish(policy, Some(&d), &mut h);
         let _ = writeln!(
             o,
             "cors       not a CORS request: forwarded to {}; the edge adds to its response:",
@@ -339,23 +338,16 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         }
         let mut h = HeaderMap::new();
         let status = match d.action {
-            Action::Respond => {
-                d.write_preflight(&mut h);
-                "answered at the edge: 204 No Content".to_string()
-            }
+            Action::Respond => "answered at the edge: 204 No Content".to_string(),
             Action::Reject => {
-                d.apply_to_response(&mut h);
                 "rejected at the edge: 403 Forbidden (unmatchedPreflight: Reject)".to_string()
             }
-            Action::Forward => {
-                d.apply_to_response(&mut h);
-                format!(
-                    "forwarded to {}; on its response the edge sets",
-                    policy.upstream.url()
-                )
-            }
+            Action::Forward => format!(
+                "forwarded to {}; on its response the edge sets",
+                policy.upstream.url()
+            ),
         };
-        policy.response_headers.apply(&mut h);
+        finish(policy, Some(&d), &mut h);
         let _ = writeln!(o, "  result   {status}:");
         show_headers(o, &h);
         let browser = match d.action {
@@ -385,8 +377,7 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
             policy.upstream.url()
         ),
     };
-    d.apply_to_response(&mut h);
-    policy.response_headers.apply(&mut h);
+    finish(policy, Some(&d), &mut h);
     let _ = writeln!(o, "  result   {status}:");
     show_headers(o, &h);
     debug_assert!(d.kind == Kind::Actual);

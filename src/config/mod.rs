@@ -6,6 +6,7 @@
 //! `webhook` depend on this module; it depends on `policy` and `cors` only.
 
 pub mod compile;
+pub mod finish;
 pub mod load;
 pub mod shadow;
 pub mod snapshot;
@@ -18,5 +19,6 @@ mod preset_tests;
 mod tests;
 
 pub use compile::{CompiledPolicy, HeaderOps, PolicyId, SetHeader, UpstreamTarget};
+pub use finish::finish;
 pub use load::{LoadError, load_inputs, load_snapshot};
 pub use snapshot::{PolicyInput, PolicyReport, Rejected, Snapshot, normalize_host};

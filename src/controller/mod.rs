@@ -52,6 +52,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::policy::CorsPolicy;
+use crate::serve;
 use lease::LeaseOptions;
 use metrics::Metrics;
 use reconcile::Context;
@@ -209,10 +210,10 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::with_grace(opts.proxy_ttl, opts.programmed_grace));
     let health = Arc::new(Health::default());
-    let stream_listener = server::bind("config stream", opts.listen)
+    let stream_listener = serve::bind("config stream", opts.listen)
         .await
         .map_err(Error::Listen)?;
-    let admin_listener = server::bind("admin", opts.admin)
+    let admin_listener = serve::bind("admin", opts.admin)
         .await
         .map_err(Error::Listen)?;
     tracing::info!(
@@ -229,27 +230,9 @@ pub async fn run(
             server::serve_stream(stream_listener, stream_hub, wait, stop).await;
             Ok(())
         });
-        let (admin_hub, admin_health, admin_metrics, stop) = (
-            hub.clone(),
-            health.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
+        let (admin, stop) = (server::admin(&hub, &health, &metrics), shutdown.clone());
         tasks.spawn(async move {
-            server::serve(
-                "admin",
-                admin_listener,
-                move |req| {
-                    let (hub, health, metrics) = (
-                        admin_hub.clone(),
-                        admin_health.clone(),
-                        admin_metrics.clone(),
-                    );
-                    async move { server::admin(&hub, &health, &metrics, &req) }
-                },
-                stop,
-            )
-            .await;
+            admin.serve(admin_listener, stop).await;
             Ok(())
         });
     }
@@ -319,13 +302,13 @@ pub async fn run(
     tokio::select! {
         biased;
         () = stores_ready(&ctx.policies) => {}
-        () = server::stopped(&mut stop) => return Ok(()),
+        () = serve::stopped(&mut stop) => return Ok(()),
         Some(done) = tasks.join_next() => return task_ended(done),
     }
     tokio::select! {
         biased;
         () = stores_ready(&ctx.services) => {}
-        () = server::stopped(&mut stop) => return Ok(()),
+        () = serve::stopped(&mut stop) => return Ok(()),
         Some(done) = tasks.join_next() => return task_ended(done),
     }
     health.synced.store(true, Ordering::Release);
@@ -377,7 +360,7 @@ pub async fn run(
         acks.mark_unchanged();
         tokio::select! {
             biased;
-            () = server::stopped(&mut stop) => break,
+            () = serve::stopped(&mut stop) => break,
             () = policies_changed.notified() => dirty = true,
             () = services_changed.notified() => {}
             _ = acks.changed() => {}

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Either, Empty, Full};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
-use crate::proxy::{self, Body, ProxyOptions, server};
+use crate::proxy::{self, ProxyOptions};
+use crate::serve::{self, Listener, reply};
 
 /// The bundled example, also at `examples/quickstart.yaml`.
 pub const QUICKSTART: &str = include_str!("../../examples/quickstart.yaml");
@@ -39,17 +40,9 @@ pub struct DemoOptions {
     pub policies: Option<PathBuf>,
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Either::Right(Full::new(body.into())));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
-
 /// The echo upstream: `/status/NNN` answers NNN, `/slow/MS` waits, anything else answers
 /// 200 with what it received as JSON. Every answer carries `x-request-id`.
-async fn echo(counter: Arc<AtomicU64>, req: Request<Incoming>) -> Response<Body> {
+async fn echo(counter: Arc<AtomicU64>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
     let path = req.uri().path().to_string();
     let mut status = StatusCode::OK;
@@ -77,7 +70,7 @@ async fn echo(counter: Arc<AtomicU64>, req: Request<Incoming>) -> Response<Body>
         "path": path,
         "headers": headers,
     });
-    let mut r = text(
+    let mut r = reply(
         status,
         "application/json",
         serde_json::to_vec_pretty(&body).unwrap_or_default(),
@@ -95,13 +88,15 @@ async fn probe(
     api: SocketAddr,
     origin: &str,
     query: &str,
-) -> Response<Body> {
+) -> Response<Full<Bytes>> {
     let mut method = "GET".to_string();
     let mut path = "/".to_string();
     let mut headers = String::new();
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = v.replace("%2F", "/").replace("%2C", ",");
+        let v = percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned();
         match k {
             "method" => method = v,
             "path" => path = v,
@@ -126,7 +121,7 @@ async fn probe(
         b = b.method(method.as_str());
     }
     let Ok(req) = b.body(Empty::new()) else {
-        return text(StatusCode::BAD_REQUEST, "text/plain", "bad probe\n");
+        return reply(StatusCode::BAD_REQUEST, "text/plain", "bad probe\n");
     };
     let result = match client.request(req).await {
         Ok(resp) => {
@@ -146,7 +141,7 @@ async fn probe(
         }
         Err(e) => serde_json::json!({"error": e.to_string()}),
     };
-    text(
+    reply(
         StatusCode::OK,
         "application/json",
         serde_json::to_vec(&result).unwrap_or_default(),
@@ -176,18 +171,17 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
             file
         }
     };
-    let echo_listener = server::bind("demo upstream", opts.upstream).await?;
-    let page_listener = server::bind("demo page", opts.page).await?;
+    let echo_listener = serve::bind("demo upstream", opts.upstream).await?;
+    let page_listener = serve::bind("demo page", opts.page).await?;
     let counter = Arc::new(AtomicU64::new(0));
-    tokio::spawn(server::serve(
-        "demo-upstream",
+    tokio::spawn(serve::serve(
         echo_listener,
+        Listener::plain("demo-upstream", Duration::from_secs(1)),
         move |_| {
             let counter = counter.clone();
             move |req| echo(counter.clone(), req)
         },
         shutdown.clone(),
-        Duration::from_secs(1),
     ));
     let api = opts.listen;
     let page_origin = format!("http://{}", opts.page);
@@ -195,9 +189,9 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         Client::builder(TokioExecutor::new()).build_http();
     let page = PAGE.replace("__API__", &format!("http://localhost:{}", api.port()));
     let shared = Arc::new((client, page, page_origin.clone()));
-    tokio::spawn(server::serve(
-        "demo-page",
+    tokio::spawn(serve::serve(
         page_listener,
+        Listener::plain("demo-page", Duration::from_secs(1)),
         move |_| {
             let shared = shared.clone();
             move |req: Request<Incoming>| {
@@ -205,17 +199,16 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
                 async move {
                     let (client, page, origin) = &*shared;
                     match req.uri().path() {
-                        "/" => text(StatusCode::OK, "text/html; charset=utf-8", page.clone()),
+                        "/" => reply(StatusCode::OK, "text/html; charset=utf-8", page.clone()),
                         "/probe" => {
                             probe(client, api, origin, req.uri().query().unwrap_or("")).await
                         }
-                        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+                        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
                     }
                 }
             }
         },
         shutdown.clone(),
-        Duration::from_secs(1),
     ));
     println!();
     println!("  corsgate demo");

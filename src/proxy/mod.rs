@@ -9,7 +9,6 @@ pub mod admin;
 pub mod forward;
 pub mod metrics;
 pub mod rescue;
-pub mod server;
 pub mod shadow;
 pub mod store;
 pub mod stream;
@@ -26,8 +25,9 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use crate::config::{self, normalize_host};
+use crate::config::{self, finish, normalize_host};
 use crate::cors::{self, Action, Kind};
+use crate::serve::{self, Listener};
 use metrics::{Metrics, Outcome};
 pub use rescue::{ProxyError, rescue};
 use store::Store;
@@ -71,6 +71,19 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     let decision = policy
         .cors
         .decide(cors::classify(req.method(), req.headers()));
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // Shadow: the action is what the policy would do; the request is forwarded untouched.
+        tracing::debug!(
+            policy = %policy.id,
+            method = %req.method(),
+            config_version = %live.snapshot.version,
+            shadow = policy.shadow,
+            kind = ?decision.kind,
+            action = ?decision.action,
+            reason = ?decision.rejection,
+            "decided"
+        );
+    }
     if policy.shadow {
         // Shadow: count what the policy would do, then forward untouched by CORS: no
         // preflight answered, no CORS or Vary header added, removed or replaced.
@@ -81,16 +94,6 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             shadow.record(
                 decision.rejection.as_ref(),
                 decision.request().origin.as_ref(),
-            );
-        }
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(
-                policy = %policy.id,
-                method = %req.method(),
-                config_version = %live.snapshot.version,
-                kind = ?decision.kind,
-                reason = ?decision.rejection,
-                "shadow: forwarded untouched"
             );
         }
         drop(decision);
@@ -105,7 +108,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             host_value,
         )
         .await;
-        policy.response_headers.apply(resp.headers_mut());
+        finish(policy, None, resp.headers_mut());
         return resp;
     }
     if let Some(r) = &decision.rejection {
@@ -118,25 +121,12 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
         (Kind::Actual, false) => Outcome::ActualAllowed,
         (Kind::Actual, true) => Outcome::OriginRejected,
     };
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        tracing::debug!(
-            policy = %policy.id,
-            method = %req.method(),
-            config_version = %live.snapshot.version,
-            kind = ?decision.kind,
-            action = ?decision.action,
-            reason = ?decision.rejection,
-            "decided"
-        );
-    }
     let mut resp = match decision.action {
         Action::Respond => {
             counters.outcome(outcome);
             let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
             *r.status_mut() = StatusCode::NO_CONTENT;
-            decision.write_preflight(r.headers_mut());
-            policy.response_headers.apply(r.headers_mut());
-            return r;
+            r
         }
         Action::Reject => {
             counters.outcome(outcome);
@@ -161,8 +151,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             .await
         }
     };
-    decision.apply_to_response(resp.headers_mut());
-    policy.response_headers.apply(resp.headers_mut());
+    finish(policy, Some(&decision), resp.headers_mut());
     resp
 }
 
@@ -268,8 +257,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let upstreams = Arc::new(upstream::Upstreams::new()?);
     let store = Arc::new(Store::new(metrics, upstreams, opts.source.describe()));
-    let traffic = server::bind("traffic", opts.listen).await?;
-    let admin = server::bind("admin", opts.admin).await?;
+    let traffic = serve::bind("traffic", opts.listen).await?;
+    let admin = serve::bind("admin", opts.admin).await?;
     tracing::info!(
         listen = %traffic.local_addr()?,
         admin = %admin.local_addr()?,
@@ -288,7 +277,7 @@ pub async fn run(
                 loop {
                     tokio::select! {
                         _ = watch.changed(Duration::from_millis(150)) => reload(&watch_store, &path),
-                        () = server::stopped(&mut watch_stop) => break,
+                        () = serve::stopped(&mut watch_stop) => break,
                     }
                 }
             });
@@ -311,23 +300,10 @@ pub async fn run(
     let shared = Arc::new(Shared {
         store: store.clone(),
     });
-    let admin_store = store.clone();
-    let admin_task = tokio::spawn(server::serve(
-        "admin",
-        admin,
-        move |_| {
-            let store = admin_store.clone();
-            move |req: Request<Incoming>| {
-                let store = store.clone();
-                async move { admin::handle(&store, &req) }
-            }
-        },
-        shutdown.clone(),
-        Duration::from_secs(1),
-    ));
-    server::serve(
-        "traffic",
+    let admin_task = tokio::spawn(admin::admin(&store).serve(admin, shutdown.clone()));
+    serve::serve(
         traffic,
+        Listener::plain("traffic", opts.drain),
         move |peer: SocketAddr| {
             let shared = shared.clone();
             let peer = forward::peer_value(peer.ip());
@@ -337,7 +313,6 @@ pub async fn run(
             }
         },
         shutdown,
-        opts.drain,
     )
     .await;
     let _ = admin_task.await;

@@ -22,8 +22,6 @@ pub enum ProxyError {
         what: &'static str,
         reason: String,
     },
-    #[error("cannot build the upstream request: {0}")]
-    BadRequest(#[source] http::Error),
     #[error("upstream {upstream} did not answer within {seconds} s")]
     Timeout { upstream: String, seconds: u64 },
     #[error("upstream {upstream} failed: {source}")]
@@ -40,7 +38,6 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Rejected { .. } => StatusCode::FORBIDDEN,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -52,7 +49,6 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::NotReady => "not-ready",
             ProxyError::Rejected { .. } => "cors-rejected",
-            ProxyError::BadRequest(_) => "bad-request",
             ProxyError::Timeout { .. } => "upstream-timeout",
             ProxyError::Upstream {
                 source: super::upstream::UpstreamError::Connect(_),
@@ -66,18 +62,8 @@ impl ProxyError {
 /// The response for an error: its status, a one-line plain-text body saying what happened
 /// (what a developer sees in the browser's network panel), and `x-corsgate-error`.
 pub fn rescue(err: &ProxyError) -> Response<Body> {
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(err);
     // hyper's errors wrap the useful part (connection refused, reset) a few levels down.
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !chain.contains(&s_text) {
-            chain.push_str(": ");
-            chain.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    let body = format!("corsgate: {chain}\n");
+    let body = format!("corsgate: {}\n", crate::serve::describe(err));
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *resp.status_mut() = err.status();
     let h = resp.headers_mut();

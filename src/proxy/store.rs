@@ -72,10 +72,6 @@ impl Store {
         self.live.load_full()
     }
 
-    pub fn ready(&self) -> bool {
-        self.live.load().is_some()
-    }
-
     pub fn version(&self) -> Option<String> {
         self.live
             .load()

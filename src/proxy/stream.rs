@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full};
@@ -23,16 +24,19 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
-use super::server;
 use super::store::Store;
 use crate::config::shadow::{PolicyShadow, ShadowReport};
-use crate::config::wire::ConfigDocument;
+use crate::config::wire::{ConfigDocument, WireError};
+use crate::serve;
 
 /// The largest config document accepted (a bound on what a confused server can make us hold).
 const MAX_DOCUMENT: usize = 64 << 20;
+/// How long a shadow report may take.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of `corsgate proxy --controller`.
 #[derive(Debug, Clone)]
@@ -48,35 +52,69 @@ pub struct StreamOptions {
     pub poll_timeout: Duration,
     /// How often shadow-mode counts are reported to the controller.
     pub shadow_report: Duration,
+    /// Bound on connecting to the controller.
+    pub connect_timeout: Duration,
 }
 
-/// Exponential backoff with full jitter (a random delay in [0, current]), doubling to `max`.
-#[derive(Debug, Clone)]
+/// Why talking to the controller failed. The message is what `/config` shows in `lastLoad`.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("bad controller URL: {0}")]
+    Url(#[source] http::Error),
+    #[error("cannot reach the controller: {0}")]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
+    #[error("the controller did not answer in time")]
+    Timeout,
+    #[error("the config document did not arrive in time")]
+    BodyTimeout,
+    #[error("cannot read the config document: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the controller answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("the controller answered {0}")]
+    Refused(StatusCode),
+    #[error(transparent)]
+    Document(#[from] WireError),
+    #[error("cannot encode the shadow report: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Exponential backoff (`backon`'s schedule: `min`, doubling, capped at `max`) with full
+/// jitter on top: a random delay in [0, current], never below `min / 2`. backon's own jitter
+/// adds up to one more window (so it could exceed `max`), hence the jitter here.
+#[derive(Debug)]
 pub struct Backoff {
+    builder: ExponentialBuilder,
+    schedule: <ExponentialBuilder as BackoffBuilder>::Backoff,
     min: Duration,
     max: Duration,
-    current: Duration,
 }
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Backoff {
+        let builder = ExponentialBuilder::new()
+            .with_min_delay(min)
+            .with_max_delay(max.max(min))
+            .without_max_times();
         Backoff {
+            builder,
+            schedule: builder.build(),
             min,
-            max,
-            current: min,
+            max: max.max(min),
         }
     }
 
     pub fn reset(&mut self) {
-        self.current = self.min;
+        self.schedule = self.builder.build();
     }
 
     /// The next delay; `unit` in [0, 1) picks where in the window it lands.
     pub fn next_with(&mut self, unit: f64) -> Duration {
-        let window = self.current;
-        self.current = (self.current * 2).min(self.max);
-        let d = window.mul_f64(unit.clamp(0.0, 1.0));
-        d.max(self.min / 2)
+        // backon multiplies in f32; whole milliseconds (tokio's timer resolution) drop the noise.
+        let window = self.schedule.next().unwrap_or(self.max).as_secs_f64() * 1000.0;
+        Duration::from_millis(window.round() as u64)
+            .mul_f64(unit.clamp(0.0, 1.0))
+            .max(self.min / 2)
     }
 
     pub fn next_delay(&mut self) -> Duration {
@@ -90,92 +128,89 @@ pub enum PollResult {
     Installed(String),
     Unchanged,
     /// Keep serving; retry after a backoff.
-    Failed(String),
+    Failed(StreamError),
 }
 
 type StreamClient = Client<HttpConnector, Empty<Bytes>>;
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Everything but RFC 3986's unreserved characters is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `base` (trailing slashes dropped) joined with `path_and_query`.
+fn controller_uri(base: &Uri, path_and_query: &str) -> Result<Uri, http::Error> {
+    let base = base.to_string();
+    Ok(format!("{}{path_and_query}", base.trim_end_matches('/')).parse::<Uri>()?)
 }
 
 /// The poll URL for `base`.
 pub fn poll_uri(base: &Uri, have: Option<&str>, proxy: &str) -> Result<Uri, http::Error> {
-    let base = base.to_string();
-    let base = base.trim_end_matches('/');
-    let uri = format!(
-        "{base}/v1/config?version={}&proxy={}",
-        percent_encode(have.unwrap_or("")),
-        percent_encode(proxy)
-    );
-    Ok(uri.parse::<Uri>()?)
+    controller_uri(
+        base,
+        &format!(
+            "/v1/config?version={}&proxy={}",
+            utf8_percent_encode(have.unwrap_or(""), QUERY_VALUE),
+            utf8_percent_encode(proxy, QUERY_VALUE)
+        ),
+    )
 }
 
 /// One long poll; installs what it gets.
 pub async fn poll_once(client: &StreamClient, store: &Store, opts: &StreamOptions) -> PollResult {
-    let have = store.version();
-    let uri = match poll_uri(&opts.controller, have.as_deref(), &opts.proxy_id) {
-        Ok(u) => u,
-        Err(e) => return PollResult::Failed(format!("bad controller URL: {e}")),
-    };
-    let req = match Request::get(uri).body(Empty::new()) {
+    match try_poll(client, store, opts).await {
         Ok(r) => r,
-        Err(e) => return PollResult::Failed(format!("cannot build the request: {e}")),
-    };
-    let resp = match tokio::time::timeout(opts.poll_timeout, client.request(req)).await {
-        Err(_) => return PollResult::Failed("the controller did not answer in time".into()),
-        Ok(Err(e)) => return PollResult::Failed(format!("cannot reach the controller: {e}")),
-        Ok(Ok(r)) => r,
-    };
+        Err(e) => PollResult::Failed(e),
+    }
+}
+
+async fn try_poll(
+    client: &StreamClient,
+    store: &Store,
+    opts: &StreamOptions,
+) -> Result<PollResult, StreamError> {
+    let have = store.version();
+    let uri =
+        poll_uri(&opts.controller, have.as_deref(), &opts.proxy_id).map_err(StreamError::Url)?;
+    let req = Request::get(uri)
+        .body(Empty::new())
+        .map_err(StreamError::Url)?;
+    let resp = tokio::time::timeout(opts.poll_timeout, client.request(req))
+        .await
+        .map_err(|_| StreamError::Timeout)?
+        .map_err(StreamError::Unreachable)?;
     match resp.status() {
-        StatusCode::NOT_MODIFIED => PollResult::Unchanged,
+        StatusCode::NOT_MODIFIED => Ok(PollResult::Unchanged),
         StatusCode::OK => {
-            let body = match tokio::time::timeout(opts.poll_timeout, read_body(resp.into_body()))
+            let body = tokio::time::timeout(opts.poll_timeout, read_body(resp.into_body()))
                 .await
-            {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => return PollResult::Failed(e),
-                Err(_) => {
-                    return PollResult::Failed("the config document did not arrive in time".into());
-                }
-            };
-            match ConfigDocument::parse(&body).and_then(ConfigDocument::into_snapshot) {
-                Ok(snap) => {
-                    let v = snap.version.clone();
-                    let policies = snap.policies.len();
-                    if store.install(snap) {
-                        tracing::info!(version = %v, policies, "configuration from the controller installed");
-                    }
-                    PollResult::Installed(v)
-                }
-                Err(e) => PollResult::Failed(e.to_string()),
+                .map_err(|_| StreamError::BodyTimeout)??;
+            let snap = ConfigDocument::parse(&body).and_then(ConfigDocument::into_snapshot)?;
+            let v = snap.version.clone();
+            let policies = snap.policies.len();
+            if store.install(snap) {
+                tracing::info!(version = %v, policies, "configuration from the controller installed");
             }
+            Ok(PollResult::Installed(v))
         }
-        other => {
+        status => {
             let body = read_body(resp.into_body()).await.unwrap_or_default();
-            PollResult::Failed(format!(
-                "the controller answered {other}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ))
+            Err(StreamError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            })
         }
     }
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, String> {
-    let limited = http_body_util::Limited::new(body, MAX_DOCUMENT);
-    limited
+async fn read_body(body: Incoming) -> Result<Bytes, StreamError> {
+    http_body_util::Limited::new(body, MAX_DOCUMENT)
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| format!("cannot read the config document: {e}"))
+        .map_err(StreamError::Body)
 }
 
 /// Polls until `shutdown`, keeping the last good snapshot through any failure.
@@ -186,13 +221,13 @@ pub async fn subscribe(
 ) {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_connect_timeout(Some(opts.connect_timeout));
     let client: StreamClient = Client::builder(TokioExecutor::new()).build(connector);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
     loop {
         let result = tokio::select! {
             r = poll_once(&client, &store, &opts) => r,
-            () = server::stopped(&mut shutdown) => return,
+            () = serve::stopped(&mut shutdown) => return,
         };
         let delay = match result {
             PollResult::Installed(_) | PollResult::Unchanged => {
@@ -200,7 +235,7 @@ pub async fn subscribe(
                 continue;
             }
             PollResult::Failed(why) => {
-                if store.fail(vec![why.clone()]) {
+                if store.fail(vec![why.to_string()]) {
                     match store.version() {
                         Some(v) => {
                             tracing::warn!(error = %why, version = %v, "config stream failed; still serving the last good configuration")
@@ -215,7 +250,7 @@ pub async fn subscribe(
         };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = server::stopped(&mut shutdown) => return,
+            () = serve::stopped(&mut shutdown) => return,
         }
     }
 }
@@ -227,24 +262,21 @@ async fn send_report(
     client: &ReportClient,
     base: &Uri,
     report: &ShadowReport,
-) -> Result<(), String> {
-    let base = base.to_string();
-    let uri: Uri = format!("{}/v1/shadow", base.trim_end_matches('/'))
-        .parse()
-        .map_err(|e| format!("bad controller URL: {e}"))?;
-    let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+) -> Result<(), StreamError> {
+    let uri = controller_uri(base, "/v1/shadow").map_err(StreamError::Url)?;
+    let body = serde_json::to_vec(report).map_err(StreamError::Encode)?;
     let req = Request::post(uri)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .map_err(StreamError::Url)?;
+    let resp = tokio::time::timeout(REPORT_TIMEOUT, client.request(req))
         .await
-        .map_err(|_| "the controller did not answer in time".to_string())?
-        .map_err(|e| format!("cannot reach the controller: {e}"))?;
+        .map_err(|_| StreamError::Timeout)?
+        .map_err(StreamError::Unreachable)?;
     if resp.status() == StatusCode::NO_CONTENT {
         Ok(())
     } else {
-        Err(format!("the controller answered {}", resp.status()))
+        Err(StreamError::Refused(resp.status()))
     }
 }
 
@@ -281,7 +313,7 @@ pub async fn report_shadow(
     loop {
         tokio::select! {
             () = tokio::time::sleep(opts.shadow_report) => report_once(&client, &metrics, &opts).await,
-            () = server::stopped(&mut shutdown) => return,
+            () = serve::stopped(&mut shutdown) => return,
         }
     }
 }
@@ -318,6 +350,7 @@ mod tests {
             backoff_max: Duration::from_millis(10),
             poll_timeout: Duration::from_secs(1),
             shadow_report: every,
+            connect_timeout: Duration::from_secs(1),
         }
     }
 

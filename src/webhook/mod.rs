@@ -69,16 +69,8 @@ impl ReviewError {
 /// What can stop the webhook from serving.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{what}: {message}")]
-    Pem { what: String, message: String },
-    #[error("invalid TLS certificate or key: {0}")]
-    Tls(#[source] rustls::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::serve::TlsError),
     #[error("cannot generate a certificate: {0}")]
     Generate(#[source] rcgen::Error),
     #[error("Secret {secret}: {message}")]
@@ -147,14 +139,9 @@ pub async fn run(
             Arc::new(server::TlsSource::Memory(current))
         }
     };
-    let listener = tokio::net::TcpListener::bind(opts.addr)
+    let listener = crate::serve::bind("webhook", opts.addr)
         .await
-        .map_err(|e| {
-            Error::Listen(std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {} (webhook): {e}", opts.addr),
-            ))
-        })?;
+        .map_err(Error::Listen)?;
     tracing::info!(addr = %opts.addr, reject_conflicts = opts.reject_conflicts, "admission webhook serving");
     let handler = Arc::new(server::Handler {
         existing,

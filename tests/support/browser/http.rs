@@ -22,11 +22,7 @@ pub struct Reply {
 impl Reply {
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.all(name).first().copied()
     }
 
     /// Every value of a header, one per line received.

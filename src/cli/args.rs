@@ -1,0 +1,332 @@
+//! The flags of every subcommand, with their defaults (README's flag tables list them), and
+//! their conversion into each module's options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::controller::ControllerOptions;
+use crate::controller::lease::LeaseOptions;
+use crate::demo::DemoOptions;
+use crate::proxy::stream::StreamOptions;
+use crate::proxy::{ProxyOptions, Source};
+use crate::webhook::certs::ManagedOptions;
+use crate::webhook::{TlsMode, WebhookOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "corsgate",
+    version,
+    about = "CORS at the edge: CorsPolicy resources, a Fetch-correct engine, an edge proxy"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CORSGATE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The edge proxy: standalone on policy files (--policies, reloading on change), or on a
+    /// controller's config stream (--controller).
+    Proxy(ProxyArgs),
+    /// The operator: watches CorsPolicy and Service, writes status (as the Lease holder),
+    /// serves the config stream to proxies. Uses the kubeconfig or in-cluster service account.
+    Controller(ControllerArgs),
+    /// Validate policy files offline; exit 1 on any error.
+    Check {
+        /// Policy files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Explain what the edge does with one browser request, step by step.
+    Explain(ExplainArgs),
+    /// Run the proxy on the bundled example with an echo upstream and a page on another origin.
+    Demo(DemoArgs),
+    /// Print the CorsPolicy CustomResourceDefinition (YAML) generated from the Rust types.
+    Crd,
+}
+
+#[derive(clap::Args)]
+pub struct ProxyArgs {
+    /// Policy file (multi-document YAML) or directory of them.
+    #[arg(
+        long,
+        required_unless_present = "controller",
+        conflicts_with = "controller"
+    )]
+    pub policies: Option<PathBuf>,
+    /// The controller's config stream, e.g. http://corsgate-controller.corsgate:9090.
+    #[arg(long)]
+    pub controller: Option<http::Uri>,
+    /// This proxy's name in the controller's acknowledgements (default: $POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub proxy_id: Option<String>,
+    /// Traffic address.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Admin address: /healthz, /readyz, /metrics, /config.
+    #[arg(long, default_value = "0.0.0.0:9901")]
+    pub admin: SocketAddr,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, default_value_t = 25)]
+    pub drain_timeout_seconds: u64,
+    /// Re-read the policies this often even without a file event.
+    #[arg(long, default_value_t = 5)]
+    pub poll_interval_seconds: u64,
+    /// Worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// With --controller: how often Shadow-mode counts are reported to the controller.
+    #[arg(long, default_value_t = 10)]
+    pub shadow_report_seconds: u64,
+    /// With --controller: the first retry delay after a failed poll (doubles up to --stream-backoff-max-ms, with full jitter).
+    #[arg(long, default_value_t = 200)]
+    pub stream_backoff_min_ms: u64,
+    /// With --controller: the longest retry delay after failed polls.
+    #[arg(long, default_value_t = 10_000)]
+    pub stream_backoff_max_ms: u64,
+    /// With --controller: client-side bound on one poll (keep it above the controller's --long-poll-seconds).
+    #[arg(long, default_value_t = 120)]
+    pub stream_poll_timeout_seconds: u64,
+    /// With --controller: bound on connecting to the controller.
+    #[arg(long, default_value_t = 5)]
+    pub stream_connect_timeout_seconds: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ControllerArgs {
+    /// Config stream address (proxies long-poll GET /v1/config here).
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+    /// Admin address: /healthz, /readyz, /metrics, /config.
+    #[arg(long, default_value = "0.0.0.0:9902")]
+    pub admin: SocketAddr,
+    /// Watch only this namespace (repeatable); default: every namespace.
+    #[arg(long = "namespace")]
+    pub namespaces: Vec<String>,
+    /// Quiet time after a change before rebuilding.
+    #[arg(long, default_value_t = 250)]
+    pub debounce_ms: u64,
+    /// How long a current proxy's poll waits for a new version.
+    #[arg(long, default_value_t = 30)]
+    pub long_poll_seconds: u64,
+    /// A proxy unseen this long no longer counts for Programmed.
+    #[arg(long, default_value_t = 90)]
+    pub proxy_ttl_seconds: u64,
+    /// How long a proxy may take to load a new config (and, after start or a lease takeover, to reconnect) before Programmed reports it behind; status writes wait that long rather than flap.
+    #[arg(long, default_value_t = 5000)]
+    pub programmed_grace_ms: u64,
+    /// At most one status write per policy per this interval; changes in between are coalesced.
+    #[arg(long, default_value_t = 2000)]
+    pub status_min_interval_ms: u64,
+    /// Elect one status writer with a coordination.k8s.io Lease (--leader-election=false: this replica always writes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    #[arg(long, default_value = "corsgate-controller")]
+    pub lease_name: String,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// This replica's identity in the Lease and in Events (default: $POD_NAME, else host name and a random suffix).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Serve the validating admission webhook (HTTPS, POST /validate) on this address, e.g. 0.0.0.0:8443. Default: off.
+    #[arg(long)]
+    pub webhook: Option<SocketAddr>,
+    /// The Service in front of the webhook: the generated certificate is for SERVICE.NAMESPACE.svc.
+    #[arg(long, default_value = "corsgate-webhook")]
+    pub webhook_service: String,
+    /// Namespace of the webhook's Service and Secret (default: $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub webhook_namespace: Option<String>,
+    /// Secret holding the generated CA and serving certificate (not used with --tls-cert).
+    #[arg(long, default_value = "corsgate-webhook-tls")]
+    pub webhook_secret: String,
+    /// ValidatingWebhookConfiguration whose caBundle is kept patched (not used with --tls-cert).
+    #[arg(long, default_value = "corsgate")]
+    pub webhook_config_name: String,
+    /// Serving certificate (PEM) for the webhook, e.g. from cert-manager; re-read per connection. Disables Secret and caBundle management.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Deny a policy whose host and path another policy already serves (default: admit with a warning).
+    #[arg(long)]
+    pub reject_conflicts: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// Policy file or directory.
+    #[arg(long)]
+    pub policies: PathBuf,
+    /// The request's host (the API's host name).
+    #[arg(long)]
+    pub host: String,
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// The page's origin; omit for a same-origin or non-browser request.
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// A request header the page sets: `name` or `name: value` (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// The page uses credentials: "include" (cookies, HTTP auth).
+    #[arg(long)]
+    pub credentials: bool,
+    /// The page asks for private network access.
+    #[arg(long)]
+    pub private_network: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub page: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub upstream: SocketAddr,
+    /// Serve these policies instead of the bundled quickstart.
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+}
+
+impl ProxyArgs {
+    /// The proxy's options (`--controller` wins over `--policies`; clap makes them exclusive).
+    pub fn into_options(self) -> ProxyOptions {
+        let source = match (self.controller, self.policies) {
+            (Some(controller), _) => Source::Controller(StreamOptions {
+                controller,
+                proxy_id: self.proxy_id.unwrap_or_else(host_name),
+                backoff_min: Duration::from_millis(self.stream_backoff_min_ms.max(1)),
+                backoff_max: Duration::from_millis(
+                    self.stream_backoff_max_ms
+                        .max(self.stream_backoff_min_ms.max(1)),
+                ),
+                poll_timeout: Duration::from_secs(self.stream_poll_timeout_seconds.max(1)),
+                shadow_report: Duration::from_secs(self.shadow_report_seconds.max(1)),
+                connect_timeout: Duration::from_secs(self.stream_connect_timeout_seconds.max(1)),
+            }),
+            (None, path) => Source::Files {
+                // clap requires --policies without --controller.
+                path: path.unwrap_or_default(),
+                poll: Duration::from_secs(self.poll_interval_seconds.max(1)),
+            },
+        };
+        ProxyOptions {
+            listen: self.listen,
+            admin: self.admin,
+            drain: Duration::from_secs(self.drain_timeout_seconds),
+            source,
+        }
+    }
+}
+
+impl ControllerArgs {
+    /// The controller's options; namespaces not given default to the client's.
+    pub fn into_options(self, client: &kube::Client) -> ControllerOptions {
+        let identity = self
+            .identity
+            .unwrap_or_else(|| format!("{}-{:08x}", host_name(), rand::random::<u32>()));
+        let lease = self.leader_election.then(|| LeaseOptions {
+            name: self.lease_name,
+            namespace: self
+                .lease_namespace
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            identity: identity.clone(),
+            duration: Duration::from_secs(self.lease_duration_seconds.max(2)),
+            grace: Duration::from_secs((self.lease_duration_seconds / 3).max(1)),
+        });
+        let webhook = self.webhook.map(|addr| {
+            let tls = match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+                _ => TlsMode::Managed(ManagedOptions {
+                    service: self.webhook_service,
+                    namespace: self
+                        .webhook_namespace
+                        .unwrap_or_else(|| client.default_namespace().to_string()),
+                    secret: self.webhook_secret,
+                    config_name: self.webhook_config_name,
+                }),
+            };
+            WebhookOptions {
+                addr,
+                tls,
+                reject_conflicts: self.reject_conflicts,
+            }
+        });
+        ControllerOptions {
+            listen: self.listen,
+            admin: self.admin,
+            namespaces: self.namespaces,
+            debounce: Duration::from_millis(self.debounce_ms),
+            long_poll: Duration::from_secs(self.long_poll_seconds.max(1)),
+            proxy_ttl: Duration::from_secs(self.proxy_ttl_seconds.max(3)),
+            programmed_grace: Duration::from_millis(self.programmed_grace_ms),
+            status_min_interval: Duration::from_millis(self.status_min_interval_ms),
+            lease,
+            instance: identity,
+            webhook,
+        }
+    }
+}
+
+impl ExplainArgs {
+    /// The request to explain.
+    pub fn into_request(self) -> crate::explain::Request {
+        crate::explain::Request {
+            host: self.host,
+            path: self.path,
+            method: self.method,
+            origin: self.origin,
+            headers: self.headers,
+            credentials: self.credentials,
+            private_network: self.private_network,
+        }
+    }
+}
+
+impl DemoArgs {
+    pub fn into_options(self) -> DemoOptions {
+        DemoOptions {
+            listen: self.listen,
+            admin: self.admin,
+            page: self.page,
+            upstream: self.upstream,
+            policies: self.policies,
+        }
+    }
+}
+
+/// This machine's name: `$HOSTNAME`, else /etc/hostname, else "corsgate".
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "corsgate".into())
+}

@@ -1,0 +1,83 @@
+//! `corsgate check`: validates policy files offline with the same code as the webhook and
+//! the controller (`config::load_inputs`, `Snapshot::build`), and reports every problem.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::config::{self, Rejected, Snapshot};
+
+/// What `check` found: the lines for stderr, the line for stdout, and whether it failed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// `error: …` and `warning: …` lines.
+    pub problems: String,
+    /// `ok: …` when nothing failed.
+    pub summary: Option<String>,
+    pub failed: bool,
+}
+
+/// Checks the policies under `paths`. Conflicts are warnings; invalid documents errors.
+pub fn check(paths: &[PathBuf]) -> Report {
+    let mut report = Report::default();
+    let out = &mut report.problems;
+    let mut inputs = Vec::new();
+    for p in paths {
+        match config::load_inputs(p) {
+            Ok(i) => inputs.extend(i),
+            Err(errors) => {
+                report.failed = true;
+                for e in errors {
+                    let _ = writeln!(out, "error: {e}");
+                }
+            }
+        }
+    }
+    let snap = Snapshot::build(inputs);
+    for r in &snap.rejected {
+        let at = r.source.as_deref().unwrap_or("?");
+        match &r.rejected {
+            Rejected::InvalidSpec { errors } => {
+                report.failed = true;
+                for e in errors {
+                    let _ = writeln!(out, "error: {at}: policy {}: {e}", r.policy);
+                }
+            }
+            Rejected::Conflicted { winner, host, path } => {
+                let _ = writeln!(
+                    out,
+                    "warning: {at}: policy {} conflicts with {winner} on host {host} path {path}; the older policy ({winner}) wins and {} will not serve",
+                    r.policy, r.policy
+                );
+            }
+        }
+    }
+    if !report.failed {
+        report.summary = Some(format!(
+            "ok: {} policies valid (config version {})",
+            snap.policies.len(),
+            snap.version
+        ));
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_example_checks_clean_and_a_missing_path_fails() {
+        let ok = check(&[PathBuf::from("examples/quickstart.yaml")]);
+        assert!(!ok.failed, "{}", ok.problems);
+        assert!(
+            ok.summary
+                .as_deref()
+                .is_some_and(|s| s.starts_with("ok: 3 policies valid (config version ")),
+            "{ok:?}"
+        );
+        let bad = check(&[PathBuf::from("examples/does-not-exist.yaml")]);
+        assert!(bad.failed);
+        assert_eq!(bad.summary, None);
+        assert!(bad.problems.starts_with("error: "), "{}", bad.problems);
+    }
+}
