@@ -1,9 +1,15 @@
-//! Everything that makes a `CorsPolicySpec` valid, checked in one place for `corsgate check`,
-//! the proxy's file loader, and (later) the webhook and the controller. Each problem names
-//! the field path, what is wrong and how to fix it; all problems are reported, not the first.
+//! Parse, don't validate: `parse` turns a `CorsPolicySpec` into what the engine needs
+//! (presets expanded once, origins, regexes and the upstream URL parsed once) and collects
+//! every problem on the way; `validate` is its error list. `corsgate check`, the file loader,
+//! the webhook and the controller all go through it (`config::compile` builds on `parse`).
+//! Each problem names the field path, what is wrong and how to fix it; all problems are
+//! reported, not the first. Limits and defaults come from `limits.rs`.
 
 use std::fmt;
 
+use regex::RegexSet;
+
+use super::limits::{self, HSTS_DEFAULT_MAX_AGE, MAX_AGE_SECONDS, PORT, TIMEOUT_SECONDS};
 use super::{CorsPolicySpec, CorsPreset, CorsRule, ResponseHeaders, SecurityHeaders, Upstream};
 use crate::cors::lists::is_token;
 use crate::cors::origin::{OriginPattern, compile_patterns};
@@ -36,27 +42,51 @@ impl FieldError {
     }
 }
 
-/// Validates a spec, presets expanded (`CorsPolicySpec::with_presets`); `Err` holds every
-/// problem found.
-pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
+/// Origins parsed once: the entries of `allowOrigins` (or a rule's `origins`) and the
+/// compiled `allowOriginPatterns` (or `originPatterns`).
+#[derive(Debug, Clone, Default)]
+pub struct ParsedOrigins {
+    pub origins: Vec<OriginPattern>,
+    pub patterns: Option<RegexSet>,
+}
+
+/// A spec that passed every check, with what was parsed on the way: `config::compile`
+/// builds the engine from this and never re-parses a field.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The spec with its presets expanded (`with_presets`, called exactly once here).
+    pub expanded: CorsPolicySpec,
+    /// `spec.cors.allowOrigins` / `allowOriginPatterns`.
+    pub base: ParsedOrigins,
+    /// Each `spec.cors.rules[i]`'s origins, in order.
+    pub rules: Vec<ParsedOrigins>,
+    /// `spec.upstream.url`, when set (a Service is resolved by `config::compile`, which knows
+    /// the namespace).
+    pub upstream_url: Option<http::Uri>,
+}
+
+/// Parses a spec, presets expanded once; `Err` holds every problem found.
+pub fn parse(spec: &CorsPolicySpec) -> Result<Parsed, Vec<FieldError>> {
     let mut errs = Vec::new();
     hosts(&spec.hosts, &mut errs);
     paths(&spec.paths, &mut errs);
-    upstream(&spec.upstream, &mut errs);
+    let upstream_url = upstream(&spec.upstream, &mut errs);
     let effective = spec.with_presets();
     let cors = &effective.cors;
     let base = "spec.cors";
-    origins(
-        &format!("{base}.allowOrigins"),
-        &cors.allow_origins,
-        true,
-        &mut errs,
-    );
-    patterns(
-        &format!("{base}.allowOriginPatterns"),
-        &cors.allow_origin_patterns,
-        &mut errs,
-    );
+    let base_origins = ParsedOrigins {
+        origins: origins(
+            &format!("{base}.allowOrigins"),
+            &cors.allow_origins,
+            true,
+            &mut errs,
+        ),
+        patterns: patterns(
+            &format!("{base}.allowOriginPatterns"),
+            &cors.allow_origin_patterns,
+            &mut errs,
+        ),
+    };
     if let Some(m) = &cors.allow_methods {
         methods(&format!("{base}.allowMethods"), m, &mut errs);
     }
@@ -84,8 +114,9 @@ pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
                 "list the trusted origins (a wildcard such as \"https://*.example.com\" is fine), or set allowCredentials: false",
             ));
     }
+    let mut rules = Vec::with_capacity(cors.rules.len());
     for (i, rule) in cors.rules.iter().enumerate() {
-        self::rule(&format!("{base}.rules[{i}]"), rule, &mut errs);
+        rules.push(self::rule(&format!("{base}.rules[{i}]"), rule, &mut errs));
     }
     credentials_star(cors, &mut errs);
     if let Some(preset) = spec.cors.preset {
@@ -101,7 +132,20 @@ pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
     {
         security(sec, &mut errs);
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Parsed {
+        expanded: effective,
+        base: base_origins,
+        rules,
+        upstream_url,
+    })
+}
+
+/// Validates a spec: the error list of [`parse`].
+pub fn validate(spec: &CorsPolicySpec) -> Result<(), Vec<FieldError>> {
+    parse(spec).map(|_| ())
 }
 
 /// A problem with a value the user did not write but a preset filled in is reported on
@@ -163,15 +207,15 @@ pub fn host_error(h: &str) -> Option<(String, String)> {
             "use one leading \"*.\" label, e.g. \"*.example.com\"".into(),
         ));
     }
-    if name.len() > 253 {
+    if name.len() > limits::DNS_NAME_MAX {
         return Some((
-            format!("{h:?} is longer than 253 characters"),
+            format!("{h:?} is longer than {} characters", limits::DNS_NAME_MAX),
             "use a shorter host name".into(),
         ));
     }
     for label in name.split('.') {
         let ok = !label.is_empty()
-            && label.len() <= 63
+            && label.len() <= limits::DNS_LABEL_MAX
             && label
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -233,7 +277,8 @@ fn paths(paths: &[String], errs: &mut Vec<FieldError>) {
     }
 }
 
-fn upstream(u: &Upstream, errs: &mut Vec<FieldError>) {
+fn upstream(u: &Upstream, errs: &mut Vec<FieldError>) -> Option<http::Uri> {
+    let mut parsed = None;
     match (&u.service, &u.url) {
         (Some(_), Some(_)) | (None, None) => errs.push(FieldError::new(
             "spec.upstream",
@@ -241,11 +286,8 @@ fn upstream(u: &Upstream, errs: &mut Vec<FieldError>) {
             "set upstream.service {name, port} for a Service in this namespace, or upstream.url for any http(s) origin",
         )),
         (Some(s), None) => {
-            let name_ok = !s.name.is_empty()
-                && s.name.len() <= 63
-                && s.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && s.name.starts_with(|c: char| c.is_ascii_lowercase())
-                && !s.name.ends_with('-');
+            let name_ok = limits::is_dns_label(&s.name)
+                && s.name.starts_with(|c: char| c.is_ascii_lowercase());
             if !name_ok {
                 errs.push(FieldError::new(
                     "spec.upstream.service.name",
@@ -253,33 +295,37 @@ fn upstream(u: &Upstream, errs: &mut Vec<FieldError>) {
                     "use the Service's metadata.name: lower-case letters, digits and '-', starting with a letter",
                 ));
             }
-            if !(1..=65535).contains(&s.port) {
+            if !PORT.contains(&s.port) {
                 errs.push(FieldError::new(
                     "spec.upstream.service.port",
                     format!("{} is not a port number", s.port),
-                    "use the Service port (1-65535)",
+                    format!("use the Service port ({}-{})", PORT.start(), PORT.end()),
                 ));
             }
         }
-        (None, Some(url)) => {
-            if let Err(m) = upstream_url(url) {
-                errs.push(FieldError::new(
-                    "spec.upstream.url",
-                    format!("{url:?} {m}"),
-                    "write scheme://host[:port], e.g. \"http://127.0.0.1:9000\"",
-                ));
-            }
-        }
+        (None, Some(url)) => match upstream_url(url) {
+            Ok(uri) => parsed = Some(uri),
+            Err(m) => errs.push(FieldError::new(
+                "spec.upstream.url",
+                format!("{url:?} {m}"),
+                "write scheme://host[:port], e.g. \"http://127.0.0.1:9000\"",
+            )),
+        },
     }
     if let Some(t) = u.timeout_seconds
-        && !(1..=3600).contains(&t)
+        && !TIMEOUT_SECONDS.contains(&t)
     {
         errs.push(FieldError::new(
             "spec.upstream.timeoutSeconds",
             format!("{t} is out of range"),
-            "use 1 to 3600 seconds, or omit it for 30",
+            format!(
+                "use {} seconds, or omit it for {}",
+                limits::span(&TIMEOUT_SECONDS),
+                limits::DEFAULT_TIMEOUT_SECONDS
+            ),
         ));
     }
+    parsed
 }
 
 /// Parses an upstream URL: http or https, a host, no userinfo, path, query or fragment.
@@ -305,7 +351,13 @@ pub fn upstream_url(url: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
-fn origins(path: &str, origins: &[String], allow_star: bool, errs: &mut Vec<FieldError>) {
+fn origins(
+    path: &str,
+    origins: &[String],
+    allow_star: bool,
+    errs: &mut Vec<FieldError>,
+) -> Vec<OriginPattern> {
+    let mut parsed = Vec::with_capacity(origins.len());
     for (i, o) in origins.iter().enumerate() {
         match OriginPattern::parse(o) {
             Ok(OriginPattern::Any) if !allow_star => errs.push(FieldError::new(
@@ -313,15 +365,20 @@ fn origins(path: &str, origins: &[String], allow_star: bool, errs: &mut Vec<Fiel
                 "a rule cannot apply to \"*\": it would match every origin",
                 "put settings for every origin on spec.cors itself, and list specific origins in rules",
             )),
-            Ok(_) => {}
+            Ok(p) => parsed.push(p),
             Err(e) => errs.push(FieldError::new(format!("{path}[{i}]"), e.message, e.fix)),
         }
     }
+    parsed
 }
 
-fn patterns(path: &str, patterns: &[String], errs: &mut Vec<FieldError>) {
-    if let Err((i, e)) = compile_patterns(patterns) {
-        errs.push(FieldError::new(format!("{path}[{i}]"), e.message, e.fix));
+fn patterns(path: &str, patterns: &[String], errs: &mut Vec<FieldError>) -> Option<RegexSet> {
+    match compile_patterns(patterns) {
+        Ok(set) => set,
+        Err((i, e)) => {
+            errs.push(FieldError::new(format!("{path}[{i}]"), e.message, e.fix));
+            None
+        }
     }
 }
 
@@ -358,17 +415,21 @@ fn header_names(path: &str, names: &[String], errs: &mut Vec<FieldError>) {
 
 fn max_age(path: &str, v: Option<i32>, errs: &mut Vec<FieldError>) {
     if let Some(v) = v
-        && !(0..=86400).contains(&v)
+        && !MAX_AGE_SECONDS.contains(&v)
     {
         errs.push(FieldError::new(
             path,
             format!("{v} is out of range"),
-            "use 0 to 86400 seconds (browsers cap it lower: Chromium at 7200), or omit it",
+            format!(
+                "use {} seconds (browsers cap it lower: Chromium at {}), or omit it",
+                limits::span(&MAX_AGE_SECONDS),
+                limits::CHROMIUM_MAX_AGE
+            ),
         ));
     }
 }
 
-fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) {
+fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) -> ParsedOrigins {
     if r.origins.is_empty() && r.origin_patterns.is_empty() {
         errs.push(FieldError::new(
             format!("{path}.origins"),
@@ -376,8 +437,10 @@ fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) {
             "list the origins this rule is for, e.g. origins: [\"https://admin.example.com\"]",
         ));
     }
-    origins(&format!("{path}.origins"), &r.origins, false, errs);
-    patterns(&format!("{path}.originPatterns"), &r.origin_patterns, errs);
+    let parsed = ParsedOrigins {
+        origins: origins(&format!("{path}.origins"), &r.origins, false, errs),
+        patterns: patterns(&format!("{path}.originPatterns"), &r.origin_patterns, errs),
+    };
     if let Some(m) = &r.allow_methods {
         methods(&format!("{path}.allowMethods"), m, errs);
     }
@@ -388,6 +451,7 @@ fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) {
         header_names(&format!("{path}.exposeHeaders"), h, errs);
     }
     max_age(&format!("{path}.maxAgeSeconds"), r.max_age_seconds, errs);
+    parsed
 }
 
 /// Credentials never with "*" in methods, headers or exposed headers (the issue's CRD
@@ -459,19 +523,21 @@ fn reserved_header(name: &str) -> Option<&'static str> {
 fn security(sec: &SecurityHeaders, errs: &mut Vec<FieldError>) {
     const P: &str = "spec.responseHeaders.security";
     if let Some(h) = &sec.strict_transport_security {
-        let max_age = h.max_age_seconds.unwrap_or(31_536_000);
+        let max_age = h.max_age_seconds.unwrap_or(HSTS_DEFAULT_MAX_AGE);
         if max_age < 0 {
             errs.push(FieldError::new(
                 format!("{P}.strictTransportSecurity.maxAgeSeconds"),
                 format!("{max_age} is negative"),
-                "use 0 or more seconds (0 makes browsers forget the host; a year is 31536000)",
+                format!("use 0 or more seconds (0 makes browsers forget the host; a year is {HSTS_DEFAULT_MAX_AGE})"),
             ));
         }
-        if h.preload == Some(true) && (h.include_subdomains != Some(true) || max_age < 31_536_000) {
+        if h.preload == Some(true)
+            && (h.include_subdomains != Some(true) || max_age < HSTS_DEFAULT_MAX_AGE)
+        {
             errs.push(FieldError::new(
                 format!("{P}.strictTransportSecurity.preload"),
-                "preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000 (the browsers' preload lists refuse anything less)",
-                "set includeSubdomains: true and maxAgeSeconds: 31536000 or more, or drop preload",
+                format!("preload requires includeSubdomains: true and maxAgeSeconds of at least {HSTS_DEFAULT_MAX_AGE} (the browsers' preload lists refuse anything less)"),
+                format!("set includeSubdomains: true and maxAgeSeconds: {HSTS_DEFAULT_MAX_AGE} or more, or drop preload"),
             ));
         }
     }

@@ -17,11 +17,7 @@ use std::fmt;
 use super::{CorsPolicySpec, CorsRule};
 use crate::cors::origin::{OriginPattern, compile_patterns};
 
-/// Chromium caps Access-Control-Max-Age at 2 hours
-/// (`kMaxPreflightCacheTimeout` in services/network/public/cpp/cors/preflight_result.cc).
-pub const CHROMIUM_MAX_AGE: i32 = 7200;
-/// Firefox caps it at 24 hours (`nsPreflightCache`), which the validator also enforces.
-pub const FIREFOX_MAX_AGE: i32 = 86400;
+pub use super::limits::{CHROMIUM_MAX_AGE, FIREFOX_MAX_AGE};
 
 /// A subset of the Public Suffix List: under each, anyone can get a host of their own.
 pub const PUBLIC_SUFFIXES: &[&str] = &[
@@ -110,10 +106,16 @@ impl Warning {
     }
 }
 
-/// Every risky setting of `spec`, in field order.
+/// Every risky setting of `spec`, in field order. Expands the presets (once); with a
+/// parsed or compiled policy at hand, call [`warnings_expanded`] on its expanded spec.
 pub fn warnings(spec: &CorsPolicySpec) -> Vec<Warning> {
     // Judge what the policy does: a preset's "*" counts like one written out.
-    let spec = &spec.with_presets();
+    warnings_expanded(&spec.with_presets())
+}
+
+/// Every risky setting of a spec whose presets are already expanded
+/// (`Parsed::expanded`, `CompiledPolicy::expanded`), in field order.
+pub fn warnings_expanded(spec: &CorsPolicySpec) -> Vec<Warning> {
     let mut out = Vec::new();
     let c = &spec.cors;
     let base = "spec.cors";
