@@ -10,6 +10,8 @@
 //!
 //! `main.rs` only parses the command line and wires these together.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod controller;
 pub mod cors;

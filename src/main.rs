@@ -1,5 +1,7 @@
 //! `corsgate <subcommand>`: parses the command line and wires the library's modules.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
