@@ -1,4 +1,5 @@
 //! `corsgate <subcommand>`: parses the command line and hands it to the library.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! The one conversion from a `CorsPolicySpec` to what the engine and the proxy run:
-//! validate, then build `cors` types and precomputed header values. `corsgate check`, the
-//! file loader and (later) the webhook and controller all go through `CompiledPolicy::from_spec`.
+//! `policy::parse` (every check, presets expanded once, origins, regexes and the upstream URL
+//! parsed once), then `cors` types and precomputed header values. `corsgate check`, the file
+//! loader, the webhook and the controller all go through `CompiledPolicy::from_spec`.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,12 +9,10 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::cors::origin::{OriginMatcher, OriginPattern, compile_patterns};
+use crate::cors::origin::OriginMatcher;
 use crate::cors::{self, Cors, Grant, HeaderList, MethodList, Settings};
-use crate::policy::{self, CorsPolicySpec, CorsRule, CorsSpec, FieldError};
-
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_METHODS: [&str; 3] = ["GET", "HEAD", "POST"];
+use crate::policy::limits::{DEFAULT_METHODS, DEFAULT_TIMEOUT, HSTS_DEFAULT_MAX_AGE};
+use crate::policy::{self, CorsPolicySpec, CorsRule, CorsSpec, FieldError, ParsedOrigins};
 
 /// `namespace/name` of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -129,17 +128,8 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn origin_matcher(
-    path: &str,
-    origins: &[String],
-    patterns: &[String],
-) -> Result<OriginMatcher, Vec<FieldError>> {
-    let mut parsed = Vec::with_capacity(origins.len());
-    for o in origins {
-        parsed.push(OriginPattern::parse(o).map_err(|e| internal(path, e))?);
-    }
-    let set = compile_patterns(patterns).map_err(|(_, e)| internal(path, e))?;
-    Ok(OriginMatcher::new(&parsed, set))
+fn origin_matcher(parsed: ParsedOrigins) -> OriginMatcher {
+    OriginMatcher::new(&parsed.origins, parsed.patterns)
 }
 
 fn base_settings(c: &CorsSpec) -> Settings {
@@ -181,7 +171,10 @@ fn rule_settings(c: &CorsSpec, r: &CorsRule) -> Settings {
 fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String, bool)> {
     let mut out = Vec::new();
     if let Some(h) = &sec.strict_transport_security {
-        let mut v = format!("max-age={}", h.max_age_seconds.unwrap_or(31_536_000));
+        let mut v = format!(
+            "max-age={}",
+            h.max_age_seconds.unwrap_or(HSTS_DEFAULT_MAX_AGE)
+        );
         if h.include_subdomains == Some(true) {
             v.push_str("; includeSubDomains");
         }
@@ -258,28 +251,26 @@ impl CompiledPolicy {
         id: PolicyId,
         spec: &CorsPolicySpec,
     ) -> Result<CompiledPolicy, Vec<FieldError>> {
-        policy::validate(spec)?;
-        let expanded = spec.with_presets();
+        let policy::Parsed {
+            expanded,
+            base,
+            rules: rule_origins,
+            upstream_url,
+        } = policy::parse(spec)?;
         let c = &expanded.cors;
         let base = Grant {
-            origins: origin_matcher(
-                "spec.cors.allowOrigins",
-                &c.allow_origins,
-                &c.allow_origin_patterns,
-            )?,
+            origins: origin_matcher(base),
             settings: base_settings(c),
         };
-        let mut rules = Vec::with_capacity(c.rules.len());
-        for (i, r) in c.rules.iter().enumerate() {
-            rules.push(Grant {
-                origins: origin_matcher(
-                    &format!("spec.cors.rules[{i}].origins"),
-                    &r.origins,
-                    &r.origin_patterns,
-                )?,
+        let rules = c
+            .rules
+            .iter()
+            .zip(rule_origins)
+            .map(|(r, origins)| Grant {
+                origins: origin_matcher(origins),
                 settings: rule_settings(c, r),
-            });
-        }
+            })
+            .collect();
         let engine = Cors {
             base,
             rules,
@@ -299,15 +290,19 @@ impl CompiledPolicy {
             origin_override: c.origin_override.unwrap_or(true),
         };
 
-        let url = match (&spec.upstream.service, &spec.upstream.url) {
-            (Some(s), _) => format!("http://{}.{}.svc:{}", s.name, id.namespace, s.port),
-            (None, Some(u)) => u.clone(),
+        // `parse` accepted exactly one of url (parsed) or service (a DNS label and a port).
+        let (scheme, authority) = match (&spec.upstream.service, upstream_url) {
+            (Some(s), _) => {
+                let authority = format!("{}.{}.svc:{}", s.name, id.namespace, s.port)
+                    .parse::<http::uri::Authority>()
+                    .map_err(|e| internal("metadata.namespace", e))?;
+                (http::uri::Scheme::HTTP, authority)
+            }
+            (None, Some(uri)) => match (uri.scheme().cloned(), uri.authority().cloned()) {
+                (Some(scheme), Some(authority)) => (scheme, authority),
+                _ => return Err(internal("spec.upstream.url", "no scheme or host")),
+            },
             (None, None) => return Err(internal("spec.upstream", "no upstream")),
-        };
-        let uri = policy::upstream_url(&url).map_err(|e| internal("spec.upstream", e))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
-        else {
-            return Err(internal("spec.upstream", "no scheme or host"));
         };
         let timeout = spec
             .upstream
@@ -380,6 +375,12 @@ impl CompiledPolicy {
             spec: spec.clone(),
             expanded,
         })
+    }
+
+    /// The policy's warnings, read from the spec compiled here (presets are not expanded
+    /// again): what the webhook returns and the controller writes to status.warnings.
+    pub fn warnings(&self) -> Vec<policy::Warning> {
+        policy::warnings_expanded(&self.expanded)
     }
 
     /// The policy as the engine runs it, defaults filled in and rules merged: what

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::compile::PolicyId;
 use super::snapshot::{PolicyInput, Rejected, Snapshot};
+use crate::policy::limits::{DEFAULT_NAMESPACE, is_dns_label, is_dns_subdomain};
 use crate::policy::{API_VERSION, CorsPolicySpec, KIND};
 
 /// Why policies could not be loaded.
@@ -87,15 +88,6 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 /// Parses the policies of one YAML text (several documents allowed).
 pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<PolicyInput> {
     let mut out = Vec::new();
@@ -168,10 +160,11 @@ fn parse_value(
             return;
         }
     };
-    let namespace = doc.metadata.namespace.unwrap_or_else(|| "default".into());
-    let name_ok = !doc.metadata.name.is_empty()
-        && doc.metadata.name.len() <= 253
-        && doc.metadata.name.split('.').all(is_dns_label);
+    let namespace = doc
+        .metadata
+        .namespace
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+    let name_ok = is_dns_subdomain(&doc.metadata.name);
     if !name_ok || !is_dns_label(&namespace) {
         errors.push(doc_err(format!(
             "metadata: name {:?} / namespace {namespace:?} is not a valid Kubernetes name; fix: use lower-case letters, digits and '-'",

@@ -384,3 +384,31 @@ fn set_if_absent_and_replace_per_header() {
     ops.apply(&mut empty);
     assert_eq!(empty["x-keep"], "edge", "absent: the edge's value is set");
 }
+
+/// Issue 12: presets are expanded once per policy, for validation, compilation and warnings
+/// together (three times before).
+#[test]
+fn presets_are_expanded_once_per_policy() {
+    let spec: crate::policy::CorsPolicySpec = serde_yaml::from_str(
+        "hosts: [a.example]\nupstream: {url: 'http://u:1'}\ncors: {preset: CORSWithPreflight, allowOriginPatterns: ['^https://x$']}\nresponseHeaders: {preset: SecurityHeaders}",
+    )
+    .expect("spec");
+    let before = crate::policy::EXPANSIONS.with(std::cell::Cell::get);
+    let compiled = CompiledPolicy::from_spec(PolicyId::new("ns", "p"), &spec).expect("valid");
+    let warnings = compiled.warnings();
+    let after = crate::policy::EXPANSIONS.with(std::cell::Cell::get);
+    assert_eq!(
+        after - before,
+        1,
+        "validate + compile + warnings expand presets once"
+    );
+    assert!(
+        !warnings.is_empty(),
+        "the preset's allowHeaders [\"*\"] warns about Authorization"
+    );
+    assert_eq!(
+        warnings,
+        crate::policy::warnings(&spec),
+        "the compiled policy's warnings are the spec's"
+    );
+}

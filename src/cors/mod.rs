@@ -364,12 +364,7 @@ fn check_preflight(settings: &Settings, pf: &Preflight) -> Option<Rejection> {
     None
 }
 
-impl<'p> Decision<'p> {
-    /// The settings that were granted, when the request was allowed.
-    pub fn settings(&self) -> Option<&'p Settings> {
-        self.granted.map(|g| g.0)
-    }
-
+impl Decision<'_> {
     pub fn allowed(&self) -> bool {
         self.granted.is_some()
     }

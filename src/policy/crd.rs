@@ -20,6 +20,7 @@ use kube::CustomResourceExt;
 use serde_json::{Map, Value, json};
 
 use super::CorsPolicy;
+use super::limits::{self, HSTS_DEFAULT_MAX_AGE, MAX_AGE_SECONDS, PORT, TIMEOUT_SECONDS};
 
 /// Description of the whole object (the derive writes an auto-generated placeholder there).
 const ROOT_DESCRIPTION: &str = "CorsPolicy declares which browser origins may call the APIs behind some hosts and paths, \
@@ -73,6 +74,14 @@ fn base_star(list: &str) -> String {
     }
 }
 
+fn max_age_message() -> String {
+    format!(
+        "maxAgeSeconds must be between {} and {}",
+        MAX_AGE_SECONDS.start(),
+        MAX_AGE_SECONDS.end()
+    )
+}
+
 /// Every CEL rule of the CRD. Public so that tests evaluate exactly these.
 pub fn cel_rules() -> Vec<CelRule> {
     let mut rules = vec![
@@ -84,14 +93,22 @@ pub fn cel_rules() -> Vec<CelRule> {
         },
         CelRule {
             at: "upstream.timeoutSeconds",
-            rule: "self >= 1 && self <= 3600".into(),
-            message: "timeoutSeconds must be between 1 and 3600".into(),
+            rule: limits::cel_range(&TIMEOUT_SECONDS),
+            message: format!(
+                "timeoutSeconds must be between {} and {}",
+                TIMEOUT_SECONDS.start(),
+                TIMEOUT_SECONDS.end()
+            ),
             field_path: None,
         },
         CelRule {
             at: "upstream.service.port",
-            rule: "self >= 1 && self <= 65535".into(),
-            message: "port must be a Service port number (1-65535)".into(),
+            rule: limits::cel_range(&PORT),
+            message: format!(
+                "port must be a Service port number ({}-{})",
+                PORT.start(),
+                PORT.end()
+            ),
             field_path: None,
         },
         CelRule {
@@ -108,14 +125,14 @@ pub fn cel_rules() -> Vec<CelRule> {
         },
         CelRule {
             at: "cors.maxAgeSeconds",
-            rule: "self >= 0 && self <= 86400".into(),
-            message: "maxAgeSeconds must be between 0 and 86400".into(),
+            rule: limits::cel_range(&MAX_AGE_SECONDS),
+            message: max_age_message(),
             field_path: None,
         },
         CelRule {
             at: "cors.rules.maxAgeSeconds",
-            rule: "self >= 0 && self <= 86400".into(),
-            message: "maxAgeSeconds must be between 0 and 86400".into(),
+            rule: limits::cel_range(&MAX_AGE_SECONDS),
+            message: max_age_message(),
             field_path: None,
         },
         CelRule {
@@ -175,10 +192,13 @@ pub fn cel_rules() -> Vec<CelRule> {
         },
         CelRule {
             at: HSTS,
-            rule: "!(has(self.preload) && self.preload) || ((has(self.includeSubdomains) && self.includeSubdomains) \
-                   && (!has(self.maxAgeSeconds) || self.maxAgeSeconds >= 31536000))"
-                .into(),
-            message: "preload requires includeSubdomains: true and maxAgeSeconds of at least 31536000".into(),
+            rule: format!(
+                "!(has(self.preload) && self.preload) || ((has(self.includeSubdomains) && self.includeSubdomains) \
+                   && (!has(self.maxAgeSeconds) || self.maxAgeSeconds >= {HSTS_DEFAULT_MAX_AGE}))"
+            ),
+            message: format!(
+                "preload requires includeSubdomains: true and maxAgeSeconds of at least {HSTS_DEFAULT_MAX_AGE}"
+            ),
             field_path: Some(".preload"),
         },
         CelRule {

@@ -6,20 +6,22 @@
 //! what `kubectl explain` prints.
 
 pub mod crd;
+pub mod limits;
 mod preset;
+#[cfg(test)]
+pub use preset::EXPANSIONS;
 mod validate;
 pub mod warnings;
 
 pub use preset::{CORS_WITH_PREFLIGHT_METHODS, header_name_of};
-pub use validate::{FieldError, host_error, upstream_url, validate};
-pub use warnings::{Warning, warnings};
+pub use validate::{FieldError, Parsed, ParsedOrigins, parse, validate};
+pub use warnings::{Warning, warnings, warnings_expanded};
 
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "corsgate.dev";
-pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "corsgate.dev/v1alpha1";
 pub const KIND: &str = "CorsPolicy";
 

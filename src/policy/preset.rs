@@ -69,10 +69,18 @@ macro_rules! refine {
     };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many times `with_presets` ran on this thread: tests prove it is once per policy.
+    pub static EXPANSIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl CorsPolicySpec {
     /// The spec with its presets expanded into ordinary fields (the `preset` fields stay, for
     /// display). Without presets this is a plain clone.
     pub fn with_presets(&self) -> CorsPolicySpec {
+        #[cfg(test)]
+        EXPANSIONS.with(|n| n.set(n.get() + 1));
         let mut spec = self.clone();
         if let Some(preset) = self.cors.preset {
             let c = &mut spec.cors;

@@ -7,86 +7,20 @@
 //! `allowHeaders: ["*"]` with credentials, which browsers take literally, is a denial there,
 //! not a warning here.
 //!
-//! Public suffixes: `PUBLIC_SUFFIXES` is a small embedded subset of the Public Suffix List
-//! (<https://publicsuffix.org/>) — common generic and country TLDs and the hosting platforms
-//! where anyone can register a subdomain. No network: a suffix missing from the list simply
-//! raises no warning.
+//! Public suffixes come from the Public Suffix List (<https://publicsuffix.org/>), ICANN
+//! and private sections, embedded by the `psl` crate: no network, updated with the crate.
 
 use std::fmt;
 
 use super::{CorsPolicySpec, CorsRule};
 use crate::cors::origin::{OriginPattern, compile_patterns};
 
-/// Chromium caps Access-Control-Max-Age at 2 hours
-/// (`kMaxPreflightCacheTimeout` in services/network/public/cpp/cors/preflight_result.cc).
-pub const CHROMIUM_MAX_AGE: i32 = 7200;
-/// Firefox caps it at 24 hours (`nsPreflightCache`), which the validator also enforces.
-pub const FIREFOX_MAX_AGE: i32 = 86400;
-
-/// A subset of the Public Suffix List: under each, anyone can get a host of their own.
-pub const PUBLIC_SUFFIXES: &[&str] = &[
-    // Generic TLDs.
-    "com",
-    "net",
-    "org",
-    "io",
-    "dev",
-    "app",
-    "co",
-    "ai",
-    "me",
-    "info",
-    "biz",
-    "xyz",
-    "cloud",
-    "site",
-    "online",
-    "tech",
-    "page",
-    // Country TLDs and their common second levels.
-    "uk",
-    "co.uk",
-    "org.uk",
-    "de",
-    "fr",
-    "eu",
-    "nl",
-    "us",
-    "ca",
-    "au",
-    "com.au",
-    "jp",
-    "co.jp",
-    "cn",
-    "com.cn",
-    "in",
-    "co.in",
-    "br",
-    "com.br",
-    "ru",
-    // Hosting platforms that hand out subdomains.
-    "github.io",
-    "gitlab.io",
-    "herokuapp.com",
-    "vercel.app",
-    "netlify.app",
-    "pages.dev",
-    "workers.dev",
-    "web.app",
-    "firebaseapp.com",
-    "appspot.com",
-    "azurewebsites.net",
-    "cloudfront.net",
-    "s3.amazonaws.com",
-    "blogspot.com",
-    "fly.dev",
-    "onrender.com",
-    "ngrok.io",
-    "ngrok-free.app",
-];
+pub use super::limits::{CHROMIUM_MAX_AGE, FIREFOX_MAX_AGE};
 
 /// A host label nobody owns; a regex that matches it under a public suffix matches anyone's.
 const PROBE_LABEL: &str = "corsgate-probe-any-site";
+/// The public suffix probed for patterns that name none.
+const FALLBACK_SUFFIX: &str = "com";
 
 /// One risky setting: `path` is a JSON path such as `spec.cors.maxAgeSeconds`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,10 +44,16 @@ impl Warning {
     }
 }
 
-/// Every risky setting of `spec`, in field order.
+/// Every risky setting of `spec`, in field order. Expands the presets (once); with a
+/// parsed or compiled policy at hand, call [`warnings_expanded`] on its expanded spec.
 pub fn warnings(spec: &CorsPolicySpec) -> Vec<Warning> {
     // Judge what the policy does: a preset's "*" counts like one written out.
-    let spec = &spec.with_presets();
+    warnings_expanded(&spec.with_presets())
+}
+
+/// Every risky setting of a spec whose presets are already expanded
+/// (`Parsed::expanded`, `CompiledPolicy::expanded`), in field order.
+pub fn warnings_expanded(spec: &CorsPolicySpec) -> Vec<Warning> {
     let mut out = Vec::new();
     let c = &spec.cors;
     let base = "spec.cors";
@@ -189,21 +129,50 @@ fn rule(path: &str, r: &CorsRule, base_credentials: bool, out: &mut Vec<Warning>
     }
 }
 
+/// Is `name` (lower case, no trailing dot) itself a public suffix?
+fn is_public_suffix(name: &str) -> bool {
+    psl::suffix(name.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
+}
+
 /// The public suffix a wildcard origin covers entirely, if any: `https://*.github.io`.
-fn wildcard_public_suffix(o: &str) -> Option<&'static str> {
+fn wildcard_public_suffix(o: &str) -> Option<String> {
     match OriginPattern::parse(o) {
         Ok(OriginPattern::Wildcard { suffix, .. }) => {
             let s = suffix.trim_start_matches('.');
-            PUBLIC_SUFFIXES.iter().copied().find(|p| *p == s)
+            is_public_suffix(s).then(|| s.to_string())
         }
         _ => None,
     }
 }
 
+/// The public suffixes a pattern names literally: every dot-separated tail of each run of
+/// host characters in it (`\.` read as `.`) that the Public Suffix List knows, longest first.
+fn named_suffixes(pattern: &str) -> Vec<String> {
+    let text = pattern.replace("\\.", ".").to_ascii_lowercase();
+    let mut out: Vec<String> = Vec::new();
+    for run in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-')) {
+        let run = run.trim_matches('.');
+        let mut tail = run;
+        loop {
+            if !tail.is_empty() && is_public_suffix(tail) && !out.iter().any(|s| s == tail) {
+                out.push(tail.to_string());
+            }
+            match tail.split_once('.') {
+                Some((_, rest)) => tail = rest,
+                None => break,
+            }
+        }
+    }
+    out
+}
+
 /// The first public suffix under which `pattern` matches a host nobody controls, if any.
-fn pattern_public_suffix(pattern: &str) -> Option<&'static str> {
+fn pattern_public_suffix(pattern: &str) -> Option<String> {
     let set = compile_patterns(&[pattern.to_string()]).ok()??;
-    PUBLIC_SUFFIXES.iter().copied().find(|s| {
+    // A pattern that names no suffix (`https://.+`) is probed under the largest one.
+    let mut candidates = named_suffixes(pattern);
+    candidates.push(FALLBACK_SUFFIX.to_string());
+    candidates.into_iter().find(|s| {
         ["https", "http"]
             .iter()
             .any(|scheme| set.is_match(&format!("{scheme}://{PROBE_LABEL}.{s}")))
@@ -483,12 +452,29 @@ mod tests {
     }
 
     #[test]
-    fn the_suffix_list_is_lower_case_and_unique() {
-        let mut seen = std::collections::HashSet::new();
-        for s in PUBLIC_SUFFIXES {
-            assert_eq!(*s, s.to_ascii_lowercase());
-            assert!(!s.starts_with('.') && !s.ends_with('.'));
-            assert!(seen.insert(*s), "{s} twice");
+    fn the_public_suffix_list_knows_icann_and_private_suffixes() {
+        // What the hand-written subset held before psl, a sample from each section.
+        for s in [
+            "com",
+            "co.uk",
+            "com.au",
+            "github.io",
+            "vercel.app",
+            "s3.amazonaws.com",
+        ] {
+            assert!(is_public_suffix(s), "{s}");
         }
+        for s in [
+            "example.com",
+            "corsgate.dev",
+            "a.b.example.org",
+            "nosuchtld",
+        ] {
+            assert!(!is_public_suffix(s), "{s}");
+        }
+        assert_eq!(
+            named_suffixes("^https://[a-z0-9-]+\\.github\\.io$"),
+            ["github.io", "io"]
+        );
     }
 }
