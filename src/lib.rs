@@ -7,6 +7,7 @@
 //! - `proxy`: the hyper edge proxy and its admin endpoints.
 //! - `webhook`: the validating admission webhook (review, HTTPS, certificates).
 //! - `explain`, `demo`: the `corsgate explain` and `corsgate demo` commands.
+//! - `interop`: `corsgate import` / `corsgate export` (ingress-nginx, Gateway API, CloudFront).
 //!
 //! `main.rs` only parses the command line and wires these together.
 
@@ -15,6 +16,7 @@ pub mod controller;
 pub mod cors;
 pub mod demo;
 pub mod explain;
+pub mod interop;
 pub mod policy;
 pub mod proxy;
 pub mod webhook;

@@ -52,6 +52,62 @@ enum Command {
     Demo(DemoArgs),
     /// Print the CorsPolicy CustomResourceDefinition (YAML) generated from the Rust types.
     Crd,
+    /// Convert ingress-nginx Ingresses, Gateway API HTTPRoutes or CloudFront response headers
+    /// policies to CorsPolicy YAML (stdout), with every difference on stderr.
+    Import(ImportArgs),
+    /// Write CorsPolicy files for another edge (stdout), with what it cannot express (stderr).
+    Export(ExportArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InteropFormat {
+    IngressNginx,
+    GatewayApi,
+    Cloudfront,
+}
+
+impl From<InteropFormat> for corsgate::interop::Format {
+    fn from(f: InteropFormat) -> Self {
+        match f {
+            InteropFormat::IngressNginx => Self::IngressNginx,
+            InteropFormat::GatewayApi => Self::GatewayApi,
+            InteropFormat::Cloudfront => Self::Cloudfront,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ImportMode {
+    Shadow,
+    Enforce,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    format: InteropFormat,
+    /// Input files (YAML or JSON; `-` is stdin); for cloudfront also a managed policy's name.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The imported policies' mode (Shadow: compare before enforcing, docs/migrating.md).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ImportMode::Shadow)]
+    mode: ImportMode,
+    /// Host names (repeatable): required for cloudfront, and for rules without a host.
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// Upstream URL: required for cloudfront, and for backends without a port number.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Namespace of policies whose source has none (cloudfront). Default "default".
+    #[arg(long)]
+    namespace: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    format: InteropFormat,
+    /// CorsPolicy YAML files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -358,6 +414,19 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Check { paths } => return check(&paths),
+        Command::Import(a) => {
+            let opts = corsgate::interop::ImportOptions {
+                mode: match a.mode {
+                    ImportMode::Shadow => corsgate::policy::Mode::Shadow,
+                    ImportMode::Enforce => corsgate::policy::Mode::Enforce,
+                },
+                hosts: a.hosts,
+                upstream: a.upstream,
+                namespace: a.namespace,
+            };
+            return corsgate::interop::run_import(a.format.into(), &a.files, &opts);
+        }
+        Command::Export(a) => return corsgate::interop::run_export(a.format.into(), &a.files),
         Command::Crd => corsgate::policy::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .context("cannot render the CRD"),
