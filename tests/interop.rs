@@ -92,7 +92,7 @@ fn export_case(format: Format, yaml: &str, out: &str, ext: &str) -> Report {
     }];
     let (text, report) = interop::export(format, &inputs).expect("export");
     golden(&format!("{out}.{ext}"), &text);
-    golden(&format!("{out}.export-report.txt"), &report.render());
+    golden(&format!("{out}.{ext}.report.txt"), &report.render());
     report
 }
 
