@@ -200,6 +200,9 @@ fn cors_of(f: &CorsFilter, object: &str, at: &str, report: &mut Report) -> CorsS
     cors
 }
 
+/// One policy in the making: its CORS and the rules' paths (None: every path).
+type Group = (CorsSpec, Vec<Option<String>>);
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
     Service(String, i32),
@@ -271,8 +274,7 @@ pub fn import(
                 ),
             ));
         };
-        let mut groups: BTreeMap<(String, Target), (CorsSpec, Vec<Option<String>>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(String, Target), Group> = BTreeMap::new();
         for (ri, rule) in route.spec.rules.iter().enumerate() {
             let at = format!("spec.rules[{ri}]");
             let cors_filters: Vec<(usize, &CorsFilter)> = rule
@@ -485,14 +487,13 @@ pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, Inte
         if !c.expose_headers.is_empty() {
             cors.insert("exposeHeaders".into(), json!(c.expose_headers));
         }
-        match c.max_age_seconds {
-            Some(0) => report.warning(
+        if c.max_age_seconds == Some(0) {
+            report.warning(
                 &object,
                 "spec.cors.maxAgeSeconds",
                 "max-age-zero",
                 "0 is below Gateway API's minimum of 1; written as 1",
-            ),
-            _ => {}
+            );
         }
         if let Some(a) = c.max_age_seconds {
             cors.insert("maxAge".into(), json!(a.max(1)));
