@@ -11,10 +11,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    BROWSER_METHODS, ImportOptions, Imported, Input, InteropError, Meta, Report, escape, max_age,
-    object_name, objects, prefix, star_with_credentials_accepted, typed, with_paths,
+    BROWSER_METHODS, ImportOptions, Imported, Input, InteropError, Meta, Report, Target, escape,
+    max_age, object_name, objects, of_kind, prefix, star_with_credentials_accepted, typed,
+    with_paths,
 };
-use crate::policy::{CorsPolicySpec, CorsSpec, Mode, PreflightMode, ServiceRef, Upstream};
+use crate::policy::{CorsPolicySpec, CorsSpec, Mode, PreflightMode};
 
 #[derive(Deserialize)]
 struct Route {
@@ -203,12 +204,6 @@ fn cors_of(f: &CorsFilter, object: &str, at: &str, report: &mut Report) -> CorsS
 /// One policy in the making: its CORS and the rules' paths (None: every path).
 type Group = (CorsSpec, Vec<Option<String>>);
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
-    Service(String, i32),
-    Url(String),
-}
-
 /// The HTTPRoutes of one input as CorsPolicy: one policy per distinct (CORS filter, backend)
 /// among the route's rules, with the paths of those rules.
 pub fn import(
@@ -218,32 +213,11 @@ pub fn import(
 ) -> Result<Vec<Imported>, InteropError> {
     let mut out = Vec::new();
     for (location, value) in objects(input)? {
-        let kind = value
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or("<missing>")
-            .to_string();
-        let hint = value
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .unwrap_or("?")
-            .to_string();
-        if kind != "HTTPRoute" {
-            report.info(
-                &format!("{kind} {hint}"),
-                "kind",
-                "not-httproute",
-                format!("{location}: not an HTTPRoute; ignored"),
-            );
+        let Some(hint) = of_kind(&location, &value, "HTTPRoute", "not-httproute", report) else {
             continue;
-        }
+        };
         let route: Route = typed(&location, &format!("HTTPRoute {hint}"), value)?;
-        let namespace = route
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
+        let namespace = route.metadata.namespace();
         let object = format!("HTTPRoute {namespace}/{}", route.metadata.name);
         if !route.spec.parent_refs.is_empty() {
             report.info(&object, "spec.parentRefs", "parent-refs-ignored", "ignored: the corsgate proxy is the edge itself; point DNS (or the Gateway's listener) at it");
@@ -398,16 +372,7 @@ pub fn import(
             report.info(&object, "spec.rules", "split-by-cors", format!("rules with different CORS filters or backends: imported as {} policies named {}-1..", groups.len(), object_name(&route.metadata.name)));
         }
         for (n, ((_, target), (cors, paths))) in groups.into_iter().enumerate() {
-            let upstream = match target {
-                Target::Service(name, port) => Upstream {
-                    service: Some(ServiceRef { name, port }),
-                    ..Upstream::default()
-                },
-                Target::Url(u) => Upstream {
-                    url: Some(u),
-                    ..Upstream::default()
-                },
-            };
+            let upstream = target.upstream();
             let name = if many {
                 object_name(&format!("{}-{}", route.metadata.name, n + 1))
             } else {

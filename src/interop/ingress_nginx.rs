@@ -22,10 +22,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ImportOptions, Imported, Input, InteropError, Meta, Report, escape, max_age, object_name,
-    objects, prefix, typed, with_paths,
+    ImportOptions, Imported, Input, InteropError, Meta, Report, Target, escape, max_age,
+    object_name, objects, of_kind, prefix, typed, with_paths,
 };
-use crate::policy::{CorsPolicySpec, CorsSpec, PreflightMode, ServiceRef, Upstream};
+use crate::policy::{CorsPolicySpec, CorsSpec, PreflightMode};
 
 const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 /// `defaultCorsMethods` in ingress-nginx's cors annotation parser.
@@ -336,13 +336,6 @@ fn cors_of(meta: &Meta, object: &str, report: &mut Report) -> CorsSpec {
     cors
 }
 
-/// Where a path's requests go.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Target {
-    Service(String, i32),
-    Url(String),
-}
-
 /// The Ingress objects of one input as CorsPolicy.
 pub fn import(
     input: &Input,
@@ -351,32 +344,11 @@ pub fn import(
 ) -> Result<Vec<Imported>, InteropError> {
     let mut out = Vec::new();
     for (location, value) in objects(input)? {
-        let kind = value
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or("<missing>")
-            .to_string();
-        let name_hint = value
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .unwrap_or("?")
-            .to_string();
-        if kind != "Ingress" {
-            report.info(
-                &format!("{kind} {name_hint}"),
-                "kind",
-                "not-ingress",
-                format!("{location}: not an Ingress; ignored"),
-            );
+        let Some(name_hint) = of_kind(&location, &value, "Ingress", "not-ingress", report) else {
             continue;
-        }
+        };
         let ing: Ingress = typed(&location, &format!("Ingress {name_hint}"), value)?;
-        let namespace = ing
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
+        let namespace = ing.metadata.namespace();
         let object = format!("Ingress {namespace}/{}", ing.metadata.name);
         let enabled = ing
             .metadata
@@ -518,16 +490,7 @@ pub fn import(
         }
         let many = groups.len() > 1;
         for (n, ((target, paths), hosts)) in groups.into_iter().enumerate() {
-            let upstream = match target {
-                Target::Service(name, port) => Upstream {
-                    service: Some(ServiceRef { name, port }),
-                    ..Upstream::default()
-                },
-                Target::Url(u) => Upstream {
-                    url: Some(u),
-                    ..Upstream::default()
-                },
-            };
+            let upstream = target.upstream();
             let name = if many {
                 object_name(&format!("{}-{}", ing.metadata.name, n + 1))
             } else {

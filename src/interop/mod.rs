@@ -412,3 +412,61 @@ pub(crate) fn with_paths(paths: &[Option<String>]) -> Vec<String> {
     v.dedup();
     v
 }
+
+/// Where a source's requests go.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Target {
+    Service(String, i32),
+    Url(String),
+}
+
+impl Target {
+    pub(crate) fn upstream(self) -> Upstream {
+        match self {
+            Target::Service(name, port) => Upstream {
+                service: Some(policy::ServiceRef { name, port }),
+                ..Upstream::default()
+            },
+            Target::Url(u) => Upstream {
+                url: Some(u),
+                ..Upstream::default()
+            },
+        }
+    }
+}
+
+/// The object's name when its kind is `want`; otherwise an info line (`key`) and None.
+pub(crate) fn of_kind(
+    location: &str,
+    value: &serde_yaml::Value,
+    want: &str,
+    key: &'static str,
+    report: &mut Report,
+) -> Option<String> {
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("<missing>");
+    let name = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("?")
+        .to_string();
+    if kind == want {
+        return Some(name);
+    }
+    report.info(
+        &format!("{kind} {name}"),
+        "kind",
+        key,
+        format!("{location}: not an {want}; ignored"),
+    );
+    None
+}
+
+impl Meta {
+    pub(crate) fn namespace(&self) -> String {
+        self.namespace.clone().unwrap_or_else(|| "default".into())
+    }
+}
