@@ -190,6 +190,73 @@ fn cloudfront_goldens() {
     }
 }
 
+/// The odd corners of each dialect: every line of their reports is in the goldens.
+#[test]
+fn edge_case_goldens() {
+    let opts = ImportOptions {
+        mode: Mode::Enforce,
+        hosts: vec!["fallback.example.com".into()],
+        upstream: Some("http://127.0.0.1:9000".into()),
+        namespace: None,
+    };
+    let p = import_case(
+        Format::IngressNginx,
+        &["ingress-nginx/edge-cases.yaml"],
+        &opts,
+        "ingress-nginx/edge-cases",
+    );
+    assert_eq!(p.len(), 2);
+    assert_eq!(
+        p[0].spec.hosts,
+        ["fallback.example.com"],
+        "a rule without host takes --host"
+    );
+    import_case(
+        Format::GatewayApi,
+        &["gateway-api/edge-cases.yaml"],
+        &opts,
+        "gateway-api/edge-cases",
+    );
+    import_case(
+        Format::Cloudfront,
+        &["cloudfront/edge-cases.json"],
+        &cloudfront_opts(Mode::Shadow),
+        "cloudfront/edge-cases",
+    );
+    let yaml = input("export-edge-cases.yaml").text;
+    for (format, ext) in [
+        (Format::IngressNginx, "ingress-nginx.yaml"),
+        (Format::GatewayApi, "gateway-api.yaml"),
+        (Format::Cloudfront, "cloudfront.json"),
+    ] {
+        let report = export_case(format, &yaml, "export-edge-cases", ext);
+        assert!(
+            report
+                .lines
+                .iter()
+                .any(|l| l.key == "rules-dropped" && l.severity == interop::Severity::Risk),
+            "{ext}"
+        );
+    }
+    // A URL upstream has no Service to name in an Ingress or an HTTPRoute.
+    let url = "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {name: u, namespace: a}\nspec:\n  hosts: [u.example.com]\n  upstream: {url: 'http://127.0.0.1:1'}\n";
+    for format in [Format::IngressNginx, Format::GatewayApi] {
+        let err = interop::export(
+            format,
+            &[Input {
+                name: "u.yaml".into(),
+                text: url.into(),
+            }],
+        )
+        .expect_err("url upstream");
+        assert!(
+            err.to_string()
+                .starts_with("CorsPolicy a/u: spec.upstream.url:"),
+            "{err}"
+        );
+    }
+}
+
 /// Import, export to the same format, import again: the same policies.
 #[test]
 fn round_trips_give_equivalent_policies() {
