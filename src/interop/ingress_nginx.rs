@@ -126,10 +126,13 @@ fn is_origin_entry(o: &str) -> bool {
         return false;
     };
     let rest = rest.strip_prefix("*.").unwrap_or(rest);
-    let (host, port) = rest.split_once(':').unwrap_or((rest, ""));
+    let (host, port) = match rest.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
     host.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        && (port.is_empty() && !rest.ends_with(':') || port.bytes().all(|b| b.is_ascii_digit()))
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_list(s: &str, allow_star: bool, allow_digits: bool) -> bool {
@@ -732,4 +735,65 @@ fn export_limits(object: &str, spec: &CorsPolicySpec, report: &mut Report) {
         report.warning(object, "spec.cors.disallowedOrigin", "disallowed-origin-forwarded", "ingress-nginx forwards requests from other origins (without CORS headers) instead of answering 403");
     }
     report.info(object, "spec.cors.unmatchedPreflight", "unmatched-preflight-forwarded", "ingress-nginx forwards an OPTIONS from a disallowed origin to the upstream instead of answering 403; browsers block it either way");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_follow_the_controllers_regexes() {
+        // ^([A-Za-z]+,?\s?)+$ for methods
+        assert!(is_list("GET, PUT,POST", false, false));
+        assert!(!is_list("GET;POST", false, false));
+        assert!(!is_list("*", false, false));
+        assert!(
+            !is_list("GET,  POST", false, false),
+            "one white space at most"
+        );
+        // ^([A-Za-z0-9\-\_]+,?\s?)+$ for headers; expose-headers also takes "*"
+        assert!(is_list("X-Request_Id,Content-Type", false, true));
+        assert!(!is_list("*", false, true));
+        assert!(is_list("*, X-Trace", true, true));
+        assert!(!is_list("", true, true));
+    }
+
+    #[test]
+    fn origins_follow_the_controllers_regex() {
+        for ok in [
+            "https://a.example.com",
+            "http://localhost:3000",
+            "https://*.example.com",
+            "https://*.example.com:8443",
+        ] {
+            assert!(is_origin_entry(ok), "{ok}");
+        }
+        for bad in [
+            "ftp://a.example.com",
+            "https://a.example.com/path",
+            "https://a.example.com:",
+            "https://a.*.example.com",
+            "a.example.com",
+        ] {
+            assert!(!is_origin_entry(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn booleans_are_gos() {
+        assert_eq!(go_bool("True"), Some(true));
+        assert_eq!(go_bool("0"), Some(false));
+        assert_eq!(go_bool("yes"), None);
+        assert_eq!(go_bool("TrUe"), None);
+    }
+
+    #[test]
+    fn object_names_are_dns_labels() {
+        assert_eq!(
+            super::super::object_name("Managed-CORS-With-Preflight"),
+            "managed-cors-with-preflight"
+        );
+        assert_eq!(super::super::object_name("wide open!"), "wide-open");
+        assert_eq!(super::super::object_name("***"), "imported");
+    }
 }
