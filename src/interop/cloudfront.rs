@@ -265,13 +265,9 @@ pub fn import(
     };
     let text_name = input.text.trim();
     let mut found = Vec::new();
-    if let Some(m) =
-        managed(text_name).or_else(|| managed(input.name.rsplit('/').next().unwrap_or("")))
-    {
-        // A file naming a managed policy, or the name itself passed as FILE (`-` reads it).
-        let name = managed_name(text_name)
-            .or_else(|| managed_name(input.name.rsplit('/').next().unwrap_or("")))
-            .unwrap_or("managed");
+    if let Some(m) = managed(text_name) {
+        // A file (or stdin, `-`) holding a managed policy's name.
+        let name = managed_name(text_name).unwrap_or("managed");
         found.push((None, name.to_string(), Some(m), Config::default()));
     } else {
         for (location, value) in super::objects(input)? {

@@ -595,7 +595,7 @@ pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, Inte
             report.risk(&object, "spec.cors.allowOriginPatterns", "patterns-dropped", "ingress-nginx takes no regular expressions for origins; dropped: list those origins");
         }
         if origins.is_empty() {
-            report.risk(&object, "spec.cors.allowOrigins", "no-origin", "no origin left: ingress-nginx would add CORS headers for none, and an absent annotation means \"*\"; written as an empty-matching origin list is impossible, so the Ingress is written without enable-cors");
+            report.risk(&object, "spec.cors.allowOrigins", "no-origin", "no origin left to write, and ingress-nginx reads an absent cors-allow-origin as \"*\": the Ingress is written without enable-cors (no CORS headers at all)");
             a.clear();
         } else {
             a.insert(format!("{PREFIX}cors-allow-origin"), origins.join(", "));
