@@ -604,3 +604,78 @@ async fn imported_ingress_nginx_policy_answers_as_ingress_nginx_documents() {
         "an unlisted origin gets no CORS headers, as in ingress-nginx"
     );
 }
+
+/// The Gateway API route's credentialed rule, imported, through the real proxy: what
+/// HTTPCORSFilter specifies (reflected origin, credentials, the listed methods plus the
+/// always-allowed GET/HEAD/POST, the listed headers), with the port-443 origin normalised.
+#[tokio::test]
+async fn imported_gateway_api_rule_answers_as_the_cors_filter_specifies() {
+    let up = Upstream::start().await;
+    let opts = ImportOptions {
+        mode: Mode::Enforce,
+        ..ImportOptions::default()
+    };
+    let (mut p, _) = interop::import(
+        Format::GatewayApi,
+        &[input("gateway-api/input.yaml")],
+        &opts,
+    )
+    .unwrap();
+    p.retain(|p| p.name == "catalog-2");
+    p[0].spec.upstream = corsgate::policy::Upstream {
+        url: Some(up.url()),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&render_policies(&p).unwrap(), true).await;
+    let host = ("host", "catalog.example.com");
+    for (origin, method) in [
+        ("https://shop.example.com", "DELETE"),
+        ("https://eu.shop.example.com", "PUT"),
+        ("https://partner.example.net", "GET"),
+    ] {
+        let pre = send(
+            proxy.addr,
+            "OPTIONS",
+            "/v1/cart/items",
+            &[
+                host,
+                ("origin", origin),
+                ("access-control-request-method", method),
+                ("access-control-request-headers", "x-csrf-token"),
+            ],
+        )
+        .await;
+        assert_eq!(pre.status, 204, "{origin} {method}");
+        assert_eq!(pre.header("access-control-allow-origin"), Some(origin));
+        assert_eq!(pre.header("access-control-allow-credentials"), Some("true"));
+        assert!(
+            pre.header("access-control-allow-methods")
+                .unwrap_or("")
+                .contains(method),
+            "{origin} {method}: {:?}",
+            pre.cors_headers()
+        );
+        assert_eq!(
+            pre.header("access-control-max-age"),
+            Some("7200"),
+            "capped from 86400, reported"
+        );
+    }
+    let other = send(
+        proxy.addr,
+        "OPTIONS",
+        "/v1/cart",
+        &[
+            host,
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "PUT"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        other.header("access-control-allow-origin"),
+        None,
+        "no CORS headers for other origins"
+    );
+    assert!(up.seen().iter().all(|s| s.method != http::Method::OPTIONS));
+}
