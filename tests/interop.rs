@@ -485,7 +485,15 @@ fn the_binary_prints_yaml_on_stdout_the_report_on_stderr_and_exits_by_validity()
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a CorsPolicy"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {} (document 1): apiVersion",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is not a CorsPolicy"), "{stderr}");
 }
 
 /// The ingress-nginx `accounts` Ingress, imported, through the real proxy: the headers

@@ -38,6 +38,9 @@ pub enum InteropError {
     },
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
+    /// A CorsPolicy input `corsgate check` would refuse (the message names file and document).
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl InteropError {
@@ -227,8 +230,9 @@ pub fn export_inputs(inputs: &[Input]) -> Result<Vec<Imported>, InteropError> {
             });
         }
     }
-    if let Some(e) = errors.into_iter().next() {
-        return Err(InteropError::invalid("", e.to_string()));
+    if !errors.is_empty() {
+        let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        return Err(InteropError::Policy(texts.join("\nerror: ")));
     }
     Ok(out)
 }
