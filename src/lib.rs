@@ -12,6 +12,7 @@
 //! - `explain`, `demo`: the `corsgate explain` and `corsgate demo` commands.
 //! - `controller`: the operator (reconcile, status, config stream, leader election).
 //! - `cli`: the command line (`corsgate <subcommand>`) and each subcommand's wiring.
+//! - `interop`: `corsgate import` / `corsgate export` (ingress-nginx, Gateway API, CloudFront).
 //!
 //! `main.rs` only parses the command line and calls `cli::run`.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod controller;
 pub mod cors;
 pub mod demo;
 pub mod explain;
+pub mod interop;
 pub mod policy;
 pub mod proxy;
 pub mod serve;

@@ -55,6 +55,76 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print the CorsPolicy CustomResourceDefinition (YAML) generated from the Rust types.
     Crd,
+    /// Convert ingress-nginx Ingresses, Gateway API HTTPRoutes or CloudFront response headers
+    /// policies to CorsPolicy YAML (stdout), with every difference on stderr.
+    Import(ImportArgs),
+    /// Write CorsPolicy files for another edge (stdout), with what it cannot express (stderr).
+    Export(ExportArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum InteropFormat {
+    IngressNginx,
+    GatewayApi,
+    Cloudfront,
+}
+
+impl From<InteropFormat> for crate::interop::Format {
+    fn from(f: InteropFormat) -> Self {
+        match f {
+            InteropFormat::IngressNginx => Self::IngressNginx,
+            InteropFormat::GatewayApi => Self::GatewayApi,
+            InteropFormat::Cloudfront => Self::Cloudfront,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ImportMode {
+    Shadow,
+    Enforce,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    pub format: InteropFormat,
+    /// Input files (YAML or JSON; `-` is stdin); for cloudfront also a managed policy's name.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The imported policies' mode (Shadow: compare before enforcing, docs/migrating.md).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ImportMode::Shadow)]
+    pub mode: ImportMode,
+    /// Host names (repeatable): required for cloudfront, and for rules without a host.
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Upstream URL: required for cloudfront, and for backends without a port number.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Namespace of policies whose source has none (cloudfront). Default "default".
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+impl ImportArgs {
+    pub fn options(&self) -> crate::interop::ImportOptions {
+        crate::interop::ImportOptions {
+            mode: match self.mode {
+                ImportMode::Shadow => crate::policy::Mode::Shadow,
+                ImportMode::Enforce => crate::policy::Mode::Enforce,
+            },
+            hosts: self.hosts.clone(),
+            upstream: self.upstream.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    pub format: InteropFormat,
+    /// CorsPolicy YAML files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]

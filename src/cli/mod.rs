@@ -47,6 +47,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 _ => ExitCode::FAILURE,
             };
         }
+        Command::Import(a) => {
+            return crate::interop::run_import(a.format.into(), &a.files, &a.options());
+        }
+        Command::Export(a) => return crate::interop::run_export(a.format.into(), &a.files),
         Command::Crd => crate::policy::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Error::Crd),

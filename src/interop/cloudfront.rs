@@ -1,0 +1,711 @@
+//! CloudFront response headers policies (`aws cloudfront get-response-headers-policy` JSON)
+//! both ways, and the managed policies by name, which map to corsgate's presets
+//! (`policy::preset`).
+//!
+//! An RHP holds no hosts, paths or origin server (a cache behaviour attaches it), so the
+//! import takes `--host` and `--upstream`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ImportOptions, Imported, Input, InteropError, Report, max_age, object_name};
+use crate::policy::{
+    ContentSecurityPolicy, ContentTypeOptions, CorsPolicySpec, CorsPreset, CorsSpec, FrameOption,
+    FrameOptions, HeaderPair, Mode, ReferrerPolicy, ReferrerPolicyHeader, ResponseHeaders,
+    ResponseHeadersPreset, SecurityHeaders, StrictTransportSecurity, Upstream, XssProtection,
+};
+
+/// The managed policies: name (as AWS lists it, without "Managed-"), and the presets.
+pub const MANAGED: [(&str, Option<CorsPreset>, bool); 5] = [
+    ("SimpleCORS", Some(CorsPreset::SimpleCors), false),
+    (
+        "CORS-With-Preflight",
+        Some(CorsPreset::CorsWithPreflight),
+        false,
+    ),
+    ("SecurityHeadersPolicy", None, true),
+    (
+        "CORS-and-SecurityHeadersPolicy",
+        Some(CorsPreset::SimpleCors),
+        true,
+    ),
+    (
+        "CORS-with-preflight-and-SecurityHeadersPolicy",
+        Some(CorsPreset::CorsWithPreflight),
+        true,
+    ),
+];
+
+fn managed(name: &str) -> Option<(Option<CorsPreset>, bool)> {
+    let n = name.strip_prefix("Managed-").unwrap_or(name);
+    MANAGED
+        .iter()
+        .find(|(m, _, _)| m.eq_ignore_ascii_case(n))
+        .map(|(_, c, s)| (*c, *s))
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase", bound(deserialize = "T: Deserialize<'de>"))]
+struct Items<T> {
+    #[serde(default)]
+    quantity: i64,
+    #[serde(default)]
+    items: Vec<T>,
+}
+
+impl<T> Default for Items<T> {
+    fn default() -> Items<T> {
+        Items {
+            quantity: 0,
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<T: Clone> Items<T> {
+    fn of(items: Vec<T>) -> Items<T> {
+        Items {
+            quantity: items.len() as i64,
+            items,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Cors {
+    access_control_allow_origins: Items<String>,
+    #[serde(default)]
+    access_control_allow_headers: Items<String>,
+    #[serde(default)]
+    access_control_allow_methods: Items<String>,
+    #[serde(default)]
+    access_control_allow_credentials: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access_control_expose_headers: Option<Items<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access_control_max_age_sec: Option<i64>,
+    #[serde(default)]
+    origin_override: bool,
+}
+
+#[derive(Deserialize, Serialize, Default, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Security {
+    #[serde(
+        default,
+        rename = "XSSProtection",
+        skip_serializing_if = "Option::is_none"
+    )]
+    xss_protection: Option<Xss>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame_options: Option<Frame>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    referrer_policy: Option<Referrer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_security_policy: Option<Csp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_type_options: Option<Cto>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    strict_transport_security: Option<Hsts>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Xss {
+    #[serde(default)]
+    #[serde(rename = "Override")]
+    override_: bool,
+    protection: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode_block: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    report_uri: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Frame {
+    #[serde(default, rename = "Override")]
+    override_: bool,
+    frame_option: String,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Referrer {
+    #[serde(default, rename = "Override")]
+    override_: bool,
+    referrer_policy: String,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Csp {
+    #[serde(default, rename = "Override")]
+    override_: bool,
+    content_security_policy: String,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Cto {
+    #[serde(default, rename = "Override")]
+    override_: bool,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Hsts {
+    #[serde(default, rename = "Override")]
+    override_: bool,
+    #[serde(default)]
+    include_subdomains: bool,
+    #[serde(default)]
+    preload: bool,
+    access_control_max_age_sec: i64,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Custom {
+    header: String,
+    value: String,
+    #[serde(default, rename = "Override")]
+    override_: bool,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Remove {
+    header: String,
+}
+
+#[derive(Deserialize, Serialize, Default, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Config {
+    #[serde(default)]
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cors_config: Option<Cors>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    security_headers_config: Option<Security>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    custom_headers_config: Option<Items<Custom>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    remove_headers_config: Option<Items<Remove>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_timing_headers_config: Option<serde_json::Value>,
+}
+
+/// `get-response-headers-policy` output, or the `ResponseHeadersPolicyConfig` alone (what
+/// `create-response-headers-policy` takes and `corsgate export cloudfront` writes).
+fn configs(
+    location: &str,
+    v: serde_yaml::Value,
+) -> Result<Vec<(Option<String>, Config)>, InteropError> {
+    if let Some(seq) = v.as_sequence() {
+        let mut out = Vec::new();
+        for item in seq {
+            out.extend(configs(location, item.clone())?);
+        }
+        return Ok(out);
+    }
+    let (id, config) = if let Some(p) = v.get("ResponseHeadersPolicy") {
+        (
+            p.get("Id").and_then(|i| i.as_str()).map(String::from),
+            p.get("ResponseHeadersPolicyConfig").cloned(),
+        )
+    } else {
+        (None, v.get("ResponseHeadersPolicyConfig").cloned())
+    };
+    let Some(config) = config else {
+        return Err(InteropError::invalid(
+            location,
+            "no ResponseHeadersPolicy.ResponseHeadersPolicyConfig or ResponseHeadersPolicyConfig; fix: pass the JSON of `aws cloudfront get-response-headers-policy --id ID`, or a managed policy's name",
+        ));
+    };
+    Ok(vec![(
+        id,
+        super::typed(location, "ResponseHeadersPolicyConfig", config)?,
+    )])
+}
+
+/// The policies of one input: a JSON file, or a managed policy's name.
+pub fn import(
+    input: &Input,
+    opts: &ImportOptions,
+    report: &mut Report,
+) -> Result<Vec<Imported>, InteropError> {
+    if opts.hosts.is_empty() {
+        return Err(InteropError::invalid(
+            &input.name,
+            "a response headers policy names no hosts; fix: pass --host NAME (repeatable) for the distribution's domain names",
+        ));
+    }
+    let Some(url) = opts.upstream.clone() else {
+        return Err(InteropError::invalid(
+            &input.name,
+            "a response headers policy names no origin server; fix: pass --upstream URL (the distribution's origin)",
+        ));
+    };
+    let namespace = opts.namespace.clone().unwrap_or_else(|| "default".into());
+    let base = CorsPolicySpec {
+        mode: opts.mode,
+        hosts: opts.hosts.clone(),
+        paths: Vec::new(),
+        upstream: Upstream {
+            url: Some(url.clone()),
+            ..Upstream::default()
+        },
+        cors: CorsSpec::default(),
+        response_headers: None,
+    };
+    let text_name = input.text.trim();
+    let mut found = Vec::new();
+    if let Some(m) = managed(text_name) {
+        // A file (or stdin, `-`) holding a managed policy's name.
+        let name = managed_name(text_name).unwrap_or("managed");
+        found.push((None, name.to_string(), Some(m), Config::default()));
+    } else {
+        for (location, value) in super::objects(input)? {
+            for (id, config) in configs(&location, value)? {
+                let m = managed(&config.name);
+                found.push((id, config.name.clone(), m, config));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (id, name, managed, config) in found {
+        let object = match &id {
+            Some(id) => format!("ResponseHeadersPolicy {name} ({id})"),
+            None => format!("ResponseHeadersPolicy {name}"),
+        };
+        report.info(&object, "hosts", "hosts-from-flags", format!("a response headers policy has no hosts or origin: imported for --host {} and --upstream {url}, every path (a cache behaviour's path pattern is not in the policy)", opts.hosts.join(", ")));
+        let mut spec = base.clone();
+        match managed {
+            Some((cors, security)) => {
+                spec.cors.preset = cors;
+                if security {
+                    spec.response_headers = Some(ResponseHeaders {
+                        preset: Some(ResponseHeadersPreset::SecurityHeaders),
+                        ..ResponseHeaders::default()
+                    });
+                }
+                report.info(
+                    &object,
+                    "Name",
+                    "managed-preset",
+                    format!(
+                        "the managed policy maps to corsgate's presets{}{}",
+                        cors.map_or(String::new(), |c| format!(
+                            " cors.preset: {}",
+                            preset_name(c)
+                        )),
+                        if security {
+                            " responseHeaders.preset: SecurityHeaders"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                if cors.is_some() {
+                    report.info(&object, "CorsConfig", "vary-origin", "CloudFront adds no Vary: Origin (the cache key must hold Origin instead); corsgate adds Vary: Origin to every response");
+                }
+            }
+            None => {
+                if let Some(c) = &config.cors_config {
+                    spec.cors = cors_of(c, &object, report);
+                }
+                spec.response_headers = headers_of(&config, &object, report);
+            }
+        }
+        out.push(Imported {
+            namespace: namespace.clone(),
+            name: object_name(&name),
+            spec,
+        });
+    }
+    Ok(out)
+}
+
+fn managed_name(n: &str) -> Option<&'static str> {
+    let n = n.strip_prefix("Managed-").unwrap_or(n);
+    MANAGED
+        .iter()
+        .find(|(m, _, _)| m.eq_ignore_ascii_case(n))
+        .map(|(m, _, _)| *m)
+}
+
+fn preset_name(c: CorsPreset) -> &'static str {
+    match c {
+        CorsPreset::SimpleCors => "SimpleCORS",
+        CorsPreset::CorsWithPreflight => "CORSWithPreflight",
+    }
+}
+
+fn cors_of(c: &Cors, object: &str, report: &mut Report) -> CorsSpec {
+    let mut cors = CorsSpec::default();
+    let origins = &c.access_control_allow_origins.items;
+    if origins.iter().any(|o| o == "*") {
+        cors.allow_origins = vec!["*".into()];
+    } else {
+        cors.allow_origins = origins
+            .iter()
+            .map(|o| super::without_default_port(o).to_ascii_lowercase())
+            .collect();
+    }
+    cors.allow_credentials = c.access_control_allow_credentials;
+    if cors.allow_credentials && cors.allow_origins.iter().any(|o| o == "*") {
+        cors.allow_credentials = false;
+        report.risk(object, "CorsConfig.AccessControlAllowCredentials", "origin-star-credentials", "all origins with credentials: corsgate refuses it (every site could make credentialed requests); CloudFront sends Access-Control-Allow-Origin: *, which browsers refuse with credentials; imported as allowCredentials: false, the same behaviour");
+    }
+    let methods = &c.access_control_allow_methods.items;
+    cors.allow_methods = Some(if methods.iter().any(|m| m == "ALL") {
+        if cors.allow_credentials && !super::star_with_credentials_accepted("allowMethods") {
+            report.warning(object, "CorsConfig.AccessControlAllowMethods", "methods-star-credentials", "ALL with credentials: corsgate does not yet reflect \"*\" with credentials; imported as every method a browser can send");
+            super::BROWSER_METHODS.map(String::from).to_vec()
+        } else {
+            vec!["*".into()]
+        }
+    } else {
+        methods.clone()
+    });
+    let headers = &c.access_control_allow_headers.items;
+    cors.allow_headers = if headers.iter().any(|h| h == "*") {
+        if cors.allow_credentials && !super::star_with_credentials_accepted("allowHeaders") {
+            report.risk(object, "CorsConfig.AccessControlAllowHeaders", "headers-star-credentials", "\"*\" with credentials: corsgate does not yet reflect it; imported without: list the request headers the pages send");
+            Vec::new()
+        } else {
+            vec!["*".into()]
+        }
+    } else {
+        headers.iter().map(|h| h.to_ascii_lowercase()).collect()
+    };
+    if let Some(e) = &c.access_control_expose_headers {
+        cors.expose_headers = e
+            .items
+            .iter()
+            .filter(|h| !(cors.allow_credentials && *h == "*"))
+            .map(|h| {
+                if h == "*" {
+                    h.clone()
+                } else {
+                    h.to_ascii_lowercase()
+                }
+            })
+            .collect();
+        if cors.allow_credentials && e.items.iter().any(|h| h == "*") {
+            report.warning(
+                object,
+                "CorsConfig.AccessControlExposeHeaders",
+                "expose-star-credentials",
+                "\"*\" with credentials means a header named \"*\" to browsers; dropped",
+            );
+        }
+    }
+    if let Some(a) = c.access_control_max_age_sec {
+        cors.max_age_seconds = max_age(
+            a,
+            object,
+            "CorsConfig.AccessControlMaxAgeSec",
+            "(AccessControlMaxAgeSec)",
+            report,
+        );
+    }
+    cors.origin_override = Some(c.origin_override);
+    report.info(object, "CorsConfig", "preflight-at-edge", "corsgate answers allowed preflights at the edge (preflight: Respond) and rejects disallowed ones with 403; set preflight: Forward to let the origin see OPTIONS");
+    report.info(object, "CorsConfig", "vary-origin", "CloudFront adds no Vary: Origin (the cache key must hold Origin instead); corsgate adds Vary: Origin to every response");
+    cors
+}
+
+fn referrer(v: &str) -> Option<ReferrerPolicy> {
+    serde_json::from_value(serde_json::Value::String(v.to_string())).ok()
+}
+
+fn headers_of(c: &Config, object: &str, report: &mut Report) -> Option<ResponseHeaders> {
+    let mut rh = ResponseHeaders::default();
+    if let Some(s) = &c.security_headers_config {
+        let mut sec = SecurityHeaders::default();
+        if let Some(x) = &s.xss_protection {
+            sec.xss_protection = Some(XssProtection {
+                protection: Some(x.protection),
+                mode_block: if x.protection {
+                    Some(x.mode_block.unwrap_or(false))
+                } else {
+                    None
+                },
+                report_uri: if x.protection && x.mode_block != Some(true) {
+                    x.report_uri.clone()
+                } else {
+                    None
+                },
+                override_upstream: Some(x.override_),
+            });
+        }
+        if let Some(f) = &s.frame_options {
+            let value = match f.frame_option.as_str() {
+                "DENY" => FrameOption::Deny,
+                _ => FrameOption::SameOrigin,
+            };
+            sec.frame_options = Some(FrameOptions {
+                value: Some(value),
+                override_upstream: Some(f.override_),
+            });
+        }
+        if let Some(r) = &s.referrer_policy {
+            match referrer(&r.referrer_policy) {
+                Some(v) => {
+                    sec.referrer_policy = Some(ReferrerPolicyHeader {
+                        value: Some(v),
+                        override_upstream: Some(r.override_),
+                    })
+                }
+                None => report.warning(
+                    object,
+                    "SecurityHeadersConfig.ReferrerPolicy",
+                    "referrer-unknown",
+                    format!(
+                        "{:?} is not a Referrer-Policy value; dropped",
+                        r.referrer_policy
+                    ),
+                ),
+            }
+        }
+        if let Some(p) = &s.content_security_policy {
+            sec.content_security_policy = Some(ContentSecurityPolicy {
+                value: p.content_security_policy.clone(),
+                override_upstream: Some(p.override_),
+            });
+        }
+        if let Some(t) = &s.content_type_options {
+            sec.content_type_options = Some(ContentTypeOptions {
+                override_upstream: Some(t.override_),
+            });
+        }
+        if let Some(h) = &s.strict_transport_security {
+            sec.strict_transport_security = Some(StrictTransportSecurity {
+                max_age_seconds: i32::try_from(h.access_control_max_age_sec).ok(),
+                include_subdomains: Some(h.include_subdomains),
+                preload: Some(h.preload),
+                override_upstream: Some(h.override_),
+            });
+        }
+        rh.security = Some(sec);
+    }
+    if let Some(custom) = &c.custom_headers_config {
+        for (i, h) in custom.items.iter().enumerate() {
+            if !h.override_ {
+                report.warning(object, format!("CustomHeadersConfig.Items[{i}].Override"), "custom-header-override", format!("{}: Override false (the origin's header wins) is not expressible in responseHeaders.set, which always replaces; imported as replacing", h.header));
+            }
+            rh.set.push(HeaderPair {
+                name: h.header.clone(),
+                value: h.value.clone(),
+            });
+        }
+    }
+    if let Some(remove) = &c.remove_headers_config {
+        rh.remove = remove.items.iter().map(|r| r.header.clone()).collect();
+    }
+    if c.server_timing_headers_config
+        .as_ref()
+        .and_then(|s| s.get("Enabled"))
+        .and_then(|e| e.as_bool())
+        == Some(true)
+    {
+        report.warning(
+            object,
+            "ServerTimingHeadersConfig",
+            "server-timing-dropped",
+            "CloudFront's Server-Timing header is not imported: corsgate does not emit it",
+        );
+    }
+    let empty = rh.security.is_none() && rh.set.is_empty() && rh.remove.is_empty();
+    if empty { None } else { Some(rh) }
+}
+
+/// CorsPolicy as response headers policy configs (`create-response-headers-policy` input).
+pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, InteropError> {
+    let mut out = Vec::new();
+    for p in policies {
+        let object = format!("CorsPolicy {}/{}", p.namespace, p.name);
+        let raw = &p.spec;
+        report.info(&object, "spec.hosts", "hosts-not-in-rhp", format!("hosts {} and paths are not part of a response headers policy: attach it to the cache behaviours that serve them", raw.hosts.join(", ")));
+        if let Some(name) = managed_equivalent(raw) {
+            report.info(&object, "spec", "managed-equivalent", format!("equivalent to the managed policy Managed-{name}: attach it instead of creating a copy"));
+        }
+        let spec = raw.with_presets();
+        let c = &spec.cors;
+        let mut config = Config {
+            name: object_name(&format!("{}-{}", p.namespace, p.name)),
+            comment: Some(format!(
+                "exported by corsgate from CorsPolicy {}/{}",
+                p.namespace, p.name
+            )),
+            ..Config::default()
+        };
+        let has_cors = !c.allow_origins.is_empty()
+            || !c.allow_origin_patterns.is_empty()
+            || !c.rules.is_empty();
+        if has_cors {
+            if !c.allow_origin_patterns.is_empty() {
+                report.risk(
+                    &object,
+                    "spec.cors.allowOriginPatterns",
+                    "patterns-dropped",
+                    "a response headers policy takes no regular expressions for origins; dropped",
+                );
+            }
+            if !c.rules.is_empty() {
+                report.risk(&object, "spec.cors.rules", "rules-dropped", "a response headers policy has one CORS configuration for every origin: per-origin rules need an edge function; dropped");
+            }
+            let methods = match &c.allow_methods {
+                Some(m) if m.iter().any(|x| x == "*") => vec!["ALL".to_string()],
+                Some(m) => m.clone(),
+                None => vec!["GET".into(), "HEAD".into(), "POST".into()],
+            };
+            config.cors_config = Some(Cors {
+                access_control_allow_origins: Items::of(c.allow_origins.clone()),
+                access_control_allow_headers: Items::of(c.allow_headers.clone()),
+                access_control_allow_methods: Items::of(methods),
+                access_control_allow_credentials: c.allow_credentials,
+                access_control_expose_headers: if c.expose_headers.is_empty() {
+                    None
+                } else {
+                    Some(Items::of(c.expose_headers.clone()))
+                },
+                access_control_max_age_sec: c.max_age_seconds.map(i64::from),
+                origin_override: c.origin_override.unwrap_or(true),
+            });
+            report.warning(&object, "spec.cors", "vary-origin", "CloudFront adds no Vary: Origin: add Origin to the cache policy's cache key (or an origin request policy) so one origin's answer is never served to another");
+            report.warning(&object, "spec.cors", "errors-without-cors", "CloudFront's own error responses (and custom error pages) may lack the CORS headers; corsgate puts them on every response");
+        }
+        if spec.mode == Mode::Shadow {
+            report.warning(&object, "spec.mode", "shadow-dropped", "a response headers policy has no shadow mode: it applies as soon as it is attached");
+        }
+        if c.allow_private_network {
+            report.warning(
+                &object,
+                "spec.cors.allowPrivateNetwork",
+                "private-network-dropped",
+                "CloudFront cannot answer private network preflights",
+            );
+        }
+        if matches!(c.preflight, Some(crate::policy::PreflightMode::Forward)) {
+            report.info(&object, "spec.cors.preflight", "preflight-forward", "CloudFront forwards OPTIONS to the origin when the cache behaviour allows it; the origin answers and CloudFront adds the headers");
+        }
+        if c.disallowed_origin == crate::policy::DisallowedOrigin::Reject {
+            report.warning(&object, "spec.cors.disallowedOrigin", "disallowed-origin-forwarded", "CloudFront cannot answer 403 to a disallowed origin; it forwards without CORS headers");
+        }
+        if let Some(rh) = &spec.response_headers {
+            if let Some(sec) = &rh.security {
+                config.security_headers_config = Some(security_of(sec));
+            }
+            if !rh.set.is_empty() {
+                config.custom_headers_config = Some(Items::of(
+                    rh.set
+                        .iter()
+                        .map(|h| Custom {
+                            header: h.name.clone(),
+                            value: h.value.clone(),
+                            override_: true,
+                        })
+                        .collect(),
+                ));
+            }
+            if !rh.remove.is_empty() {
+                config.remove_headers_config = Some(Items::of(
+                    rh.remove
+                        .iter()
+                        .map(|h| Remove { header: h.clone() })
+                        .collect(),
+                ));
+            }
+        }
+        out.push(json!({ "ResponseHeadersPolicyConfig": config }));
+    }
+    let value = if out.len() == 1 {
+        out.remove(0)
+    } else {
+        serde_json::Value::Array(out)
+    };
+    let mut text = serde_json::to_string_pretty(&value)
+        .map_err(|e| InteropError::invalid("export", e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// The managed policy a spec is exactly equivalent to, if any: presets and nothing else.
+fn managed_equivalent(spec: &CorsPolicySpec) -> Option<&'static str> {
+    let bare_cors = CorsSpec {
+        preset: spec.cors.preset,
+        ..CorsSpec::default()
+    };
+    if spec.cors != bare_cors || spec.mode != Mode::Enforce {
+        return None;
+    }
+    let security = match &spec.response_headers {
+        None => false,
+        Some(r)
+            if *r
+                == (ResponseHeaders {
+                    preset: Some(ResponseHeadersPreset::SecurityHeaders),
+                    ..ResponseHeaders::default()
+                }) =>
+        {
+            true
+        }
+        Some(_) => return None,
+    };
+    MANAGED
+        .iter()
+        .find(|(_, c, s)| *c == spec.cors.preset && *s == security && (c.is_some() || *s))
+        .map(|(n, _, _)| *n)
+}
+
+fn security_of(s: &SecurityHeaders) -> Security {
+    let ov = |o: Option<bool>| o.unwrap_or(true);
+    Security {
+        xss_protection: s.xss_protection.as_ref().map(|x| Xss {
+            override_: ov(x.override_upstream),
+            protection: x.protection.unwrap_or(true),
+            mode_block: Some(
+                x.mode_block
+                    .unwrap_or(x.report_uri.is_none() && x.protection != Some(false)),
+            ),
+            report_uri: x.report_uri.clone(),
+        }),
+        frame_options: s.frame_options.as_ref().map(|f| Frame {
+            override_: ov(f.override_upstream),
+            frame_option: match f.value {
+                Some(FrameOption::Deny) => "DENY".into(),
+                _ => "SAMEORIGIN".into(),
+            },
+        }),
+        referrer_policy: s.referrer_policy.as_ref().map(|r| Referrer {
+            override_: ov(r.override_upstream),
+            referrer_policy: serde_json::to_value(
+                r.value
+                    .unwrap_or(ReferrerPolicy::StrictOriginWhenCrossOrigin),
+            )
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_else(|| "strict-origin-when-cross-origin".into()),
+        }),
+        content_security_policy: s.content_security_policy.as_ref().map(|p| Csp {
+            override_: ov(p.override_upstream),
+            content_security_policy: p.value.clone(),
+        }),
+        content_type_options: s.content_type_options.as_ref().map(|t| Cto {
+            override_: ov(t.override_upstream),
+        }),
+        strict_transport_security: s.strict_transport_security.as_ref().map(|h| Hsts {
+            override_: ov(h.override_upstream),
+            include_subdomains: h.include_subdomains.unwrap_or(false),
+            preload: h.preload.unwrap_or(false),
+            access_control_max_age_sec: i64::from(h.max_age_seconds.unwrap_or(31_536_000)),
+        }),
+    }
+}

@@ -1,0 +1,799 @@
+//! ingress-nginx's CORS annotations (`nginx.ingress.kubernetes.io/enable-cors`,
+//! `cors-allow-origin`, `-methods`, `-headers`, `-expose-headers`, `-credentials`,
+//! `-max-age`) on Ingress objects, both ways.
+//!
+//! The controller's semantics, from kubernetes/ingress-nginx
+//! `internal/ingress/annotations/cors/main.go` and `internal/ingress/controller/template`:
+//! - absent or invalid values fall back to defaults: allow-origin `*`, methods
+//!   `GET, PUT, POST, DELETE, PATCH, OPTIONS`, headers
+//!   `DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization`,
+//!   credentials `true`, expose-headers empty, max-age `1728000`;
+//! - allow-origin is a comma-separated list; an entry must match
+//!   `^(https?://(\*\.)?[A-Za-z0-9\-\.]*(:[0-9]+)?|\*)?$` or is skipped; `*` anywhere makes
+//!   the list `*`; a `*.` wildcard becomes `[A-Za-z0-9\-]+`: exactly one label;
+//! - methods must match `^([A-Za-z]+,?\s?)+$` and headers `^([A-Za-z0-9\-\_]+,?\s?)+$`
+//!   (so `*` is not accepted there and the default applies), expose-headers may hold `*`;
+//! - with origin `*` the controller sends `Access-Control-Allow-Origin: *` (and
+//!   Allow-Credentials: true when credentials are on), else it reflects a matching Origin;
+//!   every OPTIONS from a matching origin is answered 204 at the edge; no `Vary: Origin`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ImportOptions, Imported, Input, InteropError, Meta, Report, Target, escape, max_age,
+    object_name, objects, of_kind, prefix, typed, with_paths,
+};
+use crate::policy::{CorsPolicySpec, CorsSpec, PreflightMode};
+
+const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+/// `defaultCorsMethods` in ingress-nginx's cors annotation parser.
+pub const DEFAULT_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
+/// `defaultCorsHeaders` in ingress-nginx's cors annotation parser.
+pub const DEFAULT_HEADERS: &str = "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
+/// `defaultCorsMaxAge` in ingress-nginx's cors annotation parser.
+pub const DEFAULT_MAX_AGE: i64 = 1_728_000;
+
+#[derive(Deserialize)]
+struct Ingress {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: IngressSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IngressSpec {
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    tls: Vec<Tls>,
+    #[serde(default)]
+    default_backend: Option<serde_yaml::Value>,
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    http: Option<HttpRule>,
+}
+
+#[derive(Deserialize)]
+struct HttpRule {
+    #[serde(default)]
+    paths: Vec<HttpPath>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpPath {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    path_type: Option<String>,
+    backend: Backend,
+}
+
+#[derive(Deserialize)]
+struct Backend {
+    #[serde(default)]
+    service: Option<ServiceBackend>,
+}
+
+#[derive(Deserialize)]
+struct ServiceBackend {
+    name: String,
+    #[serde(default)]
+    port: Port,
+}
+
+#[derive(Deserialize, Default)]
+struct Port {
+    #[serde(default)]
+    number: Option<i32>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Tls {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    secret_name: Option<String>,
+}
+
+/// Go's `strconv.ParseBool`, which the controller's `GetBoolAnnotation` uses.
+fn go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn is_origin_entry(o: &str) -> bool {
+    let rest = if let Some(r) = o.strip_prefix("https://") {
+        r
+    } else if let Some(r) = o.strip_prefix("http://") {
+        r
+    } else {
+        return false;
+    };
+    let rest = rest.strip_prefix("*.").unwrap_or(rest);
+    let (host, port) = match rest.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_list(s: &str, allow_star: bool, allow_digits: bool) -> bool {
+    // The controller's regexes: words of [A-Za-z] (methods) or [A-Za-z0-9-_] (headers),
+    // each followed by an optional comma and an optional single white space.
+    let ok_char = |c: char| {
+        c.is_ascii_alphabetic() || allow_digits && (c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    let mut words = 0;
+    let mut chars = s.chars().peekable();
+    while chars.peek().is_some() {
+        let mut word = false;
+        if allow_star && chars.peek() == Some(&'*') {
+            chars.next();
+            word = true;
+        } else {
+            while chars.peek().is_some_and(|c| ok_char(*c)) {
+                chars.next();
+                word = true;
+            }
+        }
+        if !word {
+            return false;
+        }
+        words += 1;
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+        if chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+    }
+    words > 0
+}
+
+fn split(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The CORS part of one Ingress, as the controller reads its annotations.
+fn cors_of(meta: &Meta, object: &str, report: &mut Report) -> CorsSpec {
+    let get = |k: &str| {
+        meta.annotations
+            .get(&format!("{PREFIX}{k}"))
+            .map(String::as_str)
+    };
+    let field = |k: &str| format!("metadata.annotations[{PREFIX}{k}]");
+    let mut cors = CorsSpec::default();
+
+    // Credentials first: the origin mapping depends on it.
+    let credentials = match get("cors-allow-credentials") {
+        Some(v) => match go_bool(v) {
+            Some(b) => b,
+            None => {
+                report.warning(object, field("cors-allow-credentials"), "invalid-annotation", format!("{v:?} is not a boolean; ingress-nginx falls back to its default, true; imported as true"));
+                true
+            }
+        },
+        None => true,
+    };
+    let credentials_defaulted = get("cors-allow-credentials").is_none();
+
+    let mut origins = Vec::new();
+    let mut patterns = Vec::new();
+    let mut star = false;
+    match get("cors-allow-origin") {
+        None => {
+            star = true;
+            report.risk(object, field("cors-allow-origin"), "default-origin-star", "absent: ingress-nginx allows every origin (*) by default; imported as allowOrigins: [\"*\"]; list the origins that should call this API");
+        }
+        Some(v) => {
+            for o in v.split(',').map(str::trim) {
+                if o == "*" {
+                    star = true;
+                    break;
+                }
+                if !is_origin_entry(o) {
+                    report.warning(object, field("cors-allow-origin"), "origin-skipped", format!("{o:?} is not an origin ingress-nginx accepts (http(s)://host[:port] or *); the controller skips it and so does the import"));
+                    continue;
+                }
+                let o = super::without_default_port(o);
+                if let Some((scheme, rest)) = o.split_once("://*.") {
+                    // One label, as the controller's `[A-Za-z0-9\-]+`; corsgate's own
+                    // `https://*.x` would also match deeper subdomains.
+                    patterns.push(format!(
+                        "^{}://[A-Za-z0-9-]+\\.{}$",
+                        escape(scheme),
+                        escape(rest)
+                    ));
+                    report.info(object, field("cors-allow-origin"), "origin-one-label", format!("{o:?} matches exactly one label in ingress-nginx; imported as an allowOriginPatterns entry with the same meaning (corsgate's \"{scheme}://*.{rest}\" would match deeper subdomains too)"));
+                } else {
+                    origins.push(o.to_ascii_lowercase());
+                }
+            }
+            if !star && origins.is_empty() && patterns.is_empty() {
+                report.risk(object, field("cors-allow-origin"), "no-origin", "no valid origin: ingress-nginx then never adds CORS headers; imported with no allowed origin, which is the same");
+            }
+        }
+    }
+    if star {
+        cors.allow_origins = vec!["*".into()];
+        if credentials {
+            let why = if credentials_defaulted {
+                "cors-allow-credentials is absent, so true"
+            } else {
+                "cors-allow-credentials is true"
+            };
+            report.risk(object, field("cors-allow-credentials"), "origin-star-credentials", format!("all origins with credentials ({why}): corsgate refuses it (it would let every site make credentialed requests); ingress-nginx answers Access-Control-Allow-Origin: * with Allow-Credentials: true, which browsers refuse for credentialed requests (Fetch), so only requests without credentials ever worked; imported as allowCredentials: false, the same behaviour; to keep cookies, list the origins and set allowCredentials: true"));
+        }
+    } else {
+        cors.allow_origins = origins;
+        cors.allow_origin_patterns = patterns;
+        cors.allow_credentials = credentials;
+        if credentials && credentials_defaulted {
+            report.warning(object, field("cors-allow-credentials"), "default-credentials", "absent: ingress-nginx defaults to true, so the listed origins may send cookies and HTTP auth; imported as allowCredentials: true; set it to false if the API does not need them");
+        }
+    }
+
+    let methods = match get("cors-allow-methods") {
+        Some(v) if is_list(v, false, false) => v.to_string(),
+        Some(v) => {
+            report.warning(object, field("cors-allow-methods"), "invalid-annotation", format!("{v:?} is not a method list ingress-nginx accepts; it uses its default {DEFAULT_METHODS}, and so does the import"));
+            DEFAULT_METHODS.into()
+        }
+        None => {
+            report.info(
+                object,
+                field("cors-allow-methods"),
+                "default-methods",
+                format!("absent: ingress-nginx's default {DEFAULT_METHODS}; imported as that list"),
+            );
+            DEFAULT_METHODS.into()
+        }
+    };
+    cors.allow_methods = Some(
+        split(&methods)
+            .into_iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect(),
+    );
+
+    let headers = match get("cors-allow-headers") {
+        Some(v) if is_list(v, false, true) => v.to_string(),
+        Some(v) => {
+            report.warning(object, field("cors-allow-headers"), "invalid-annotation", format!("{v:?} is not a header list ingress-nginx accepts (\"*\" is not); it uses its default {DEFAULT_HEADERS}, and so does the import"));
+            DEFAULT_HEADERS.into()
+        }
+        None => {
+            report.info(
+                object,
+                field("cors-allow-headers"),
+                "default-headers",
+                format!("absent: ingress-nginx's default {DEFAULT_HEADERS}; imported as that list"),
+            );
+            DEFAULT_HEADERS.into()
+        }
+    };
+    cors.allow_headers = split(&headers)
+        .into_iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+
+    if let Some(v) = get("cors-expose-headers") {
+        if is_list(v, true, true) {
+            let list = split(v);
+            if list.iter().any(|h| h == "*") && cors.allow_credentials {
+                report.warning(object, field("cors-expose-headers"), "expose-star-credentials", "\"*\" with credentials: browsers treat it as a header literally named \"*\" (Fetch) and corsgate refuses it; imported without \"*\": list the headers the page reads");
+                cors.expose_headers = list
+                    .into_iter()
+                    .filter(|h| h != "*")
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect();
+            } else {
+                cors.expose_headers = list
+                    .into_iter()
+                    .map(|h| if h == "*" { h } else { h.to_ascii_lowercase() })
+                    .collect();
+            }
+        } else {
+            report.warning(object, field("cors-expose-headers"), "invalid-annotation", format!("{v:?} is not a header list ingress-nginx accepts; it exposes nothing, and so does the import"));
+        }
+    }
+
+    let (age, from) = match get("cors-max-age") {
+        Some(v) => {
+            match v.trim().parse::<i64>() {
+                Ok(n) => (n, "(cors-max-age)"),
+                Err(_) => {
+                    report.warning(object, field("cors-max-age"), "invalid-annotation", format!("{v:?} is not an integer; ingress-nginx uses its default {DEFAULT_MAX_AGE}"));
+                    (DEFAULT_MAX_AGE, "(ingress-nginx's default)")
+                }
+            }
+        }
+        None => (DEFAULT_MAX_AGE, "(absent: ingress-nginx's default)"),
+    };
+    cors.max_age_seconds = max_age(age, object, &field("cors-max-age"), from, report);
+    cors.preflight = None; // Respond: answered at the edge, as the controller does.
+    report.info(object, "metadata.annotations", "preflight-checked", "ingress-nginx answers every OPTIONS from an allowed origin with 204 and the full lists, whatever method or headers it asks for; corsgate answers only real preflights (OPTIONS with Access-Control-Request-Method), with the requested method and headers when allowed, and 403 when not (unmatchedPreflight: Reject); browsers get the same verdict");
+    report.info(object, "metadata.annotations", "vary-origin", "ingress-nginx sends no Vary: Origin, so a shared cache may serve one origin's answer to another; corsgate adds Vary: Origin to every response of the route");
+    cors
+}
+
+/// The Ingress objects of one input as CorsPolicy.
+pub fn import(
+    input: &Input,
+    opts: &ImportOptions,
+    report: &mut Report,
+) -> Result<Vec<Imported>, InteropError> {
+    let mut out = Vec::new();
+    for (location, value) in objects(input)? {
+        let Some(name_hint) = of_kind(&location, &value, "Ingress", "not-ingress", report) else {
+            continue;
+        };
+        let ing: Ingress = typed(&location, &format!("Ingress {name_hint}"), value)?;
+        let namespace = ing.metadata.namespace();
+        let object = format!("Ingress {namespace}/{}", ing.metadata.name);
+        let enabled = ing
+            .metadata
+            .annotations
+            .get(&format!("{PREFIX}enable-cors"))
+            .and_then(|v| go_bool(v))
+            .unwrap_or(false);
+        if !enabled {
+            report.info(
+                &object,
+                format!("metadata.annotations[{PREFIX}enable-cors]"),
+                "cors-disabled",
+                "CORS is not enabled on this Ingress; not imported",
+            );
+            continue;
+        }
+        let cors = cors_of(&ing.metadata, &object, report);
+        if ing.spec.default_backend.is_some() {
+            report.info(
+                &object,
+                "spec.defaultBackend",
+                "default-backend",
+                "not imported: corsgate routes by host and path; requests for other hosts get 404",
+            );
+        }
+        for (i, t) in ing.spec.tls.iter().enumerate() {
+            report.info(&object, format!("spec.tls[{i}]"), "tls", format!("TLS for {} (secret {}) is not imported: terminate TLS in front of corsgate or add it to the policy by hand", t.hosts.join(", "), t.secret_name.as_deref().unwrap_or("<none>")));
+        }
+        // host -> target -> paths (None: every path)
+        let mut by_host: BTreeMap<String, BTreeMap<Target, Vec<Option<String>>>> = BTreeMap::new();
+        for (ri, rule) in ing.spec.rules.iter().enumerate() {
+            let hosts: Vec<String> = match &rule.host {
+                Some(h) if !h.is_empty() => vec![h.to_ascii_lowercase()],
+                _ if !opts.hosts.is_empty() => {
+                    report.warning(&object, format!("spec.rules[{ri}].host"), "host-from-flag", format!("no host: the rule matches every host; imported for the --host values {}", opts.hosts.join(", ")));
+                    opts.hosts.clone()
+                }
+                _ => {
+                    return Err(InteropError::invalid(
+                        &location,
+                        format!(
+                            "{object}: spec.rules[{ri}].host: missing, so the rule matches every host and corsgate needs host names; fix: pass --host NAME (repeatable)"
+                        ),
+                    ));
+                }
+            };
+            let Some(http) = &rule.http else { continue };
+            for (pi, p) in http.paths.iter().enumerate() {
+                let at = format!("spec.rules[{ri}].http.paths[{pi}]");
+                let raw = p.path.clone().unwrap_or_else(|| "/".into());
+                let path = match p.path_type.as_deref().unwrap_or("ImplementationSpecific") {
+                    "Prefix" => prefix(&raw),
+                    "Exact" => {
+                        report.warning(&object, format!("{at}.pathType"), "path-exact-as-prefix", format!("Exact {raw:?}: corsgate paths are segment-aware prefixes, so the policy also covers {raw}/..."));
+                        prefix(&raw)
+                    }
+                    other => {
+                        let meta = raw.find(|c: char| "()[]{}*+?^$|\\".contains(c));
+                        match meta {
+                            Some(at_char) => {
+                                let lit = &raw[..at_char];
+                                let cut = lit.rfind('/').map_or("/", |i| &lit[..=i]);
+                                report.risk(&object, format!("{at}.path"), "path-regex", format!("{raw:?} ({other}) is a regular expression to ingress-nginx; corsgate matches prefixes only: imported as the prefix {cut:?}, which covers more paths"));
+                                prefix(cut)
+                            }
+                            None => {
+                                report.info(&object, format!("{at}.pathType"), "path-implementation-specific", format!("{other} {raw:?}: ingress-nginx treats it as a prefix; imported as one"));
+                                prefix(&raw)
+                            }
+                        }
+                    }
+                };
+                let target = match &p.backend.service {
+                    Some(s) => match (s.port.number, &s.port.name) {
+                        (Some(n), _) => Target::Service(s.name.clone(), n),
+                        (None, name) => match &opts.upstream {
+                            Some(u) => {
+                                report.warning(&object, format!("{at}.backend.service.port"), "named-port", format!("named port {:?}: a CorsPolicy needs a port number; imported with --upstream {u}", name.as_deref().unwrap_or("")));
+                                Target::Url(u.clone())
+                            }
+                            None => {
+                                return Err(InteropError::invalid(
+                                    &location,
+                                    format!(
+                                        "{object}: {at}.backend.service.port: named port {:?}, and a CorsPolicy needs the Service's port number; fix: set port.number, or pass --upstream URL",
+                                        name.as_deref().unwrap_or("")
+                                    ),
+                                ));
+                            }
+                        },
+                    },
+                    None => match &opts.upstream {
+                        Some(u) => {
+                            report.warning(
+                                &object,
+                                format!("{at}.backend"),
+                                "backend-resource",
+                                format!("not a Service backend; imported with --upstream {u}"),
+                            );
+                            Target::Url(u.clone())
+                        }
+                        None => {
+                            return Err(InteropError::invalid(
+                                &location,
+                                format!(
+                                    "{object}: {at}.backend: not a Service; fix: pass --upstream URL"
+                                ),
+                            ));
+                        }
+                    },
+                };
+                for h in &hosts {
+                    by_host
+                        .entry(h.clone())
+                        .or_default()
+                        .entry(target.clone())
+                        .or_default()
+                        .push(path.clone());
+                }
+            }
+        }
+        // (target, paths) -> hosts: one policy per distinct pair, as a policy is hosts × paths.
+        let mut groups: BTreeMap<(Target, Vec<String>), Vec<String>> = BTreeMap::new();
+        for (host, targets) in by_host {
+            for (target, paths) in targets {
+                groups
+                    .entry((target, with_paths(&paths)))
+                    .or_default()
+                    .push(host.clone());
+            }
+        }
+        if groups.is_empty() {
+            report.warning(
+                &object,
+                "spec.rules",
+                "no-paths",
+                "no rule with paths: nothing to route; not imported",
+            );
+        }
+        let many = groups.len() > 1;
+        for (n, ((target, paths), hosts)) in groups.into_iter().enumerate() {
+            let upstream = target.upstream();
+            let name = if many {
+                object_name(&format!("{}-{}", ing.metadata.name, n + 1))
+            } else {
+                object_name(&ing.metadata.name)
+            };
+            out.push(Imported {
+                namespace: namespace.clone(),
+                name,
+                spec: CorsPolicySpec {
+                    mode: opts.mode,
+                    hosts,
+                    paths,
+                    upstream,
+                    cors: cors.clone(),
+                    response_headers: None,
+                },
+            });
+        }
+        if many {
+            report.info(
+                &object,
+                "spec.rules",
+                "split-by-backend",
+                format!(
+                    "hosts and paths with different backends: imported as {} policies named {}-1..",
+                    out.iter()
+                        .filter(|p| p.name.starts_with(&object_name(&ing.metadata.name)))
+                        .count(),
+                    object_name(&ing.metadata.name)
+                ),
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutIngress {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: OutMeta,
+    spec: OutSpec,
+}
+
+#[derive(Serialize)]
+struct OutMeta {
+    name: String,
+    namespace: String,
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutSpec {
+    ingress_class_name: &'static str,
+    rules: Vec<serde_json::Value>,
+}
+
+/// CorsPolicy as Ingress objects with ingress-nginx annotations.
+pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, InteropError> {
+    let mut out = String::new();
+    for p in policies {
+        let object = format!("CorsPolicy {}/{}", p.namespace, p.name);
+        let spec = p.spec.with_presets();
+        let c = &spec.cors;
+        let Some(svc) = &spec.upstream.service else {
+            return Err(InteropError::invalid(
+                &object,
+                "spec.upstream.url: an Ingress backend must be a Service; fix: use upstream.service, or create a Service (e.g. ExternalName) for the URL and point the policy at it",
+            ));
+        };
+        let mut a = BTreeMap::new();
+        let mut set = |k: &str, v: String| {
+            a.insert(format!("{PREFIX}{k}"), v);
+        };
+        set("enable-cors", "true".into());
+        let mut origins: Vec<String> = Vec::new();
+        for o in &c.allow_origins {
+            if o == "*" {
+                origins = vec!["*".into()];
+                break;
+            }
+            if o == "null" || !is_origin_entry(o) {
+                report.risk(
+                    &object,
+                    "spec.cors.allowOrigins",
+                    "origin-dropped",
+                    format!("{o:?} cannot be written as an ingress-nginx origin; dropped"),
+                );
+                continue;
+            }
+            if o.contains("://*.") {
+                report.warning(&object, "spec.cors.allowOrigins", "origin-one-label", format!("{o:?}: ingress-nginx's wildcard matches exactly one label, corsgate's one or more; deeper subdomains lose access"));
+            }
+            origins.push(o.clone());
+        }
+        if !c.allow_origin_patterns.is_empty() {
+            report.risk(&object, "spec.cors.allowOriginPatterns", "patterns-dropped", "ingress-nginx takes no regular expressions for origins; dropped: list those origins");
+        }
+        if origins.is_empty() {
+            report.risk(&object, "spec.cors.allowOrigins", "no-origin", "no origin left to write, and ingress-nginx reads an absent cors-allow-origin as \"*\": the Ingress is written without enable-cors (no CORS headers at all)");
+            a.clear();
+        } else {
+            a.insert(format!("{PREFIX}cors-allow-origin"), origins.join(", "));
+            a.insert(
+                format!("{PREFIX}cors-allow-credentials"),
+                c.allow_credentials.to_string(),
+            );
+            let methods: Vec<String> = match &c.allow_methods {
+                Some(m) if m.iter().any(|x| x == "*") => {
+                    report.info(
+                        &object,
+                        "spec.cors.allowMethods",
+                        "methods-star",
+                        "ingress-nginx takes no \"*\"; written as every method a browser can send",
+                    );
+                    super::BROWSER_METHODS.map(String::from).to_vec()
+                }
+                Some(m) => m.clone(),
+                None => vec!["GET".into(), "HEAD".into(), "POST".into()],
+            };
+            a.insert(format!("{PREFIX}cors-allow-methods"), methods.join(", "));
+            if c.allow_headers.iter().any(|h| h == "*") {
+                report.risk(&object, "spec.cors.allowHeaders", "headers-star", format!("ingress-nginx takes no \"*\" and falls back to its default {DEFAULT_HEADERS}; list the headers"));
+            } else if c.allow_headers.is_empty() {
+                report.warning(&object, "spec.cors.allowHeaders", "headers-default", format!("no headers allowed beyond the safelisted ones; ingress-nginx cannot say that and allows its default {DEFAULT_HEADERS}"));
+            } else {
+                a.insert(
+                    format!("{PREFIX}cors-allow-headers"),
+                    c.allow_headers.join(","),
+                );
+            }
+            if !c.expose_headers.is_empty() {
+                a.insert(
+                    format!("{PREFIX}cors-expose-headers"),
+                    c.expose_headers.join(","),
+                );
+            }
+            let age = c.max_age_seconds.unwrap_or_else(|| {
+                report.info(&object, "spec.cors.maxAgeSeconds", "max-age-explicit", "absent (browsers cache 5 s); written as cors-max-age: 5, since ingress-nginx's default is 1728000");
+                5
+            });
+            a.insert(format!("{PREFIX}cors-max-age"), age.to_string());
+            export_limits(&object, &spec, report);
+        }
+        let paths: Vec<String> = if spec.paths.is_empty() {
+            vec!["/".into()]
+        } else {
+            spec.paths.clone()
+        };
+        let rules = spec
+            .hosts
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "host": h,
+                    "http": {"paths": paths.iter().map(|p| serde_json::json!({
+                        "path": p,
+                        "pathType": "Prefix",
+                        "backend": {"service": {"name": svc.name, "port": {"number": svc.port}}},
+                    })).collect::<Vec<_>>()},
+                })
+            })
+            .collect();
+        let ing = OutIngress {
+            api_version: "networking.k8s.io/v1",
+            kind: "Ingress",
+            metadata: OutMeta {
+                name: p.name.clone(),
+                namespace: p.namespace.clone(),
+                annotations: a,
+            },
+            spec: OutSpec {
+                ingress_class_name: "nginx",
+                rules,
+            },
+        };
+        out.push_str("---\n");
+        out.push_str(
+            &serde_yaml::to_string(&ing)
+                .map_err(|e| InteropError::invalid(&object, e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// What no ingress-nginx annotation says.
+fn export_limits(object: &str, spec: &CorsPolicySpec, report: &mut Report) {
+    let c = &spec.cors;
+    report.risk(object, "spec.cors", "vary-origin", "ingress-nginx adds no Vary: Origin: put no shared cache in front of it, or add Vary with a configuration snippet");
+    if !c.rules.is_empty() {
+        report.risk(object, "spec.cors.rules", "rules-dropped", "ingress-nginx has one CORS configuration per Ingress; the per-origin rules are dropped");
+    }
+    if spec.mode == crate::policy::Mode::Shadow {
+        report.warning(
+            object,
+            "spec.mode",
+            "shadow-dropped",
+            "ingress-nginx has no shadow mode: the annotations enforce at once",
+        );
+    }
+    if c.allow_private_network {
+        report.warning(
+            object,
+            "spec.cors.allowPrivateNetwork",
+            "private-network-dropped",
+            "ingress-nginx cannot answer private network preflights",
+        );
+    }
+    if spec.response_headers.is_some() {
+        report.warning(
+            object,
+            "spec.responseHeaders",
+            "response-headers-dropped",
+            "not written: use the controller's custom-headers ConfigMap or a configuration snippet",
+        );
+    }
+    if matches!(
+        c.preflight,
+        Some(PreflightMode::Forward | PreflightMode::Passthrough)
+    ) {
+        report.warning(
+            object,
+            "spec.cors.preflight",
+            "preflight-at-edge",
+            "ingress-nginx always answers OPTIONS from an allowed origin at the edge",
+        );
+    }
+    if c.origin_override == Some(false) {
+        report.warning(
+            object,
+            "spec.cors.originOverride",
+            "origin-override",
+            "ingress-nginx's headers always replace the upstream's",
+        );
+    }
+    if c.disallowed_origin == crate::policy::DisallowedOrigin::Reject {
+        report.warning(object, "spec.cors.disallowedOrigin", "disallowed-origin-forwarded", "ingress-nginx forwards requests from other origins (without CORS headers) instead of answering 403");
+    }
+    report.info(object, "spec.cors.unmatchedPreflight", "unmatched-preflight-forwarded", "ingress-nginx forwards an OPTIONS from a disallowed origin to the upstream instead of answering 403; browsers block it either way");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_follow_the_controllers_regexes() {
+        // ^([A-Za-z]+,?\s?)+$ for methods
+        assert!(is_list("GET, PUT,POST", false, false));
+        assert!(!is_list("GET;POST", false, false));
+        assert!(!is_list("*", false, false));
+        assert!(
+            !is_list("GET,  POST", false, false),
+            "one white space at most"
+        );
+        // ^([A-Za-z0-9\-\_]+,?\s?)+$ for headers; expose-headers also takes "*"
+        assert!(is_list("X-Request_Id,Content-Type", false, true));
+        assert!(!is_list("*", false, true));
+        assert!(is_list("*, X-Trace", true, true));
+        assert!(!is_list("", true, true));
+    }
+
+    #[test]
+    fn origins_follow_the_controllers_regex() {
+        for ok in [
+            "https://a.example.com",
+            "http://localhost:3000",
+            "https://*.example.com",
+            "https://*.example.com:8443",
+        ] {
+            assert!(is_origin_entry(ok), "{ok}");
+        }
+        for bad in [
+            "ftp://a.example.com",
+            "https://a.example.com/path",
+            "https://a.example.com:",
+            "https://a.*.example.com",
+            "a.example.com",
+        ] {
+            assert!(!is_origin_entry(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn booleans_are_gos() {
+        assert_eq!(go_bool("True"), Some(true));
+        assert_eq!(go_bool("0"), Some(false));
+        assert_eq!(go_bool("yes"), None);
+        assert_eq!(go_bool("TrUe"), None);
+    }
+
+    #[test]
+    fn object_names_are_dns_labels() {
+        assert_eq!(
+            super::super::object_name("Managed-CORS-With-Preflight"),
+            "managed-cors-with-preflight"
+        );
+        assert_eq!(super::super::object_name("wide open!"), "wide-open");
+        assert_eq!(super::super::object_name("***"), "imported");
+    }
+}

@@ -1,0 +1,689 @@
+//! `corsgate import` / `corsgate export` (issue 16): golden files per format (every report
+//! line is in them), the imported YAML accepted by the same loader as `corsgate check`, round
+//! trips, the exit codes of the binary, and behavioural equivalence: an imported ingress-nginx
+//! policy through the real proxy over loopback, compared with what ingress-nginx documents.
+//!
+//! Goldens live under tests/interop/<format>/; `CORSGATE_REGENERATE_GOLDENS=1 cargo test
+//! --test interop` rewrites them (review the diff); by default the comparison is exact.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use corsgate::config::{Rejected, Snapshot, load::parse_documents};
+use corsgate::interop::{
+    self, Format, ImportOptions, Imported, Input, Report, render_policies,
+    star_with_credentials_accepted,
+};
+use corsgate::policy::Mode;
+use support::*;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn input(rel: &str) -> Input {
+    let p = dir().join(rel);
+    Input {
+        name: format!("tests/interop/{rel}"),
+        text: std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    }
+}
+
+/// Compares `actual` with the golden file `rel`, or rewrites it when regenerating.
+fn golden(rel: &str, actual: &str) {
+    let p = dir().join(rel);
+    if std::env::var_os("CORSGATE_REGENERATE_GOLDENS").is_some() {
+        std::fs::write(&p, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (CORSGATE_REGENERATE_GOLDENS=1 writes it)",
+            p.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{rel} differs from the golden file\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
+fn cloudfront_opts(mode: Mode) -> ImportOptions {
+    ImportOptions {
+        mode,
+        hosts: vec!["api.example.com".into()],
+        upstream: Some("http://origin.example.com".into()),
+        namespace: Some("edge".into()),
+    }
+}
+
+/// The YAML loads with `corsgate check`'s loader and every policy compiles.
+fn assert_checks(yaml: &str) -> Snapshot {
+    let mut errors = Vec::new();
+    let inputs = parse_documents("imported.yaml", yaml, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let snap = Snapshot::build(inputs);
+    for r in &snap.rejected {
+        assert!(
+            !matches!(r.rejected, Rejected::InvalidSpec { .. }),
+            "{}: {:?}",
+            r.policy,
+            r.rejected
+        );
+    }
+    snap
+}
+
+fn import_case(format: Format, files: &[&str], opts: &ImportOptions, out: &str) -> Vec<Imported> {
+    let inputs: Vec<Input> = files.iter().map(|f| input(f)).collect();
+    let (policies, report) = interop::import(format, &inputs, opts).expect("import");
+    let yaml = render_policies(&policies).expect("render");
+    assert_checks(&yaml);
+    golden(&format!("{out}.out.yaml"), &yaml);
+    golden(&format!("{out}.report.txt"), &report.render());
+    policies
+}
+
+fn export_case(format: Format, yaml: &str, out: &str, ext: &str) -> Report {
+    let inputs = [Input {
+        name: "policies.yaml".into(),
+        text: yaml.into(),
+    }];
+    let (text, report) = interop::export(format, &inputs).expect("export");
+    golden(&format!("{out}.{ext}"), &text);
+    golden(&format!("{out}.{ext}.report.txt"), &report.render());
+    report
+}
+
+#[test]
+fn ingress_nginx_goldens() {
+    let opts = ImportOptions {
+        mode: Mode::Shadow,
+        ..ImportOptions::default()
+    };
+    let p = import_case(
+        Format::IngressNginx,
+        &["ingress-nginx/input.yaml"],
+        &opts,
+        "ingress-nginx/input",
+    );
+    let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["storefront", "accounts-1", "accounts-2", "partner-api"],
+        "static has CORS off"
+    );
+    assert!(p.iter().all(|p| p.spec.mode == Mode::Shadow));
+    let yaml = render_policies(&p).unwrap();
+    export_case(
+        Format::IngressNginx,
+        &yaml,
+        "ingress-nginx/export",
+        "ingress-nginx.yaml",
+    );
+    export_case(
+        Format::GatewayApi,
+        &yaml,
+        "ingress-nginx/export",
+        "gateway-api.yaml",
+    );
+}
+
+#[test]
+fn gateway_api_goldens() {
+    let opts = ImportOptions::default();
+    let p = import_case(
+        Format::GatewayApi,
+        &["gateway-api/input.yaml"],
+        &opts,
+        "gateway-api/input",
+    );
+    // Two rules with different CORS filters: two policies, the third rule has no filter.
+    assert_eq!(p.len(), 2);
+    assert_eq!(p[0].spec.paths, ["/v1/products", "/v1/search"]);
+    assert_eq!(
+        p[1].spec.paths,
+        ["/v1/cart"],
+        "the regex match is not imported"
+    );
+    let yaml = render_policies(&p).unwrap();
+    export_case(
+        Format::GatewayApi,
+        &yaml,
+        "gateway-api/export",
+        "gateway-api.yaml",
+    );
+}
+
+#[test]
+fn cloudfront_goldens() {
+    let p = import_case(
+        Format::Cloudfront,
+        &["cloudfront/custom.json"],
+        &cloudfront_opts(Mode::Enforce),
+        "cloudfront/custom",
+    );
+    let yaml = render_policies(&p).unwrap();
+    export_case(Format::Cloudfront, &yaml, "cloudfront/export", "json");
+    for (name, _, _) in interop::cloudfront::MANAGED {
+        let rel = format!("cloudfront/managed-{name}.txt");
+        let p = import_case(
+            Format::Cloudfront,
+            &[&rel],
+            &cloudfront_opts(Mode::Enforce),
+            &format!("cloudfront/managed-{name}"),
+        );
+        assert_eq!(p.len(), 1);
+        let yaml = render_policies(&p).unwrap();
+        let report = export_case(
+            Format::Cloudfront,
+            &yaml,
+            &format!("cloudfront/managed-{name}.export"),
+            "json",
+        );
+        assert!(
+            report.lines.iter().any(|l| l.key == "managed-equivalent"
+                && l.message.contains(&format!("Managed-{name}:"))),
+            "{name}: the export names the managed policy: {report:?}"
+        );
+    }
+}
+
+/// The odd corners of each dialect: every line of their reports is in the goldens.
+#[test]
+fn edge_case_goldens() {
+    let opts = ImportOptions {
+        mode: Mode::Enforce,
+        hosts: vec!["fallback.example.com".into()],
+        upstream: Some("http://127.0.0.1:9000".into()),
+        namespace: None,
+    };
+    let p = import_case(
+        Format::IngressNginx,
+        &["ingress-nginx/edge-cases.yaml"],
+        &opts,
+        "ingress-nginx/edge-cases",
+    );
+    assert_eq!(p.len(), 2);
+    assert_eq!(
+        p[0].spec.hosts,
+        ["fallback.example.com"],
+        "a rule without host takes --host"
+    );
+    import_case(
+        Format::GatewayApi,
+        &["gateway-api/edge-cases.yaml"],
+        &opts,
+        "gateway-api/edge-cases",
+    );
+    import_case(
+        Format::Cloudfront,
+        &["cloudfront/edge-cases.json"],
+        &cloudfront_opts(Mode::Shadow),
+        "cloudfront/edge-cases",
+    );
+    let yaml = input("export-edge-cases.yaml").text;
+    for (format, ext) in [
+        (Format::IngressNginx, "ingress-nginx.yaml"),
+        (Format::GatewayApi, "gateway-api.yaml"),
+        (Format::Cloudfront, "cloudfront.json"),
+    ] {
+        let report = export_case(format, &yaml, "export-edge-cases", ext);
+        assert!(
+            report
+                .lines
+                .iter()
+                .any(|l| l.key == "rules-dropped" && l.severity == interop::Severity::Risk),
+            "{ext}"
+        );
+    }
+    // A URL upstream has no Service to name in an Ingress or an HTTPRoute.
+    let url = "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {name: u, namespace: a}\nspec:\n  hosts: [u.example.com]\n  upstream: {url: 'http://127.0.0.1:1'}\n";
+    for format in [Format::IngressNginx, Format::GatewayApi] {
+        let err = interop::export(
+            format,
+            &[Input {
+                name: "u.yaml".into(),
+                text: url.into(),
+            }],
+        )
+        .expect_err("url upstream");
+        assert!(
+            err.to_string()
+                .starts_with("CorsPolicy a/u: spec.upstream.url:"),
+            "{err}"
+        );
+    }
+}
+
+/// Import, export to the same format, import again: the same policies.
+#[test]
+fn round_trips_give_equivalent_policies() {
+    let enforce = ImportOptions::default();
+    let cases: [(Format, &str, &[&str], ImportOptions); 3] = [
+        (
+            Format::IngressNginx,
+            "ingress-nginx/input.yaml",
+            &["storefront", "partner-api"],
+            enforce.clone(),
+        ),
+        (
+            Format::GatewayApi,
+            "gateway-api/input.yaml",
+            &["catalog-1", "catalog-2"],
+            enforce.clone(),
+        ),
+        (
+            Format::Cloudfront,
+            "cloudfront/custom.json",
+            &["storefront-cors"],
+            cloudfront_opts(Mode::Enforce),
+        ),
+    ];
+    for (format, file, names, opts) in cases {
+        let (first, _) = interop::import(format, &[input(file)], &opts).unwrap();
+        let keep: Vec<Imported> = first
+            .into_iter()
+            .filter(|p| names.contains(&p.name.as_str()))
+            .collect();
+        assert_eq!(keep.len(), names.len(), "{file}");
+        let yaml = render_policies(&keep).unwrap();
+        let (exported, _) = interop::export(
+            format,
+            &[Input {
+                name: "p.yaml".into(),
+                text: yaml,
+            }],
+        )
+        .unwrap();
+        let (mut again, _) = interop::import(
+            format,
+            &[Input {
+                name: "exported".into(),
+                text: exported,
+            }],
+            &opts,
+        )
+        .unwrap();
+        if format == Format::Cloudfront {
+            // The exported RHP is named after namespace and policy; the spec is what counts.
+            for p in &mut again {
+                p.name = "storefront-cors".into();
+                p.namespace = "edge".into();
+            }
+        }
+        for (a, b) in keep.iter().zip(&again) {
+            assert_eq!(a.spec, b.spec, "{file}: {}", a.name);
+        }
+        assert_eq!(keep.len(), again.len(), "{file}");
+    }
+}
+
+/// Gateway API's "*" with credentials. Origins: refused for good (reflecting every origin
+/// with credentials is the classic hole). Methods and headers: reflected once the validator
+/// accepts them (issue 16 item 1); until then listed / narrowed. This test holds both ways,
+/// so landing item 1 changes the report line, not the test.
+#[test]
+fn gateway_api_star_with_credentials_follows_the_validator() {
+    let (p, report) = interop::import(
+        Format::GatewayApi,
+        &[input("gateway-api/star-credentials.yaml")],
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    assert_checks(&render_policies(&p).unwrap());
+    let cors = &p[0].spec.cors;
+    let line = |key: &str| {
+        report
+            .lines
+            .iter()
+            .find(|l| l.key == key)
+            .unwrap_or_else(|| panic!("no {key} line: {report:?}"))
+    };
+    let m = line("methods-star-credentials");
+    assert_eq!(m.object, "HTTPRoute default/wide");
+    assert_eq!(m.field, "spec.rules[0].filters[0].cors.allowMethods");
+    if star_with_credentials_accepted("allowMethods") {
+        assert_eq!(cors.allow_methods.as_deref(), Some(&["*".to_string()][..]));
+        assert_eq!(m.severity, interop::Severity::Info);
+    } else {
+        assert_eq!(cors.allow_methods.as_deref().map(<[String]>::len), Some(7));
+        assert_eq!(m.severity, interop::Severity::Warning);
+    }
+    let h = line("headers-star-credentials");
+    if star_with_credentials_accepted("allowHeaders") {
+        assert_eq!(cors.allow_headers, ["*"]);
+        assert_eq!(h.severity, interop::Severity::Info);
+    } else {
+        assert!(cors.allow_headers.is_empty());
+        assert_eq!(h.severity, interop::Severity::Risk);
+    }
+    // allowOrigins "*" with credentials stays refused whatever item 1 does.
+    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: any, namespace: default}\nspec:\n  hostnames: [any.example.com]\n  rules:\n  - filters: [{type: CORS, cors: {allowOrigins: ['*'], allowCredentials: true}}]\n    backendRefs: [{name: any, port: 80}]\n";
+    let (p, report) = interop::import(
+        Format::GatewayApi,
+        &[Input {
+            name: "any.yaml".into(),
+            text: text.into(),
+        }],
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(p[0].spec.cors.allow_origins, ["*"]);
+    assert!(!p[0].spec.cors.allow_credentials);
+    let l = report
+        .lines
+        .iter()
+        .find(|l| l.key == "origin-star-credentials")
+        .expect("origin line");
+    assert_eq!(l.severity, interop::Severity::Risk);
+    assert_eq!(l.field, "spec.rules[0].filters[0].cors.allowOrigins");
+}
+
+#[test]
+fn invalid_input_names_file_object_and_field() {
+    let cases: [(Format, &str, ImportOptions, &str); 4] = [
+        (
+            Format::IngressNginx,
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: nohost, namespace: a, annotations: {nginx.ingress.kubernetes.io/enable-cors: 'true'}}\nspec:\n  rules:\n  - http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {number: 80}}}}]}\n",
+            ImportOptions::default(),
+            "in.yaml (document 1): Ingress a/nohost: spec.rules[0].host: missing",
+        ),
+        (
+            Format::IngressNginx,
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: named, namespace: a, annotations: {nginx.ingress.kubernetes.io/enable-cors: 'true'}}\nspec:\n  rules:\n  - host: a.example.com\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {name: http}}}}]}\n",
+            ImportOptions::default(),
+            "in.yaml (document 1): Ingress a/named: spec.rules[0].http.paths[0].backend.service.port: named port \"http\"",
+        ),
+        (
+            Format::GatewayApi,
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: CORS, cors: {allowOrigins: 7}}]}]\n",
+            ImportOptions::default(),
+            "in.yaml (document 1): HTTPRoute r: spec.rules[0].filters[0].cors.allowOrigins: invalid type",
+        ),
+        (
+            Format::Cloudfront,
+            "{}",
+            ImportOptions::default(),
+            "in.yaml: a response headers policy names no hosts; fix: pass --host",
+        ),
+    ];
+    for (format, text, opts, want) in &cases {
+        let err = interop::import(
+            *format,
+            &[Input {
+                name: "in.yaml".into(),
+                text: text.to_string(),
+            }],
+            opts,
+        )
+        .expect_err(want);
+        assert!(err.to_string().starts_with(want), "{err}\nwanted: {want}");
+    }
+    // A named port with --upstream converts, with the report line.
+    let (_, text, _, _) = &cases[1];
+    let opts = ImportOptions {
+        upstream: Some("http://127.0.0.1:9".into()),
+        ..ImportOptions::default()
+    };
+    let (p, report) = interop::import(
+        Format::IngressNginx,
+        &[Input {
+            name: "in.yaml".into(),
+            text: text.to_string(),
+        }],
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        p[0].spec.upstream.url.as_deref(),
+        Some("http://127.0.0.1:9")
+    );
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.key == "named-port" && l.field.ends_with("backend.service.port"))
+    );
+}
+
+#[test]
+fn the_binary_prints_yaml_on_stdout_the_report_on_stderr_and_exits_by_validity() {
+    let bin = env!("CARGO_BIN_EXE_corsgate");
+    let file = dir().join("ingress-nginx/input.yaml");
+    let out = std::process::Command::new(bin)
+        .args(["import", "ingress-nginx", "--mode", "Enforce"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(!yaml.contains("mode: Shadow"));
+    assert_checks(&yaml);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("[origin-star-credentials]") && stderr.ends_with("info\n"),
+        "{stderr}"
+    );
+    // Exported ingress-nginx YAML is not a CorsPolicy: export of it fails, exit 1.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["export", "gateway-api"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {} (document 1): apiVersion",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is not a CorsPolicy"), "{stderr}");
+}
+
+/// The ingress-nginx `accounts` Ingress, imported, through the real proxy: the headers
+/// ingress-nginx's template documents (reflected origin, credentials, the lists, Max-Age), and
+/// its one-label wildcard.
+#[tokio::test]
+async fn imported_ingress_nginx_policy_answers_as_ingress_nginx_documents() {
+    let up = Upstream::start().await;
+    let opts = ImportOptions {
+        mode: Mode::Enforce,
+        ..ImportOptions::default()
+    };
+    let (mut p, _) = interop::import(
+        Format::IngressNginx,
+        &[input("ingress-nginx/input.yaml")],
+        &opts,
+    )
+    .unwrap();
+    p.retain(|p| p.name == "accounts-1");
+    p[0].spec.upstream = corsgate::policy::Upstream {
+        url: Some(up.url()),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&render_policies(&p).unwrap(), true).await;
+    let host = ("host", "accounts.example.com");
+
+    let pre = send(
+        proxy.addr,
+        "OPTIONS",
+        "/v1/users",
+        &[
+            host,
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "content-type"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        pre.status, 204,
+        "ingress-nginx answers the preflight 204 at the edge"
+    );
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(pre.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(pre.header("access-control-max-age"), Some("600"));
+    let methods = pre.header("access-control-allow-methods").unwrap_or("");
+    assert!(methods.contains("PUT"), "{methods}");
+    assert!(
+        pre.header("access-control-allow-headers")
+            .unwrap_or("")
+            .to_ascii_lowercase()
+            .contains("content-type")
+    );
+    assert!(
+        up.seen().iter().all(|s| s.method != http::Method::OPTIONS),
+        "the preflight never reached the upstream"
+    );
+
+    let get = send(
+        proxy.addr,
+        "GET",
+        "/v1/users",
+        &[host, ("origin", "https://app.example.com")],
+    )
+    .await;
+    assert_eq!(get.status, 200);
+    assert_eq!(
+        get.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(get.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(
+        get.header("access-control-expose-headers"),
+        Some("x-request-id")
+    );
+    assert!(
+        get.vary()
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("origin")),
+        "corsgate adds Vary: Origin"
+    );
+
+    // `https://*.preview.example.com` in ingress-nginx is `[A-Za-z0-9\-]+`: one label only.
+    let one = send(
+        proxy.addr,
+        "GET",
+        "/v1/users",
+        &[host, ("origin", "https://pr-7.preview.example.com")],
+    )
+    .await;
+    assert_eq!(
+        one.header("access-control-allow-origin"),
+        Some("https://pr-7.preview.example.com")
+    );
+    let two = send(
+        proxy.addr,
+        "GET",
+        "/v1/users",
+        &[host, ("origin", "https://a.pr-7.preview.example.com")],
+    )
+    .await;
+    assert_eq!(two.header("access-control-allow-origin"), None);
+    let other = send(
+        proxy.addr,
+        "GET",
+        "/v1/users",
+        &[host, ("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(
+        other.header("access-control-allow-origin"),
+        None,
+        "an unlisted origin gets no CORS headers, as in ingress-nginx"
+    );
+}
+
+/// The Gateway API route's credentialed rule, imported, through the real proxy: what
+/// HTTPCORSFilter specifies (reflected origin, credentials, the listed methods plus the
+/// always-allowed GET/HEAD/POST, the listed headers), with the port-443 origin normalised.
+#[tokio::test]
+async fn imported_gateway_api_rule_answers_as_the_cors_filter_specifies() {
+    let up = Upstream::start().await;
+    let opts = ImportOptions {
+        mode: Mode::Enforce,
+        ..ImportOptions::default()
+    };
+    let (mut p, _) = interop::import(
+        Format::GatewayApi,
+        &[input("gateway-api/input.yaml")],
+        &opts,
+    )
+    .unwrap();
+    p.retain(|p| p.name == "catalog-2");
+    p[0].spec.upstream = corsgate::policy::Upstream {
+        url: Some(up.url()),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&render_policies(&p).unwrap(), true).await;
+    let host = ("host", "catalog.example.com");
+    for (origin, method) in [
+        ("https://shop.example.com", "DELETE"),
+        ("https://eu.shop.example.com", "PUT"),
+        ("https://partner.example.net", "GET"),
+    ] {
+        let pre = send(
+            proxy.addr,
+            "OPTIONS",
+            "/v1/cart/items",
+            &[
+                host,
+                ("origin", origin),
+                ("access-control-request-method", method),
+                ("access-control-request-headers", "x-csrf-token"),
+            ],
+        )
+        .await;
+        assert_eq!(pre.status, 204, "{origin} {method}");
+        assert_eq!(pre.header("access-control-allow-origin"), Some(origin));
+        assert_eq!(pre.header("access-control-allow-credentials"), Some("true"));
+        assert!(
+            pre.header("access-control-allow-methods")
+                .unwrap_or("")
+                .contains(method),
+            "{origin} {method}: {:?}",
+            pre.cors_headers()
+        );
+        assert_eq!(
+            pre.header("access-control-max-age"),
+            Some("7200"),
+            "capped from 86400, reported"
+        );
+    }
+    let other = send(
+        proxy.addr,
+        "OPTIONS",
+        "/v1/cart",
+        &[
+            host,
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "PUT"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        other.header("access-control-allow-origin"),
+        None,
+        "no CORS headers for other origins"
+    );
+    assert!(up.seen().iter().all(|s| s.method != http::Method::OPTIONS));
+}
