@@ -206,12 +206,12 @@ fn cases() -> Vec<Case> {
             expect: vec![("shop/bad", "InvalidSpec", "ResolvedRefs", "Pending")],
             message: Some(("shop/bad", "Accepted", "allowCredentials")),
             ..case(
-                "credentials with \"*\" methods",
+                "credentials with \"*\" exposed headers",
                 vec![mk_policy(
                     "shop",
                     "bad",
                     T0,
-                    "{hosts: [a.example], upstream: {url: 'http://u:1'}, cors: {allowOrigins: ['https://x.example'], allowMethods: ['*'], allowCredentials: true}}",
+                    "{hosts: [a.example], upstream: {url: 'http://u:1'}, cors: {allowOrigins: ['https://x.example'], exposeHeaders: ['*'], allowCredentials: true}}",
                 )],
             )
         },

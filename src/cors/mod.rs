@@ -434,12 +434,16 @@ impl Decision<'_> {
             if pf.private_network {
                 out.insert(ALLOW_PRIVATE_NETWORK, TRUE);
             }
-        } else if settings.expose.any() && settings.credentials {
-            if let Some(v) = exposed_names(out, &settings.expose) {
-                out.insert(ACCESS_CONTROL_EXPOSE_HEADERS, v);
-            }
-        } else if let Some(v) = settings.expose.value() {
-            out.insert(ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
+        }
+        // On preflights too: browsers ignore it there, but Gateway API's HTTPCORSFilter
+        // conformance expects the configured list on the preflight response (issue 16).
+        let expose = if settings.expose.any() && settings.credentials {
+            exposed_names(out, &settings.expose)
+        } else {
+            settings.expose.value().cloned()
+        };
+        if let Some(v) = expose {
+            out.insert(ACCESS_CONTROL_EXPOSE_HEADERS, v);
         }
     }
 }

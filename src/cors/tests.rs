@@ -126,6 +126,8 @@ fn allowed_preflight_is_answered_with_exact_headers() {
             p("access-control-allow-headers", "content-type,x-custom"),
             p("access-control-allow-methods", "GET, POST, PUT"),
             p("access-control-allow-origin", "https://app.example.com"),
+            // Gateway API conformance wants the expose list on preflights too (issue 16).
+            p("access-control-expose-headers", "x-request-id"),
             p("access-control-max-age", "600"),
             p(
                 "vary",
@@ -230,6 +232,8 @@ fn preflight_forward_mode_sets_headers_on_the_upstream_answer() {
             p("access-control-allow-headers", "x-custom"),
             p("access-control-allow-methods", "GET, POST, PUT"),
             p("access-control-allow-origin", "https://app.example.com"),
+            // Gateway API conformance wants the expose list on preflights too (issue 16).
+            p("access-control-expose-headers", "x-request-id"),
             p("access-control-max-age", "600"),
             p("vary", "Origin"),
         ]

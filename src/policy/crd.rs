@@ -60,8 +60,9 @@ pub struct CelRule {
 
 const BASE_CREDENTIALS: &str = "(has(self.allowCredentials) && self.allowCredentials)";
 
-/// The lists that must not hold "*" when credentials are on, with their human name.
-const STAR_LISTS: [&str; 3] = ["allowMethods", "allowHeaders", "exposeHeaders"];
+/// Lists where "*" with credentials is refused: allowMethods and allowHeaders are reflected
+/// instead (issue 16), exposeHeaders cannot be.
+const STAR_LISTS: [&str; 1] = ["exposeHeaders"];
 
 /// CEL for "the base list `list` holds \"*\"", counting what a preset fills in.
 fn base_star(list: &str) -> String {
@@ -138,7 +139,7 @@ pub fn cel_rules() -> Vec<CelRule> {
         CelRule {
             at: "cors",
             rule: format!("!{BASE_CREDENTIALS} || !has(self.allowOrigins) || !('*' in self.allowOrigins)"),
-            message: "allowOrigins cannot contain \"*\" when allowCredentials is true: list the trusted origins".into(),
+            message: "allowOrigins cannot contain \"*\" when allowCredentials is true: the edge would have to reflect every origin, letting any website read responses with the user's cookies; list the trusted origins in allowOrigins or allowOriginPatterns".into(),
             field_path: Some(".allowOrigins"),
         },
     ];

@@ -165,7 +165,8 @@ pub struct CorsSpec {
     pub allow_credentials: bool,
 
     /// How long (seconds) a browser may cache a preflight answer: Access-Control-Max-Age.
-    /// Omitted: the header is not sent (browsers then cache for 5 s). 0 to 86400.
+    /// Omitted: the header is not sent, and browsers cache the answer for 5 s (Fetch's
+    /// default), which is what Gateway API's default of 5 asks for. 0 to 86400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_seconds: Option<i32>,
 

@@ -55,8 +55,8 @@ pub fn controller_and_proxy() {
             "allowOrigins cannot contain",
         ),
         (
-            "upstream: {url: 'http://a:1'}\n  cors: {allowOrigins: ['https://x.example'], allowHeaders: ['*'], allowCredentials: true}",
-            "allowHeaders cannot contain",
+            "upstream: {url: 'http://a:1'}\n  cors: {allowOrigins: ['https://x.example'], exposeHeaders: ['*'], allowCredentials: true}",
+            "exposeHeaders cannot contain",
         ),
         (
             "upstream: {url: 'http://a:1'}\n  cors: {maxAgeSeconds: 90000}",

@@ -82,12 +82,13 @@ pub const CEL_CASES: &[(&str, &str, Option<&str>)] = &[
     (
         "star methods credentials",
         r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {allowOrigins: ["https://x.example"], allowMethods: ["GET", "*"], allowCredentials: true}}"#,
-        Some("allowMethods cannot contain"),
+        // Reflected (Gateway API's HTTPCORSFilter; issue 16).
+        None,
     ),
     (
         "star headers credentials",
         r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {allowOrigins: ["https://x.example"], allowHeaders: ["*"], allowCredentials: true}}"#,
-        Some("allowHeaders cannot contain"),
+        None,
     ),
     (
         "star expose credentials",
@@ -102,6 +103,11 @@ pub const CEL_CASES: &[(&str, &str, Option<&str>)] = &[
     (
         "rule credentials, base star",
         r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {allowOrigins: ["*"], allowHeaders: ["*"], rules: [{origins: ["https://admin.example"], allowCredentials: true}]}}"#,
+        None,
+    ),
+    (
+        "rule credentials, base star expose",
+        r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {allowOrigins: ["*"], exposeHeaders: ["*"], rules: [{origins: ["https://admin.example"], allowCredentials: true}]}}"#,
         Some("a rule that allows credentials"),
     ),
     (
@@ -112,6 +118,11 @@ pub const CEL_CASES: &[(&str, &str, Option<&str>)] = &[
     (
         "rule star, base credentials",
         r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {allowOrigins: ["https://x.example"], allowCredentials: true, rules: [{origins: ["https://admin.example"], allowMethods: ["*"]}]}}"#,
+        None,
+    ),
+    (
+        "rule star expose, base credentials",
+        r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {allowOrigins: ["https://x.example"], allowCredentials: true, rules: [{origins: ["https://admin.example"], exposeHeaders: ["*"]}]}}"#,
         Some("a rule that allows credentials"),
     ),
     (
@@ -147,7 +158,7 @@ pub const CEL_CASES: &[(&str, &str, Option<&str>)] = &[
     (
         "preflight preset star headers with credentials",
         r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: CORSWithPreflight, allowOrigins: ["https://x.example"], allowCredentials: true}}"#,
-        Some("allowHeaders cannot contain"),
+        None,
     ),
     (
         "preflight preset named headers with credentials",
@@ -157,7 +168,7 @@ pub const CEL_CASES: &[(&str, &str, Option<&str>)] = &[
     (
         "preflight preset, rule inherits star headers",
         r#"{hosts: [a.example], upstream: {url: "http://u:1"}, cors: {preset: CORSWithPreflight, rules: [{origins: ["https://admin.example"], allowCredentials: true}]}}"#,
-        Some("a rule that allows credentials"),
+        None,
     ),
     (
         "simple preset, rule with credentials",

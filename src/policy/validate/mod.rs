@@ -110,8 +110,8 @@ pub fn parse(spec: &CorsPolicySpec) -> Result<Parsed, Vec<FieldError>> {
     {
         errs.push(FieldError::new(
                 format!("{base}.allowOrigins[{i}]"),
-                "\"*\" cannot be combined with allowCredentials: true: every site on the web could make credentialed requests",
-                "list the trusted origins (a wildcard such as \"https://*.example.com\" is fine), or set allowCredentials: false",
+                "\"*\" cannot be combined with allowCredentials: true: the edge would have to reflect every origin, so any website could read this API's responses with the user's cookies (Gateway API allows this; corsgate does not)",
+                "list the trusted origins (a wildcard such as \"https://*.example.com\" or allowOriginPatterns is fine), or set allowCredentials: false",
             ));
     }
     let mut rules = Vec::with_capacity(cors.rules.len());
@@ -454,42 +454,36 @@ fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) -> ParsedOrigins {
     parsed
 }
 
-/// Credentials never with "*" in methods, headers or exposed headers (the issue's CRD
-/// invariant; crd.rs holds the API server's CEL copy). A rule's credentials and lists each
+/// Credentials never with "*" in exposed headers (crd.rs holds the API server's CEL copy);
+/// methods and headers are reflected instead. A rule's credentials and lists each
 /// come from the rule when it sets them, else from the base, so the check is on what serves.
 fn credentials_star(c: &super::CorsSpec, errs: &mut Vec<FieldError>) {
+    // allowMethods/allowHeaders "*" with credentials are fine: Fetch gives `*` no wildcard
+    // meaning then, so the edge reflects the requested method and headers, as Gateway API's
+    // HTTPCORSFilter requires (issue 16). exposeHeaders "*" cannot be reflected from a
+    // request, and allowOrigins "*" with credentials is refused elsewhere.
     let star = |l: &[String]| l.iter().any(|x| x == "*");
-    let base_methods = c.allow_methods.as_deref().unwrap_or(&[]);
-    type RuleList = fn(&CorsRule) -> Option<&[String]>;
-    let lists: [(&str, &[String], RuleList); 3] = [
-        ("allowMethods", base_methods, |r| r.allow_methods.as_deref()),
-        ("allowHeaders", &c.allow_headers, |r| {
-            r.allow_headers.as_deref()
-        }),
-        ("exposeHeaders", &c.expose_headers, |r| {
-            r.expose_headers.as_deref()
-        }),
-    ];
-    for (field, base, of_rule) in lists {
-        if c.allow_credentials && star(base) {
+    let field = "exposeHeaders";
+    let base = c.expose_headers.as_slice();
+    if c.allow_credentials && star(base) {
+        errs.push(FieldError::new(
+            format!("spec.cors.{field}"),
+            "\"*\" cannot be combined with allowCredentials: true",
+            format!("list the names in {field}, or set allowCredentials: false"),
+        ));
+    }
+    for (i, r) in c.rules.iter().enumerate() {
+        let credentials = r.allow_credentials.unwrap_or(c.allow_credentials);
+        let own_list = r.expose_headers.as_deref();
+        let list = own_list.unwrap_or(base);
+        // A rule that sets neither inherits the base's verdict, reported once on the base.
+        let own = own_list.is_some() || r.allow_credentials.is_some();
+        if credentials && star(list) && own {
             errs.push(FieldError::new(
-                format!("spec.cors.{field}"),
-                "\"*\" cannot be combined with allowCredentials: true",
-                format!("list the names in {field}, or set allowCredentials: false"),
+                format!("spec.cors.rules[{i}].{field}"),
+                "this rule allows credentials and \"*\" (set on the rule or inherited from spec.cors)",
+                format!("list the names in the rule's {field}, or set the rule's allowCredentials: false"),
             ));
-        }
-        for (i, r) in c.rules.iter().enumerate() {
-            let credentials = r.allow_credentials.unwrap_or(c.allow_credentials);
-            let list = of_rule(r).unwrap_or(base);
-            // A rule that sets neither inherits the base's verdict, reported once on the base.
-            let own = of_rule(r).is_some() || r.allow_credentials.is_some();
-            if credentials && star(list) && own {
-                errs.push(FieldError::new(
-                    format!("spec.cors.rules[{i}].{field}"),
-                    "this rule allows credentials and \"*\" (set on the rule or inherited from spec.cors)",
-                    format!("list the names in the rule's {field}, or set the rule's allowCredentials: false"),
-                ));
-            }
         }
     }
 }
