@@ -32,7 +32,9 @@ use serde_json::{Value, json};
 
 use super::stream::Tally;
 use crate::config::shadow::{ShadowCounts, add_sample};
-use crate::config::{PolicyId, PolicyInput, Rejected, Snapshot};
+use crate::config::{
+    ConflictAudience, PolicyId, PolicyInput, Rejected, Snapshot, conflict_message,
+};
 use crate::policy::{
     API_VERSION, CorsPolicy, CorsPolicyStatus, KIND, Mode, ShadowReasons, ShadowStatus,
 };
@@ -253,8 +255,12 @@ pub fn desired_from(
             ACCEPTED,
             false,
             Reason::Conflicted,
-            format!(
-                "host {host} path {path} is already served by {winner}, which is older (or, created at the same time, sorts first by namespace/name); this policy is not served until the conflict is removed"
+            conflict_message(
+                ConflictAudience::Status,
+                &id.to_string(),
+                winner,
+                host,
+                path,
             ),
             generation,
             now,
