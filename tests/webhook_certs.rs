@@ -424,3 +424,31 @@ fn a_rotated_ca_signs_the_new_certificate_and_not_the_old_one() {
     assert!(!signed_by(&cb.cert, &b.ca), "not by the old CA");
     assert!(signed_by(&b.cert, &b.ca));
 }
+
+#[test]
+fn an_expired_old_ca_leaves_the_bundle_and_the_new_one_stays_as_written() {
+    let names = opts().dns_names();
+    let t0 = OffsetDateTime::now_utc();
+    let (b, _) = plan(None, &names, t0).expect("plan");
+    let late = t0 + time::Duration::days(3650 - 200);
+    let (cb, _) = plan(Some(&b), &names, late).expect("plan");
+    assert_eq!(certs::parse(&cb.ca).expect("bundle").len(), 2);
+    // The old CA has expired; the new CA and the serving certificate are still good.
+    let (nb, r) = plan(Some(&cb), &names, t0 + time::Duration::days(3651)).expect("plan");
+    assert_eq!(r, Renewal::Ca("an expired old CA left the bundle".into()));
+    assert_eq!(certs::parse(&nb.ca).expect("bundle").len(), 1);
+    assert!(
+        cb.ca.starts_with(&nb.ca) && !nb.ca.contains(&b.ca),
+        "the new CA's text, without the old one"
+    );
+    assert_eq!(
+        (&nb.ca_key, &nb.cert, &nb.key),
+        (&cb.ca_key, &cb.cert, &cb.key)
+    );
+    assert_eq!(
+        plan(Some(&nb), &names, t0 + time::Duration::days(3651))
+            .expect("plan")
+            .1,
+        Renewal::Unchanged
+    );
+}

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::config::{self, Rejected, Snapshot};
+use crate::config::{self, ConflictAudience, Rejected, Snapshot, conflict_message};
 
 /// What `check` found: the lines for stderr, the line for stdout, and whether it failed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,11 +43,8 @@ pub fn check(paths: &[PathBuf]) -> Report {
                 }
             }
             Rejected::Conflicted { winner, host, path } => {
-                let _ = writeln!(
-                    out,
-                    "warning: {at}: policy {} conflicts with {winner} on host {host} path {path}; the older policy ({winner}) wins and {} will not serve",
-                    r.policy, r.policy
-                );
+                let why = conflict_message(ConflictAudience::Check, &r.policy, winner, host, path);
+                let _ = writeln!(out, "warning: {at}: {why}");
             }
         }
     }

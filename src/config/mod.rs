@@ -21,4 +21,7 @@ mod tests;
 pub use compile::{CompiledPolicy, HeaderOps, PolicyId, SetHeader, UpstreamTarget};
 pub use finish::finish;
 pub use load::{LoadError, load_inputs, load_snapshot};
-pub use snapshot::{PolicyInput, PolicyReport, Rejected, Snapshot, normalize_host};
+pub use snapshot::{
+    ConflictAudience, PolicyInput, PolicyReport, Rejected, Snapshot, conflict_message,
+    normalize_host,
+};

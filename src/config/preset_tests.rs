@@ -1,7 +1,7 @@
 //! Presets compared header by header with what CloudFront's managed response-headers
 //! policies send (SimpleCORS, CORS-With-Preflight, SecurityHeadersPolicy), through the same
-//! calls the proxy makes: `decide`, then `write_preflight` or `apply_to_response`, then
-//! `responseHeaders`. Vary is corsgate's own addition (cache safety) and is checked apart.
+//! calls the proxy makes: `decide`, then `config::finish` (the decision's headers, then
+//! `responseHeaders`). Vary is corsgate's own addition (cache safety) and is checked apart.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -36,23 +36,15 @@ fn respond(
     upstream: &[(&str, &str)],
 ) -> (bool, HeaderMap) {
     let d = p.cors.decide(cors::classify(&method, &map(req)));
-    let mut h = HeaderMap::new();
-    let edge = match d.action {
-        Action::Respond => {
-            d.write_preflight(&mut h);
-            true
-        }
-        Action::Reject => {
-            d.apply_to_response(&mut h);
-            true
-        }
-        Action::Forward => {
-            h = map(upstream);
-            d.apply_to_response(&mut h);
-            false
-        }
+    // The edge answers a preflight and a rejection itself; a forwarded request's headers
+    // start from what the upstream sent.
+    let edge = d.action != Action::Forward;
+    let mut h = if edge {
+        HeaderMap::new()
+    } else {
+        map(upstream)
     };
-    p.response_headers.apply(&mut h);
+    crate::config::finish(p, Some(&d), &mut h);
     (edge, h)
 }
 

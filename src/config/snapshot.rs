@@ -41,6 +41,40 @@ pub enum Rejected {
     },
 }
 
+/// Who reads a conflict sentence: each says the same thing, worded for where it appears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictAudience {
+    /// The losing policy's Accepted condition and its Warning Event (the controller).
+    Status,
+    /// The admission webhook's warning for the object being applied (it is the newer one).
+    Admission,
+    /// `corsgate check`: one warning line that names both policies.
+    Check,
+}
+
+/// The one sentence for [`Rejected::Conflicted`]: `loser` is not served because `winner`
+/// (older, or created at the same time and first by namespace/name) holds `host` and `path`.
+pub fn conflict_message(
+    audience: ConflictAudience,
+    loser: &str,
+    winner: &str,
+    host: &str,
+    path: &str,
+) -> String {
+    let served = format!("host {host} path {path} is already served by {winner}, which is older");
+    match audience {
+        ConflictAudience::Status => format!(
+            "{served} (or, created at the same time, sorts first by namespace/name); this policy is not served until the conflict is removed"
+        ),
+        ConflictAudience::Admission => {
+            format!("{served}; this policy will not serve until the conflict is removed")
+        }
+        ConflictAudience::Check => format!(
+            "policy {loser} conflicts with {winner} on host {host} path {path}; the older policy ({winner}) wins and {loser} will not serve"
+        ),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {
     pub policy: String,

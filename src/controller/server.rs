@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,10 +18,6 @@ use tokio::sync::watch;
 use super::metrics::Metrics;
 use super::stream::{self, Hub};
 use crate::serve::{self, Admin, Listener, TEXT, reply};
-
-// `stream::Hub::poll` ends on shutdown through this path; the integrator's stream.rs can call
-// `crate::serve::stopped` directly, and then this re-export goes.
-pub use crate::serve::stopped;
 
 /// How long the stream listener's connections may finish after shutdown.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -78,8 +74,7 @@ pub async fn serve_stream(
                     if req.uri().path() == "/v1/shadow" {
                         let (parts, body) = req.into_parts();
                         return match Limited::new(body, stream::MAX_REPORT).collect().await {
-                            Ok(b) => stream::accept_report(&hub, &parts.method, &b.to_bytes())
-                                .map(Full::new),
+                            Ok(b) => stream::accept_report(&hub, &parts.method, &b.to_bytes()),
                             Err(e) => reply(
                                 StatusCode::PAYLOAD_TOO_LARGE,
                                 TEXT,
@@ -87,9 +82,7 @@ pub async fn serve_stream(
                             ),
                         };
                     }
-                    stream::handle(&hub, req.method(), req.uri(), wait, &mut stop)
-                        .await
-                        .map(Full::new)
+                    stream::handle(&hub, req.method(), req.uri(), wait, &mut stop).await
                 }
             }
         },

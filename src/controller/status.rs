@@ -32,7 +32,9 @@ use serde_json::{Value, json};
 
 use super::stream::Tally;
 use crate::config::shadow::{ShadowCounts, add_sample};
-use crate::config::{PolicyId, PolicyInput, Rejected, Snapshot};
+use crate::config::{
+    ConflictAudience, PolicyId, PolicyInput, Rejected, Snapshot, conflict_message,
+};
 use crate::policy::{
     API_VERSION, CorsPolicy, CorsPolicyStatus, KIND, Mode, ShadowReasons, ShadowStatus,
 };
@@ -40,6 +42,41 @@ use crate::policy::{
 pub const ACCEPTED: &str = "Accepted";
 pub const RESOLVED_REFS: &str = "ResolvedRefs";
 pub const PROGRAMMED: &str = "Programmed";
+
+/// A condition's `reason`, and the reason of the Events that report it. The wire values are
+/// the variant names; the tests spell them out as literals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Accepted=True.
+    Accepted,
+    /// Accepted=False: a validation error.
+    InvalidSpec,
+    /// Accepted=False: an older policy holds the host and path.
+    Conflicted,
+    /// Accepted or Programmed not (yet) True without an error.
+    Pending,
+    /// ResolvedRefs=True.
+    ResolvedRefs,
+    /// ResolvedRefs=False: the Service or its port does not exist.
+    BackendNotFound,
+    /// Programmed=True.
+    Programmed,
+}
+
+impl Reason {
+    /// The value written to `reason`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Accepted => "Accepted",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::Conflicted => "Conflicted",
+            Reason::Pending => "Pending",
+            Reason::ResolvedRefs => "ResolvedRefs",
+            Reason::BackendNotFound => "BackendNotFound",
+            Reason::Programmed => "Programmed",
+        }
+    }
+}
 
 /// Condition messages are capped well below the API's 32768.
 const MAX_MESSAGE: usize = 4096;
@@ -149,7 +186,7 @@ fn cap(mut s: String) -> String {
 fn condition(
     type_: &str,
     ok: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
     now: &Time,
@@ -157,7 +194,7 @@ fn condition(
     Condition {
         type_: type_.into(),
         status: if ok { "True" } else { "False" }.into(),
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message: cap(message),
         observed_generation: generation,
         last_transition_time: now.clone(),
@@ -197,7 +234,7 @@ pub fn desired_from(
             condition(
                 ACCEPTED,
                 true,
-                "Accepted",
+                Reason::Accepted,
                 format!("serving hosts {} on {paths}", policy.spec.hosts.join(", ")),
                 generation,
                 now,
@@ -206,7 +243,7 @@ pub fn desired_from(
         Verdict::Rejected(Rejected::InvalidSpec { errors }) => condition(
             ACCEPTED,
             false,
-            "InvalidSpec",
+            Reason::InvalidSpec,
             format!(
                 "the spec is invalid and is not served: {}",
                 errors.join("; ")
@@ -217,9 +254,13 @@ pub fn desired_from(
         Verdict::Rejected(Rejected::Conflicted { winner, host, path }) => condition(
             ACCEPTED,
             false,
-            "Conflicted",
-            format!(
-                "host {host} path {path} is already served by {winner}, which is older (or, created at the same time, sorts first by namespace/name); this policy is not served until the conflict is removed"
+            Reason::Conflicted,
+            conflict_message(
+                ConflictAudience::Status,
+                &id.to_string(),
+                winner,
+                host,
+                path,
             ),
             generation,
             now,
@@ -227,7 +268,7 @@ pub fn desired_from(
         Verdict::Unknown => condition(
             ACCEPTED,
             false,
-            "Pending",
+            Reason::Pending,
             "not yet evaluated".into(),
             generation,
             now,
@@ -237,7 +278,7 @@ pub fn desired_from(
         None => condition(
             RESOLVED_REFS,
             true,
-            "ResolvedRefs",
+            Reason::ResolvedRefs,
             "upstream is a URL".into(),
             generation,
             now,
@@ -246,7 +287,7 @@ pub fn desired_from(
             None => condition(
                 RESOLVED_REFS,
                 false,
-                "BackendNotFound",
+                Reason::BackendNotFound,
                 format!(
                     "Service {}/{} does not exist; the edge answers 502 (with CORS headers) for this policy until it does",
                     id.namespace, s.name
@@ -259,7 +300,7 @@ pub fn desired_from(
                 condition(
                     RESOLVED_REFS,
                     false,
-                    "BackendNotFound",
+                    Reason::BackendNotFound,
                     format!(
                         "Service {}/{} has no port {} (it has: {}); the edge answers 502 (with CORS headers) for this policy until it does",
                         id.namespace,
@@ -278,7 +319,7 @@ pub fn desired_from(
             Some(_) => condition(
                 RESOLVED_REFS,
                 true,
-                "ResolvedRefs",
+                Reason::ResolvedRefs,
                 format!("Service {}/{} port {} exists", id.namespace, s.name, s.port),
                 generation,
                 now,
@@ -293,7 +334,7 @@ pub fn desired_from(
         condition(
             PROGRAMMED,
             false,
-            "Pending",
+            Reason::Pending,
             "not accepted, so not sent to proxies".into(),
             generation,
             now,
@@ -302,7 +343,7 @@ pub fn desired_from(
         condition(
             PROGRAMMED,
             false,
-            "Pending",
+            Reason::Pending,
             format!("no proxy connected yet; config {v} is ready"),
             generation,
             now,
@@ -312,7 +353,11 @@ pub fn desired_from(
         condition(
             PROGRAMMED,
             ok,
-            if ok { "Programmed" } else { "Pending" },
+            if ok {
+                Reason::Programmed
+            } else {
+                Reason::Pending
+            },
             if ok {
                 format!("every connected proxy serves config {v}")
             } else {
@@ -492,7 +537,7 @@ pub fn events(old: Option<&CorsPolicyStatus>, new: &CorsPolicyStatus) -> Vec<Eve
         }
     };
     if let Some((o, n)) = changed(ACCEPTED) {
-        if n.status == "False" && n.reason != "Pending" {
+        if n.status == "False" && n.reason != Reason::Pending.as_str() {
             out.push(EventSpec {
                 warning: true,
                 reason: n.reason.clone(),
@@ -501,7 +546,7 @@ pub fn events(old: Option<&CorsPolicyStatus>, new: &CorsPolicyStatus) -> Vec<Eve
         } else if n.status == "True" && o.is_some_and(|o| o.status == "False") {
             out.push(EventSpec {
                 warning: false,
-                reason: "Accepted".into(),
+                reason: Reason::Accepted.as_str().into(),
                 note: n.message.clone(),
             });
         }

@@ -26,12 +26,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::shadow::{ShadowCounts, ShadowReport};
 use crate::config::wire::ConfigDocument;
 use crate::policy::ShadowStatus;
+use crate::serve::{TEXT, reply};
 
 /// The largest shadow report accepted.
 pub const MAX_REPORT: usize = 1 << 20;
@@ -465,7 +467,7 @@ impl Hub {
                         None => Poll::NoConfig,
                     };
                 }
-                () = super::server::stopped(stop) => return Poll::NoConfig,
+                () = crate::serve::stopped(stop) => return Poll::NoConfig,
             }
         }
     }
@@ -526,34 +528,26 @@ pub fn parse_query(query: Option<&str>) -> Result<ConfigQuery, String> {
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
-    let mut r = Response::new(body.into());
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
 /// `POST /v1/shadow` with its body read (at most `MAX_REPORT` bytes).
-pub fn accept_report(hub: &Hub, method: &Method, body: &[u8]) -> Response<Bytes> {
+pub fn accept_report(hub: &Hub, method: &Method, body: &[u8]) -> Response<Full<Bytes>> {
     if method != Method::POST {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+        return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use POST\n");
     }
     match serde_json::from_slice::<ShadowReport>(body) {
-        Ok(r) if r.proxy.is_empty() || r.proxy.len() > 253 => text(
+        Ok(r) if r.proxy.is_empty() || r.proxy.len() > 253 => reply(
             StatusCode::BAD_REQUEST,
+            TEXT,
             "proxy must be the proxy's name (1-253 characters)\n",
         ),
         Ok(r) => {
             hub.shadow_report(&r);
-            let mut resp = Response::new(Bytes::new());
+            let mut resp = Response::new(Full::new(Bytes::new()));
             *resp.status_mut() = StatusCode::NO_CONTENT;
             resp
         }
-        Err(e) => text(
+        Err(e) => reply(
             StatusCode::BAD_REQUEST,
+            TEXT,
             format!("not a shadow report: {e}\n"),
         ),
     }
@@ -566,19 +560,20 @@ pub async fn handle(
     uri: &http::Uri,
     wait: Duration,
     stop: &mut watch::Receiver<bool>,
-) -> Response<Bytes> {
+) -> Response<Full<Bytes>> {
     if uri.path() != "/v1/config" {
-        return text(
+        return reply(
             StatusCode::NOT_FOUND,
+            TEXT,
             "not found: the config stream is GET /v1/config?version=&proxy=, shadow reports POST /v1/shadow\n",
         );
     }
     if method != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n");
     }
     let q = match parse_query(uri.query()) {
         Ok(q) => q,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
     };
     hub.ack(&q.proxy, q.version.as_deref(), Instant::now());
     let outcome = hub.poll(q.version.as_deref(), wait, stop).await;
@@ -586,7 +581,7 @@ pub async fn handle(
     hub.ack(&q.proxy, q.version.as_deref(), Instant::now());
     match outcome {
         Poll::Fresh(p) => {
-            let mut r = Response::new(p.body.clone());
+            let mut r = Response::new(Full::new(p.body.clone()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -597,15 +592,16 @@ pub async fn handle(
             r
         }
         Poll::NotModified(v) => {
-            let mut r = Response::new(Bytes::new());
+            let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             if let Ok(v) = HeaderValue::from_str(&v) {
                 r.headers_mut().insert(VERSION_HEADER, v);
             }
             r
         }
-        Poll::NoConfig => text(
+        Poll::NoConfig => reply(
             StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
             "no configuration yet (the controller is starting or stopping); keep serving what you have and retry\n",
         ),
     }

@@ -26,6 +26,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::ServerConfig;
+use rustls_pki_types::pem::SectionKind;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -205,7 +206,7 @@ pub fn plan(
         // The old CA stays trusted while it is valid: API servers may hold the old bundle.
         let mut ca = new_ca;
         if ca_left > time::Duration::ZERO {
-            ca.push_str(&first_pem(&cur.ca));
+            ca.push_str(first_pem(&cur.ca));
         }
         return Ok((
             Bundle {
@@ -255,21 +256,30 @@ pub fn plan(
     ))
 }
 
-/// The PEM blocks of a text, each with its END line and a newline.
-fn pem_blocks(pem: &str) -> Vec<String> {
+/// The certificate PEM blocks of a text, as written (each up to and including its END
+/// line), found by `rustls-pki-types`' PEM reader. `from_buf` reads a `&[u8]` line by line
+/// and advances it past each section, so the text of a section is what it consumed. A
+/// section that does not decode ends the list: `pem` was already parsed by `parse`.
+fn pem_blocks(pem: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in pem.lines() {
-        cur.push_str(line);
-        cur.push('\n');
-        if line.starts_with("-----END ") {
-            out.push(std::mem::take(&mut cur));
+    let mut rest = pem.as_bytes();
+    loop {
+        let start = pem.len() - rest.len();
+        match rustls_pki_types::pem::from_buf(&mut rest) {
+            Ok(Some((kind, _))) => {
+                let end = pem.len() - rest.len();
+                if kind == SectionKind::Certificate
+                    && let Some(block) = pem.get(start..end)
+                {
+                    out.push(block);
+                }
+            }
+            Ok(None) | Err(_) => return out,
         }
     }
-    out
 }
 
-fn first_pem(pem: &str) -> String {
+fn first_pem(pem: &str) -> &str {
     pem_blocks(pem).into_iter().next().unwrap_or_default()
 }
 

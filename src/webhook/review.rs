@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ReviewError;
-use crate::config::{PolicyId, PolicyInput, Rejected, Snapshot};
+use crate::config::{
+    ConflictAudience, PolicyId, PolicyInput, Rejected, Snapshot, conflict_message,
+};
 use crate::policy::{CorsPolicySpec, FieldError, GROUP, KIND};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -341,8 +343,12 @@ fn conflicts(c: &Candidate, existing: &[PolicyInput]) -> Vec<String> {
             continue;
         };
         if r.policy == me {
-            out.push(format!(
-                "host {host} path {path} is already served by {winner}, which is older; this policy will not serve until the conflict is removed"
+            out.push(conflict_message(
+                ConflictAudience::Admission,
+                &me,
+                winner,
+                host,
+                path,
             ));
         } else if winner == &me {
             // Only a policy that serves today is being displaced; one already losing to
