@@ -90,6 +90,8 @@ async fn preflight_is_answered_at_the_edge_and_never_reaches_the_upstream() {
             "access-control-allow-headers: content-type,x-custom",
             "access-control-allow-methods: GET, POST, PUT",
             "access-control-allow-origin: https://app.example.com",
+            // Gateway API's conformance expects the expose list on preflights (issue 16).
+            "access-control-expose-headers: x-request-id",
             "access-control-max-age: 600",
         ]
     );
