@@ -1,7 +1,8 @@
 //! `corsgate import` / `corsgate export` (issue 16): golden files per format (every report
 //! line is in them), the imported YAML accepted by the same loader as `corsgate check`, round
-//! trips, the exit codes of the binary, and behavioural equivalence: an imported ingress-nginx
-//! policy through the real proxy over loopback, compared with what ingress-nginx documents.
+//! trips, the exit codes of the binary, and behavioural equivalence: imported ingress-nginx,
+//! Gateway API and CloudFront (managed) policies through the real proxy over loopback,
+//! compared with what each source system documents.
 //!
 //! Goldens live under tests/interop/<format>/; `CORSGATE_REGENERATE_GOLDENS=1 cargo test
 //! --test interop` rewrites them (review the diff); by default the comparison is exact.
@@ -686,4 +687,91 @@ async fn imported_gateway_api_rule_answers_as_the_cors_filter_specifies() {
         "no CORS headers for other origins"
     );
     assert!(up.seen().iter().all(|s| s.method != http::Method::OPTIONS));
+}
+
+/// CloudFront's managed policies, imported by name and run through the real proxy: the
+/// headers CloudFront documents for them (the same tables tests/presets.rs checks the presets
+/// against), and whether the preflight reached the origin.
+#[tokio::test]
+async fn imported_cloudfront_managed_policies_answer_as_cloudfront_documents() {
+    let up = Upstream::start().await;
+    let mut policies = Vec::new();
+    for (file, host) in [
+        ("cloudfront/managed-SimpleCORS.txt", "simple.example.com"),
+        (
+            "cloudfront/managed-CORS-With-Preflight.txt",
+            "preflight.example.com",
+        ),
+    ] {
+        let opts = ImportOptions {
+            mode: Mode::Enforce,
+            hosts: vec![host.into()],
+            upstream: Some(up.url()),
+            namespace: Some("edge".into()),
+        };
+        let (p, _) = interop::import(Format::Cloudfront, &[input(file)], &opts).expect("import");
+        policies.extend(p);
+    }
+    let proxy = Proxy::start(&render_policies(&policies).expect("render"), true).await;
+    let origin = "https://app.example.net";
+    let preflight = |host: &'static str| {
+        [
+            ("host", host),
+            ("origin", origin),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "content-type,x-custom"),
+        ]
+    };
+    // SimpleCORS: a preflight is an ordinary request to CloudFront: it reaches the origin and
+    // gets Allow-Origin only; a CORS GET gets Allow-Origin: *.
+    let got = send(
+        proxy.addr,
+        "OPTIONS",
+        "/a",
+        &preflight("simple.example.com"),
+    )
+    .await;
+    assert_eq!(got.cors_headers(), ["access-control-allow-origin: *"]);
+    let got = send(
+        proxy.addr,
+        "GET",
+        "/a",
+        &[("host", "simple.example.com"), ("origin", origin)],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.cors_headers(), ["access-control-allow-origin: *"]);
+    assert_eq!(
+        up.seen()
+            .iter()
+            .filter(|s| s.method == http::Method::OPTIONS)
+            .count(),
+        1,
+        "SimpleCORS forwards the preflight"
+    );
+    // CORS-With-Preflight: answered (at the edge here), every method, headers and origin "*".
+    let got = send(
+        proxy.addr,
+        "OPTIONS",
+        "/a",
+        &preflight("preflight.example.com"),
+    )
+    .await;
+    assert_eq!(got.status, 204);
+    assert_eq!(
+        got.cors_headers(),
+        [
+            "access-control-allow-headers: *",
+            "access-control-allow-methods: DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT",
+            "access-control-allow-origin: *",
+        ]
+    );
+    assert_eq!(
+        up.seen()
+            .iter()
+            .filter(|s| s.method == http::Method::OPTIONS)
+            .count(),
+        1,
+        "CORS-With-Preflight's preflight never reaches the origin"
+    );
 }
