@@ -164,7 +164,8 @@ fn mk_policy(ns: &str, name: &str, created: &str, hosts: &str) -> CorsPolicy {
     p
 }
 
-fn store_of<K>(objects: Vec<K>) -> Store<K>
+/// A reflector store that has listed `objects` (shared by the controller's test modules).
+pub(super) fn store_of<K>(objects: Vec<K>) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {

@@ -13,6 +13,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+use super::fixtures::store_of;
 use super::metrics::Metrics;
 use super::reconcile::{Context, reconcile};
 use super::status::{self, same};
@@ -178,16 +179,6 @@ fn a_shadow_change_is_a_status_change() {
 // --- one reconcile pass against a fake API server ---
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-fn store_of(objects: Vec<CorsPolicy>) -> Store<CorsPolicy> {
-    let (reader, mut writer) = reflector::store();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for o in objects {
-        writer.apply_watcher_event(&watcher::Event::InitApply(o));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-    reader
-}
 
 fn context(client: kube::Client, hub: Arc<Hub>, policies: Vec<CorsPolicy>) -> Context {
     let (services, mut w) = reflector::store::<k8s_openapi::api::core::v1::Service>();

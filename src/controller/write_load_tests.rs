@@ -10,10 +10,9 @@ use std::time::Duration;
 use http::{Method, Request, Response};
 use kube::client::Body;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+use super::fixtures::store_of;
 use super::metrics::Metrics;
 use super::reconcile::{Context, reconcile, refresh};
 use super::stream::Hub;
@@ -70,23 +69,6 @@ fn mk_policy(i: usize, generation: i64, expose: &str) -> CorsPolicy {
     p
 }
 
-fn store_of(objects: Vec<CorsPolicy>) -> Store<CorsPolicy> {
-    let (reader, mut writer) = reflector::store();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for o in objects {
-        writer.apply_watcher_event(&watcher::Event::InitApply(o));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-    reader
-}
-
-fn no_services() -> Vec<Store<k8s_openapi::api::core::v1::Service>> {
-    let (reader, mut writer) = reflector::store();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-    vec![reader]
-}
-
 /// The policies as the watch shows them after the writes so far.
 fn seen(policies: &[CorsPolicy], written: &Written) -> Vec<CorsPolicy> {
     let w = written.lock().expect("lock");
@@ -109,7 +91,7 @@ fn context(client: kube::Client, hub: Arc<Hub>, policies: Vec<CorsPolicy>) -> Co
     Context::new(
         client.clone(),
         vec![store_of(policies)],
-        no_services(),
+        vec![store_of(Vec::<k8s_openapi::api::core::v1::Service>::new())],
         hub,
         Arc::new(Metrics::new()),
         Recorder::new(client, "corsgate-controller/test".into()),
