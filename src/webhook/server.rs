@@ -33,12 +33,17 @@ pub struct Handler {
     pub reject_conflicts: bool,
 }
 
-/// Reads a body of at most `MAX_BODY` bytes within `READ_TIMEOUT`.
+/// Reads a body of at most `MAX_BODY` bytes within `READ_TIMEOUT`. A body whose declared
+/// length (Content-Length, which hyper reports as the exact size hint) is already over the
+/// limit is refused before a byte of it is read; a chunked one is cut where it passes it.
 async fn read_body<B>(body: B) -> Result<Bytes, ReviewError>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(ReviewError::TooLarge { limit: MAX_BODY });
+    }
     match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
         Err(_) => Err(ReviewError::Timeout(READ_TIMEOUT)),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
@@ -110,4 +115,28 @@ pub async fn serve(
         shutdown,
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    #[tokio::test]
+    async fn a_chunked_body_is_cut_where_it_passes_the_limit() {
+        // No declared length: the limit applies while reading.
+        let chunks = (0..=MAX_BODY / 65536).map(|_| {
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b' '; 65536])))
+        });
+        let body = StreamBody::new(futures::stream::iter(chunks));
+        let err = read_body(body).await.err();
+        assert!(
+            matches!(err, Some(ReviewError::TooLarge { limit: MAX_BODY })),
+            "{err:?}"
+        );
+        // At the limit exactly it is read.
+        let body = Full::new(Bytes::from(vec![b' '; MAX_BODY]));
+        assert_eq!(read_body(body).await.map(|b| b.len()).ok(), Some(MAX_BODY));
+    }
 }
