@@ -86,7 +86,8 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
-    let existing: Vec<_> = policies.iter().map(status::input_of).collect();
+    let existing =
+        corsgate::config::Snapshot::build(policies.iter().map(status::input_of).collect());
     let body = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corsgate::config::{PolicyId, PolicyInput};
+use corsgate::config::{PolicyId, PolicyInput, Snapshot};
 use corsgate::webhook::certs::{issue, new_ca};
 use corsgate::webhook::server::{self, Handler, TlsSource};
 use rustls_pki_types::CertificateDer;
@@ -47,7 +47,11 @@ async fn start_with(
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = watch::channel(false);
     let handler = Arc::new(Handler {
-        existing: Arc::new(move || existing.clone()),
+        existing: {
+            // What the controller hands the webhook: the snapshot it serves.
+            let snap = Arc::new(Snapshot::build(existing));
+            Arc::new(move || snap.clone())
+        },
         reject_conflicts: reject,
     });
     tokio::spawn(server::serve(listener, Arc::new(tls), handler, rx));
@@ -532,7 +536,7 @@ async fn bad_tls_files_fail_the_start_before_the_port_is_bound() {
         reject_conflicts: false,
     };
     let (_tx, rx) = watch::channel(false);
-    let err = corsgate::webhook::run(client, opts, Arc::new(Vec::new), rx)
+    let err = corsgate::webhook::run(client, opts, Arc::new(|| Arc::new(Snapshot::default())), rx)
         .await
         .expect_err("missing files");
     assert!(

@@ -103,6 +103,18 @@ pub struct CompiledPolicy {
     pub spec: CorsPolicySpec,
     /// `spec` with presets expanded: what was compiled, and what `effective` shows.
     pub expanded: CorsPolicySpec,
+    /// RFC 3339 creation time, when known: the older policy wins a conflict. Set by
+    /// `Snapshot::build` from its input.
+    pub created: Option<String>,
+}
+
+impl CompiledPolicy {
+    /// Every (host, path prefix) pair the policy claims, hosts first.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.hosts
+            .iter()
+            .flat_map(|h| self.paths.iter().map(move |p| (h.as_str(), p.as_str())))
+    }
 }
 
 fn internal(path: &str, e: impl fmt::Display) -> Vec<FieldError> {
@@ -374,6 +386,7 @@ impl CompiledPolicy {
             shadow: spec.mode == policy::Mode::Shadow,
             spec: spec.clone(),
             expanded,
+            created: None,
         })
     }
 

@@ -22,6 +22,6 @@ pub use compile::{CompiledPolicy, HeaderOps, PolicyId, SetHeader, UpstreamTarget
 pub use finish::finish;
 pub use load::{LoadError, load_inputs, load_snapshot};
 pub use snapshot::{
-    ConflictAudience, PolicyInput, PolicyReport, Rejected, Snapshot, conflict_message,
+    ConflictAudience, PolicyInput, PolicyReport, Rejected, Snapshot, claim_order, conflict_message,
     normalize_host,
 };

@@ -118,6 +118,19 @@ impl RouteTable {
         table.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
     }
 
+    /// The policy that claimed exactly `host` (a name or a `*.` pattern, as in a spec) and
+    /// the normalised `prefix`: a conflict probe, not routing.
+    pub fn claimant(&self, host: &str, prefix: &str) -> Option<usize> {
+        let (map, key) = match host.strip_prefix("*.") {
+            Some(suffix) => (&self.wildcard, suffix),
+            None => (&self.exact, host),
+        };
+        map.get(key)?
+            .iter()
+            .find(|(p, _)| &**p == prefix)
+            .map(|(_, i)| *i)
+    }
+
     /// Finds the policy for a normalised host (lower case, no port, no trailing dot) and a
     /// path: the exact host first, then wildcards from the most specific suffix; within a
     /// host, the longest matching prefix.
@@ -169,14 +182,21 @@ pub struct Snapshot {
     pub rejected: Vec<PolicyReport>,
 }
 
+/// The order in which policies claim (host, path) pairs: older first (creationTimestamp;
+/// none, as in files, after all), then namespace/name.
+pub fn claim_order<'a>(
+    created: &'a Option<String>,
+    id: &'a PolicyId,
+) -> (bool, &'a Option<String>, &'a PolicyId) {
+    (created.is_none(), created, id)
+}
+
 impl Snapshot {
     /// Builds a snapshot from every policy known. Never fails: invalid and conflicting
     /// policies are left out and reported in `rejected`.
     pub fn build(mut inputs: Vec<PolicyInput>) -> Snapshot {
         // Older first: the order in which policies claim (host, path) pairs.
-        inputs.sort_by(|a, b| {
-            (a.created.is_none(), &a.created, &a.id).cmp(&(b.created.is_none(), &b.created, &b.id))
-        });
+        inputs.sort_by(|a, b| claim_order(&a.created, &a.id).cmp(&claim_order(&b.created, &b.id)));
         let mut snap = Snapshot::default();
         let mut claimed: HashMap<(String, String), PolicyId> = HashMap::new();
         let mut seen: HashMap<PolicyId, ()> = HashMap::new();
@@ -200,7 +220,10 @@ impl Snapshot {
                 continue;
             }
             let compiled = match CompiledPolicy::from_spec(input.id.clone(), &input.spec) {
-                Ok(c) => c,
+                Ok(c) => CompiledPolicy {
+                    created: input.created.clone(),
+                    ..c
+                },
                 Err(errors) => {
                     snap.rejected.push(report(Rejected::InvalidSpec {
                         errors: errors.iter().map(ToString::to_string).collect(),
@@ -209,9 +232,8 @@ impl Snapshot {
                 }
             };
             let pairs: Vec<(String, String)> = compiled
-                .hosts
-                .iter()
-                .flat_map(|h| compiled.paths.iter().map(move |p| (h.clone(), p.clone())))
+                .pairs()
+                .map(|(h, p)| (h.to_string(), p.to_string()))
                 .collect();
             if let Some((host, path, winner)) = pairs.iter().find_map(|k| {
                 claimed

@@ -249,22 +249,6 @@ pub async fn run(
         policies_changed.clone(),
         metrics.clone(),
     );
-    if let Some(wo) = opts.webhook.clone() {
-        let stores = policies.clone();
-        let existing: crate::webhook::Existing = Arc::new(move || {
-            stores
-                .iter()
-                .flat_map(Store::state)
-                .map(|p| status::input_of(&p))
-                .collect()
-        });
-        let (client, stop) = (client.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            crate::webhook::run(client, wo, existing, stop)
-                .await
-                .map_err(|e| Error::Webhook(Box::new(e)))
-        });
-    }
     let services = reflect::<Service>(
         &mut tasks,
         &client,
@@ -292,11 +276,38 @@ pub async fn run(
         hub.clone(),
         metrics.clone(),
         Recorder::new(
-            client,
+            client.clone(),
             format!("corsgate-controller/{}", opts.instance).into(),
         ),
         opts.status_min_interval,
     );
+    if let Some(wo) = opts.webhook.clone() {
+        // The webhook probes the snapshot the controller serves; before the first build
+        // (caches still listing) it builds one from what is cached.
+        let (built, stores) = (ctx.built.clone(), ctx.policies.clone());
+        let existing: crate::webhook::Existing = Arc::new(move || {
+            let last = built
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map(|b| b.snap.clone());
+            last.unwrap_or_else(|| {
+                Arc::new(crate::config::Snapshot::build(
+                    stores
+                        .iter()
+                        .flat_map(Store::state)
+                        .map(|p| status::input_of(&p))
+                        .collect(),
+                ))
+            })
+        });
+        let (client, stop) = (client.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            crate::webhook::run(client, wo, existing, stop)
+                .await
+                .map_err(|e| Error::Webhook(Box::new(e)))
+        });
+    }
 
     let mut stop = shutdown.clone();
     // Nothing is built before every cache has listed once.

@@ -33,8 +33,9 @@ pub struct Context {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
-    /// The last build, read by every status pass until policies change again.
-    pub built: Mutex<Option<Arc<Built>>>,
+    /// The last build, read by every status pass until policies change again (and by the
+    /// webhook's conflict check).
+    pub built: Arc<Mutex<Option<Arc<Built>>>>,
     /// Nothing is judged behind (no proxies, proxies behind) before `quiet_from + grace`:
     /// the controller's start, or when it took the lease.
     pub quiet_from: Mutex<Instant>,
@@ -61,7 +62,7 @@ impl Context {
             hub,
             metrics,
             recorder,
-            built: Mutex::new(None),
+            built: Arc::new(Mutex::new(None)),
             quiet_from: Mutex::new(Instant::now()),
             min_interval,
             last_write: Mutex::new(HashMap::new()),
@@ -78,7 +79,7 @@ impl Context {
 
 /// One build: the snapshot of every cached policy and what it says about each of them.
 pub struct Built {
-    pub snap: Snapshot,
+    pub snap: Arc<Snapshot>,
     /// Verdict, config version and warnings by `namespace/name`, keyed with the generation
     /// they were computed for (a policy whose generation moved is recomputed).
     pub facts: HashMap<String, (Option<i64>, status::Facts)>,
@@ -181,7 +182,7 @@ pub fn rebuild(ctx: &Context) -> Result<Arc<Built>, Error> {
         facts.insert(id, (generation, f));
     }
     let built = Arc::new(Built {
-        snap,
+        snap: Arc::new(snap),
         facts,
         published,
     });

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::PolicyInput;
+use crate::config::Snapshot;
 
 /// Why an HTTP request to the webhook is not an AdmissionReview we can answer.
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +104,8 @@ pub struct WebhookOptions {
     pub reject_conflicts: bool,
 }
 
-/// The policies known now (the controller's cache), for conflict checks.
-pub type Existing = Arc<dyn Fn() -> Vec<PolicyInput> + Send + Sync>;
+/// The snapshot served now (the controller's last build), for conflict checks.
+pub type Existing = Arc<dyn Fn() -> Arc<Snapshot> + Send + Sync>;
 
 /// Prepares TLS (checking files, or creating/reading the Secret and patching the caBundle),
 /// binds, and serves until `shutdown`. Errors before serving are returned; afterwards

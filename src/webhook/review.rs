@@ -5,8 +5,9 @@
 //!   `ReviewError` (HTTP 400): the API server never sends one, so it is a caller's mistake.
 //! - CREATE and UPDATE of a CorsPolicy: denied with every `FieldError` of `policy::validate`
 //!   (or the field that does not deserialise), else allowed with `policy::warnings`.
-//! - Conflicts, resolved exactly as the controller does (`Snapshot::build` over the cache
-//!   plus this object): a host and path an older policy serves is a warning naming it, or a
+//! - Conflicts, resolved exactly as the controller does, by probing the routing table of
+//!   the controller's last snapshot with this object's compiled hosts and paths (only the
+//!   object is compiled): a host and path an older policy serves is a warning naming it, or a
 //!   denial with `--reject-conflicts`; taking a pair over from a newer policy likewise.
 //! - An UPDATE that leaves the spec as it was is allowed (with warnings): a label or an
 //!   annotation on an old, invalid object must not be blocked.
@@ -15,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ReviewError;
+use std::collections::HashSet;
+
 use crate::config::{
-    ConflictAudience, PolicyId, PolicyInput, Rejected, Snapshot, conflict_message,
+    CompiledPolicy, ConflictAudience, PolicyId, Snapshot, claim_order, conflict_message,
 };
 use crate::policy::{CorsPolicySpec, FieldError, GROUP, KIND};
 
@@ -113,11 +116,11 @@ struct Candidate {
     spec: CorsPolicySpec,
 }
 
-/// Reviews one AdmissionReview body against the policies already known (the controller's
-/// cache). Returns the whole AdmissionReview to send back.
+/// Reviews one AdmissionReview body against the policies already served (the controller's
+/// last snapshot). Returns the whole AdmissionReview to send back.
 pub fn review(
     body: &[u8],
-    existing: &[PolicyInput],
+    existing: &Snapshot,
     reject_conflicts: bool,
 ) -> Result<Value, ReviewError> {
     let input: ReviewIn = serde_json::from_slice(body).map_err(|e| {
@@ -190,7 +193,7 @@ fn deny(
     }
 }
 
-fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Response {
+fn decide(req: Request, existing: &Snapshot, reject_conflicts: bool) -> Response {
     let uid = req.uid;
     // The webhook is registered for CorsPolicy CREATE and UPDATE only; anything else that
     // reaches it (a misconfigured registration) is let through rather than blocked.
@@ -224,16 +227,25 @@ fn decide(req: Request, existing: &[PolicyInput], reject_conflicts: bool) -> Res
             .as_ref()
             .and_then(|o| o.get("spec"))
             .is_some_and(|old| object.get("spec") == Some(old));
-    if let Err(errors) = crate::policy::validate(&candidate.spec)
-        && !spec_unchanged
-    {
-        return invalid(uid, &candidate.id.name, errors);
+    // One compile: its errors are the validation, its expanded spec the warnings' input,
+    // its (host, path) pairs the conflict probe.
+    let compiled = CompiledPolicy::from_spec(candidate.id.clone(), &candidate.spec);
+    let compiled = match compiled {
+        Ok(c) => Some(CompiledPolicy {
+            created: candidate.created.clone(),
+            ..c
+        }),
+        Err(errors) if !spec_unchanged => return invalid(uid, &candidate.id.name, errors),
+        Err(_) => None,
+    };
+    let mut warnings: Vec<String> = match &compiled {
+        Some(c) => crate::policy::warnings_expanded(&c.expanded),
+        None => crate::policy::warnings(&candidate.spec),
     }
-    let mut warnings: Vec<String> = crate::policy::warnings(&candidate.spec)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let conflicts = conflicts(&candidate, existing);
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let conflicts = compiled.map_or_else(Vec::new, |c| conflicts(&c, existing));
     if reject_conflicts && !conflicts.is_empty() && !spec_unchanged {
         let causes = conflicts
             .iter()
@@ -325,44 +337,58 @@ fn candidate(
     })
 }
 
-/// Conflicts of `c` with the policies in `existing`, resolved as the controller does.
-fn conflicts(c: &Candidate, existing: &[PolicyInput]) -> Vec<String> {
-    let others: Vec<PolicyInput> = existing.iter().filter(|p| p.id != c.id).cloned().collect();
-    let mut with = others.clone();
-    with.push(PolicyInput {
-        id: c.id.clone(),
-        created: c.created.clone(),
-        spec: c.spec.clone(),
-        source: None,
-    });
-    let after = Snapshot::build(with);
-    let me = c.id.to_string();
-    let mut out = Vec::new();
-    for r in &after.rejected {
-        let Rejected::Conflicted { winner, host, path } = &r.rejected else {
-            continue;
-        };
-        if r.policy == me {
-            out.push(conflict_message(
+/// Conflicts of `c` with the policies `existing` serves, resolved as `Snapshot::build`
+/// would with `c` in it, by probing its routing table instead of rebuilding it:
+/// - `c` loses a pair to a policy older than itself (those are unaffected by `c`, so they
+///   serve in the snapshot with `c` exactly as they do now): the first such pair, as the
+///   build reports it;
+/// - `c` serves and takes pairs from newer policies that serve now: each of them stops
+///   serving, reported on its first pair that `c` claims.
+///
+/// The policy's own earlier version (same id) is never a conflict.
+fn conflicts(c: &CompiledPolicy, existing: &Snapshot) -> Vec<String> {
+    let me = claim_order(&c.created, &c.id);
+    let me_name = c.id.to_string();
+    let others = |h: &str, p: &str| {
+        existing
+            .routes
+            .claimant(h, p)
+            .and_then(|i| existing.policies.get(i).map(|w| (i, w)))
+            .filter(|(_, w)| w.id != c.id)
+    };
+    for (h, p) in c.pairs() {
+        if let Some((_, w)) = others(h, p)
+            && claim_order(&w.created, &w.id) < me
+        {
+            return vec![conflict_message(
                 ConflictAudience::Admission,
-                &me,
-                winner,
-                host,
-                path,
-            ));
-        } else if winner == &me {
-            // Only a policy that serves today is being displaced; one already losing to
-            // someone else is not this object's doing.
-            let before = Snapshot::build(others.clone());
-            if before.policies.iter().any(|p| p.id.to_string() == r.policy) {
-                out.push(format!(
-                    "host {host} path {path} is served by {}, which is newer: this policy takes it over and {} stops serving",
-                    r.policy, r.policy
-                ));
-            }
+                &me_name,
+                &w.id.to_string(),
+                h,
+                p,
+            )];
         }
     }
-    out
+    // Serving policies are in claim order: displaced ones are reported oldest first.
+    let mut displaced: Vec<usize> = c
+        .pairs()
+        .filter_map(|(h, p)| others(h, p))
+        .map(|(i, _)| i)
+        .collect();
+    displaced.sort_unstable();
+    displaced.dedup();
+    let mine: HashSet<(&str, &str)> = c.pairs().collect();
+    displaced
+        .into_iter()
+        .filter_map(|i| existing.policies.get(i))
+        .filter_map(|n| {
+            let (host, path) = n.pairs().find(|k| mine.contains(k))?;
+            Some(format!(
+                "host {host} path {path} is served by {}, which is newer: this policy takes it over and {} stops serving",
+                n.id, n.id
+            ))
+        })
+        .collect()
 }
 
 /// Each warning at most 256 characters, all of them at most 4096 bytes.
@@ -391,6 +417,7 @@ fn cap_warnings(warnings: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PolicyInput;
     use serde_json::json;
 
     fn body(op: &str, object: Value) -> Vec<u8> {
@@ -405,6 +432,10 @@ mod tests {
     fn obj(spec: Value) -> Value {
         json!({"apiVersion": "corsgate.dev/v1alpha1", "kind": KIND,
             "metadata": {"name": "api", "namespace": "shop"}, "spec": spec})
+    }
+
+    fn none() -> Snapshot {
+        Snapshot::build(Vec::new())
     }
 
     fn input(ns: &str, name: &str, created: &str, hosts: &[&str]) -> PolicyInput {
@@ -424,7 +455,7 @@ mod tests {
         let bad = obj(json!({"hosts": [], "upstream": {"url": "http://a"}}));
         let mut b: Value = serde_json::from_slice(&body("UPDATE", bad.clone())).expect("json");
         b["request"]["oldObject"] = bad;
-        let out = review(&serde_json::to_vec(&b).expect("json"), &[], false).expect("review");
+        let out = review(&serde_json::to_vec(&b).expect("json"), &none(), false).expect("review");
         assert_eq!(out["response"]["allowed"], true, "{out}");
         // The same spec as a change is denied.
         let out = review(
@@ -432,7 +463,7 @@ mod tests {
                 "UPDATE",
                 obj(json!({"hosts": [], "upstream": {"url": "http://a"}})),
             ),
-            &[],
+            &none(),
             false,
         )
         .expect("review");
@@ -442,11 +473,11 @@ mod tests {
     #[test]
     fn other_kinds_and_operations_are_let_through() {
         let mut b: Value = serde_json::from_slice(&body("DELETE", Value::Null)).expect("json");
-        let out = review(&serde_json::to_vec(&b).expect("json"), &[], false).expect("review");
+        let out = review(&serde_json::to_vec(&b).expect("json"), &none(), false).expect("review");
         assert_eq!(out["response"], json!({"uid": "u-1", "allowed": true}));
         b["request"]["operation"] = "CREATE".into();
         b["request"]["kind"]["kind"] = "ConfigMap".into();
-        let out = review(&serde_json::to_vec(&b).expect("json"), &[], false).expect("review");
+        let out = review(&serde_json::to_vec(&b).expect("json"), &none(), false).expect("review");
         assert_eq!(out["response"]["allowed"], true);
     }
 
@@ -462,7 +493,7 @@ mod tests {
         o["metadata"]["creationTimestamp"] = "2024-01-01T00:00:00Z".into();
         let out = review(
             &body("UPDATE", o.clone()),
-            std::slice::from_ref(&newer),
+            &Snapshot::build(vec![newer.clone()]),
             false,
         )
         .expect("review");
@@ -472,7 +503,7 @@ mod tests {
                 "host api.example.com path / is served by shop/newer, which is newer: this policy takes it over and shop/newer stops serving"
             ])
         );
-        let out = review(&body("UPDATE", o), &[newer], true).expect("review");
+        let out = review(&body("UPDATE", o), &Snapshot::build(vec![newer]), true).expect("review");
         assert_eq!(out["response"]["allowed"], false);
         assert_eq!(out["response"]["status"]["code"], 409);
     }
@@ -485,7 +516,7 @@ mod tests {
                 "UPDATE",
                 obj(json!({"hosts": ["api.example.com"], "upstream": {"url": "http://a"}})),
             ),
-            &[me],
+            &Snapshot::build(vec![me]),
             true,
         )
         .expect("review");
@@ -503,5 +534,94 @@ mod tests {
                 .last()
                 .is_some_and(|w| w.ends_with("more warnings; see the policy's status.warnings"))
         );
+    }
+
+    /// The probe agrees with what `Snapshot::build` says with and without the candidate
+    /// (the reference the webhook used before it stopped rebuilding): existing policies of
+    /// one (host, path) pair each over a small universe, so conflicts are frequent.
+    #[test]
+    fn probing_the_routing_table_agrees_with_rebuilding() {
+        let hosts = ["a.example.com", "*.example.com", "b.example.com"];
+        let paths = ["/", "/v1", "/v1/x"];
+        let mut seed = 7u64;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            usize::try_from(seed >> 33).unwrap_or(0) % n
+        };
+        let spec = |hs: Vec<&str>, ps: Vec<&str>| -> CorsPolicySpec {
+            serde_json::from_value(
+                json!({"hosts": hs, "paths": ps, "upstream": {"url": "http://a"}}),
+            )
+            .expect("spec")
+        };
+        let mut checked = 0;
+        for round in 0..40 {
+            let existing: Vec<PolicyInput> = (0..8)
+                .map(|i| PolicyInput {
+                    id: PolicyId::new("shop", format!("p{i}")),
+                    created: Some(format!("2024-01-{:02}T00:00:00Z", 1 + next(20))),
+                    spec: spec(vec![hosts[next(3)]], vec![paths[next(3)]]),
+                    source: None,
+                })
+                .collect();
+            let c = Candidate {
+                id: PolicyId::new("shop", format!("new{round}")),
+                created: Some(format!("2024-01-{:02}T12:00:00Z", 1 + next(20))),
+                spec: spec(
+                    vec![hosts[next(3)], hosts[next(3)]],
+                    vec![paths[next(3)], paths[next(3)]],
+                ),
+            };
+            let compiled = CompiledPolicy::from_spec(c.id.clone(), &c.spec).expect("valid");
+            let compiled = CompiledPolicy {
+                created: c.created.clone(),
+                ..compiled
+            };
+            let probed = conflicts(&compiled, &Snapshot::build(existing.clone()));
+            assert_eq!(probed, rebuilt(&c, &existing), "round {round}");
+            checked += usize::from(!probed.is_empty());
+        }
+        assert!(
+            checked > 10,
+            "the universe makes conflicts common: {checked}"
+        );
+    }
+
+    /// The former algorithm: build with the candidate, and without it for who served.
+    fn rebuilt(c: &Candidate, others: &[PolicyInput]) -> Vec<String> {
+        let mut with = others.to_vec();
+        with.push(PolicyInput {
+            id: c.id.clone(),
+            created: c.created.clone(),
+            spec: c.spec.clone(),
+            source: None,
+        });
+        let after = Snapshot::build(with);
+        let before = Snapshot::build(others.to_vec());
+        let me = c.id.to_string();
+        let mut out = Vec::new();
+        for r in &after.rejected {
+            let crate::config::Rejected::Conflicted { winner, host, path } = &r.rejected else {
+                continue;
+            };
+            if r.policy == me {
+                out.push(conflict_message(
+                    ConflictAudience::Admission,
+                    &me,
+                    winner,
+                    host,
+                    path,
+                ));
+            } else if winner == &me && before.policies.iter().any(|p| p.id.to_string() == r.policy)
+            {
+                out.push(format!(
+                    "host {host} path {path} is served by {}, which is newer: this policy takes it over and {} stops serving",
+                    r.policy, r.policy
+                ));
+            }
+        }
+        out
     }
 }
