@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::cors::origin::OriginMatcher;
 use crate::cors::{self, Cors, Grant, HeaderList, MethodList, Settings};
 use crate::policy::limits::{DEFAULT_METHODS, DEFAULT_TIMEOUT, HSTS_DEFAULT_MAX_AGE};
-use crate::policy::{self, CorsPolicySpec, CorsRule, CorsSpec, FieldError, ParsedOrigins};
+use crate::policy::{
+    self, CorsPolicySpec, CorsRule, CorsSpec, FieldError, ParsedOrigins, SecurityHeader,
+};
 
 /// `namespace/name` of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -180,7 +182,7 @@ fn rule_settings(c: &CorsSpec, r: &CorsRule) -> Settings {
 
 /// The typed security headers as `(field, value, override)`; a field's defaults are the
 /// values of CloudFront's SecurityHeadersPolicy, and `override` defaults to true.
-fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String, bool)> {
+fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(SecurityHeader, String, bool)> {
     let mut out = Vec::new();
     if let Some(h) = &sec.strict_transport_security {
         let mut v = format!(
@@ -194,14 +196,14 @@ fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String,
             v.push_str("; preload");
         }
         out.push((
-            "strictTransportSecurity",
+            SecurityHeader::StrictTransportSecurity,
             v,
             h.override_upstream.unwrap_or(true),
         ));
     }
     if let Some(h) = &sec.content_type_options {
         out.push((
-            "contentTypeOptions",
+            SecurityHeader::ContentTypeOptions,
             "nosniff".into(),
             h.override_upstream.unwrap_or(true),
         ));
@@ -212,7 +214,7 @@ fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String,
             policy::FrameOption::SameOrigin => "SAMEORIGIN",
         };
         out.push((
-            "frameOptions",
+            SecurityHeader::FrameOptions,
             v.into(),
             h.override_upstream.unwrap_or(true),
         ));
@@ -230,14 +232,14 @@ fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String,
             R::UnsafeUrl => "unsafe-url",
         };
         out.push((
-            "referrerPolicy",
+            SecurityHeader::ReferrerPolicy,
             v.into(),
             h.override_upstream.unwrap_or(true),
         ));
     }
     if let Some(h) = &sec.content_security_policy {
         out.push((
-            "contentSecurityPolicy",
+            SecurityHeader::ContentSecurityPolicy,
             h.value.clone(),
             h.override_upstream.unwrap_or(true),
         ));
@@ -252,7 +254,11 @@ fn security_headers(sec: &policy::SecurityHeaders) -> Vec<(&'static str, String,
         } else {
             "0".into()
         };
-        out.push(("xssProtection", v, h.override_upstream.unwrap_or(true)));
+        out.push((
+            SecurityHeader::XssProtection,
+            v,
+            h.override_upstream.unwrap_or(true),
+        ));
     }
     out
 }
@@ -336,11 +342,9 @@ impl CompiledPolicy {
                 });
             }
             if let Some(sec) = &rh.security {
-                for (field, value, override_upstream) in security_headers(sec) {
-                    let p = format!("spec.responseHeaders.security.{field}");
-                    let name = policy::header_name_of(field)
-                        .map(HeaderName::from_static)
-                        .ok_or_else(|| internal(&p, "no header name"))?;
+                for (h, value, override_upstream) in security_headers(sec) {
+                    let p = format!("spec.responseHeaders.security.{}", h.field());
+                    let name = HeaderName::from_static(h.header());
                     let value = HeaderValue::from_str(&value).map_err(|e| internal(&p, e))?;
                     ops.set.push(SetHeader {
                         name,

@@ -13,7 +13,7 @@ pub use preset::EXPANSIONS;
 mod validate;
 pub mod warnings;
 
-pub use preset::{CORS_WITH_PREFLIGHT_METHODS, header_name_of};
+pub use preset::{CORS_WITH_PREFLIGHT_METHODS, SecurityHeader};
 pub use validate::{FieldError, Parsed, ParsedOrigins, parse, validate};
 pub use warnings::{Warning, warnings, warnings_expanded};
 

@@ -14,17 +14,78 @@ use super::{
 pub const CORS_WITH_PREFLIGHT_METHODS: [&str; 7] =
     ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"];
 
-/// The header each typed `security` field renders, by its field name.
-pub fn header_name_of(field: &str) -> Option<&'static str> {
-    Some(match field {
-        "strictTransportSecurity" => "strict-transport-security",
-        "contentTypeOptions" => "x-content-type-options",
-        "frameOptions" => "x-frame-options",
-        "referrerPolicy" => "referrer-policy",
-        "contentSecurityPolicy" => "content-security-policy",
-        "xssProtection" => "x-xss-protection",
-        _ => return None,
-    })
+/// The typed headers of `responseHeaders.security`: each field's name in the spec and the
+/// header it renders, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityHeader {
+    StrictTransportSecurity,
+    ContentTypeOptions,
+    FrameOptions,
+    ReferrerPolicy,
+    ContentSecurityPolicy,
+    XssProtection,
+}
+
+impl SecurityHeader {
+    /// In field order.
+    pub const ALL: [SecurityHeader; 6] = [
+        SecurityHeader::StrictTransportSecurity,
+        SecurityHeader::ContentTypeOptions,
+        SecurityHeader::FrameOptions,
+        SecurityHeader::ReferrerPolicy,
+        SecurityHeader::ContentSecurityPolicy,
+        SecurityHeader::XssProtection,
+    ];
+
+    /// The field under `responseHeaders.security`.
+    pub const fn field(self) -> &'static str {
+        match self {
+            SecurityHeader::StrictTransportSecurity => "strictTransportSecurity",
+            SecurityHeader::ContentTypeOptions => "contentTypeOptions",
+            SecurityHeader::FrameOptions => "frameOptions",
+            SecurityHeader::ReferrerPolicy => "referrerPolicy",
+            SecurityHeader::ContentSecurityPolicy => "contentSecurityPolicy",
+            SecurityHeader::XssProtection => "xssProtection",
+        }
+    }
+
+    /// The response header it sets (lower case).
+    pub const fn header(self) -> &'static str {
+        match self {
+            SecurityHeader::StrictTransportSecurity => "strict-transport-security",
+            SecurityHeader::ContentTypeOptions => "x-content-type-options",
+            SecurityHeader::FrameOptions => "x-frame-options",
+            SecurityHeader::ReferrerPolicy => "referrer-policy",
+            SecurityHeader::ContentSecurityPolicy => "content-security-policy",
+            SecurityHeader::XssProtection => "x-xss-protection",
+        }
+    }
+}
+
+impl SecurityHeaders {
+    /// Whether the field for `h` is set.
+    pub fn has(&self, h: SecurityHeader) -> bool {
+        match h {
+            SecurityHeader::StrictTransportSecurity => self.strict_transport_security.is_some(),
+            SecurityHeader::ContentTypeOptions => self.content_type_options.is_some(),
+            SecurityHeader::FrameOptions => self.frame_options.is_some(),
+            SecurityHeader::ReferrerPolicy => self.referrer_policy.is_some(),
+            SecurityHeader::ContentSecurityPolicy => self.content_security_policy.is_some(),
+            SecurityHeader::XssProtection => self.xss_protection.is_some(),
+        }
+    }
+
+    /// Unsets the field for `h`.
+    pub fn remove(&mut self, h: SecurityHeader) {
+        match h {
+            SecurityHeader::StrictTransportSecurity => self.strict_transport_security = None,
+            SecurityHeader::ContentTypeOptions => self.content_type_options = None,
+            SecurityHeader::FrameOptions => self.frame_options = None,
+            SecurityHeader::ReferrerPolicy => self.referrer_policy = None,
+            SecurityHeader::ContentSecurityPolicy => self.content_security_policy = None,
+            SecurityHeader::XssProtection => self.xss_protection = None,
+        }
+    }
 }
 
 /// SecurityHeadersPolicy: the values are the typed headers' defaults (which are CloudFront's
@@ -108,24 +169,14 @@ impl CorsPolicySpec {
         {
             let mut p = security_headers_preset();
             // A `set` entry of the same name replaces the preset's header.
-            let in_set = |field: &str| {
-                header_name_of(field)
-                    .is_some_and(|n| rh.set.iter().any(|h| h.name.eq_ignore_ascii_case(n)))
-            };
-            if in_set("strictTransportSecurity") {
-                p.strict_transport_security = None;
-            }
-            if in_set("contentTypeOptions") {
-                p.content_type_options = None;
-            }
-            if in_set("frameOptions") {
-                p.frame_options = None;
-            }
-            if in_set("referrerPolicy") {
-                p.referrer_policy = None;
-            }
-            if in_set("xssProtection") {
-                p.xss_protection = None;
+            for h in SecurityHeader::ALL {
+                if rh
+                    .set
+                    .iter()
+                    .any(|s| s.name.eq_ignore_ascii_case(h.header()))
+                {
+                    p.remove(h);
+                }
             }
             let u = rh.security.clone().unwrap_or_default();
             rh.security = Some(SecurityHeaders {

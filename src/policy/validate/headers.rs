@@ -3,7 +3,7 @@
 use super::FieldError;
 use crate::cors::lists::is_token;
 use crate::policy::limits::HSTS_DEFAULT_MAX_AGE;
-use crate::policy::{ResponseHeaders, SecurityHeaders};
+use crate::policy::{ResponseHeaders, SecurityHeader, SecurityHeaders};
 
 /// Response headers the edge owns: set through `spec.cors`, or meaningful per connection.
 fn reserved_header(name: &str) -> Option<&'static str> {
@@ -108,24 +108,8 @@ pub(super) fn security(sec: &SecurityHeaders, errs: &mut Vec<FieldError>) {
 
 pub(super) fn response_headers(rh: &ResponseHeaders, errs: &mut Vec<FieldError>) {
     if let Some(sec) = &rh.security {
-        let typed = [
-            (
-                "strictTransportSecurity",
-                sec.strict_transport_security.is_some(),
-            ),
-            ("contentTypeOptions", sec.content_type_options.is_some()),
-            ("frameOptions", sec.frame_options.is_some()),
-            ("referrerPolicy", sec.referrer_policy.is_some()),
-            (
-                "contentSecurityPolicy",
-                sec.content_security_policy.is_some(),
-            ),
-            ("xssProtection", sec.xss_protection.is_some()),
-        ];
-        for (field, _) in typed.iter().filter(|(_, set)| *set) {
-            let Some(header) = crate::policy::header_name_of(field) else {
-                continue;
-            };
+        for h in SecurityHeader::ALL.into_iter().filter(|h| sec.has(*h)) {
+            let (field, header) = (h.field(), h.header());
             if let Some(i) = rh
                 .set
                 .iter()
