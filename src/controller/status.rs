@@ -91,7 +91,7 @@ pub fn id_of(p: &CorsPolicy) -> PolicyId {
         p.metadata
             .namespace
             .clone()
-            .unwrap_or_else(|| "default".into()),
+            .unwrap_or_else(|| crate::policy::limits::DEFAULT_NAMESPACE.into()),
         p.metadata.name.clone().unwrap_or_default(),
     )
 }

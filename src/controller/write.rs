@@ -3,6 +3,7 @@
 //! there, and Events about the transitions. Nothing else is written: no finalizers (a delete
 //! must never wait for the controller), no spec.
 
+use crate::policy::limits::DEFAULT_NAMESPACE;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
@@ -26,7 +27,9 @@ pub async fn write_status(
         return Ok(false);
     }
     let name = policy.name_any();
-    let ns = policy.namespace().unwrap_or_else(|| "default".into());
+    let ns = policy
+        .namespace()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
     let span = tracing::info_span!("status_write", policy = %format!("{ns}/{name}"));
     let api: Api<CorsPolicy> = Api::namespaced(client.clone(), &ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();

@@ -11,6 +11,7 @@ pub mod gateway_api;
 pub mod ingress_nginx;
 pub mod report;
 
+use crate::policy::limits::DEFAULT_NAMESPACE;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -471,6 +472,8 @@ pub(crate) fn of_kind(
 
 impl Meta {
     pub(crate) fn namespace(&self) -> String {
-        self.namespace.clone().unwrap_or_else(|| "default".into())
+        self.namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.into())
     }
 }

@@ -12,6 +12,7 @@
 //! - An UPDATE that leaves the spec as it was is allowed (with warnings): a label or an
 //!   annotation on an old, invalid object must not be blocked.
 
+use crate::policy::limits::DEFAULT_NAMESPACE;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -309,7 +310,7 @@ fn candidate(
     let namespace = namespace
         .filter(|n| !n.is_empty())
         .or_else(|| text("namespace"))
-        .unwrap_or_else(|| "default".into());
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
     let Some(spec) = object.get("spec") else {
         return Err(FieldError::new(
             "spec",
