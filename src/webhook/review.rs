@@ -11,6 +11,13 @@
 //!   denial with `--reject-conflicts`; taking a pair over from a newer policy likewise.
 //! - An UPDATE that leaves the spec as it was is allowed (with warnings): a label or an
 //!   annotation on an old, invalid object must not be blocked.
+//!
+//! The review types are our own small structs rather than `kube::core::admission`'s: those
+//! require fields the API server always sends but a hand-made request may lack (`resource`,
+//! `userInfo`, `kind.version`), so a malformed review would be answered with a less precise
+//! field than the one that is wrong, and `AdmissionResponse` serialises an empty `status` on
+//! every allowed answer and sets only `message` on a denial, where ours carries the code and
+//! `details.causes` (see `Status`). The wire format is the same admission.k8s.io/v1.
 
 use crate::policy::limits::DEFAULT_NAMESPACE;
 use serde::{Deserialize, Serialize};
