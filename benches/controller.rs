@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 const N: usize = 1000;
 
 fn spec(i: usize) -> CorsPolicySpec {
-    serde_yaml::from_str(&format!(
+    serde_saphyr::from_str(&format!(
         r#"{{hosts: ["p{i}.example.test", "*.p{i}.apps.example.test"], paths: ["/v1", "/v2"], upstream: {{url: "http://127.0.0.1:9000"}},
             cors: {{allowOrigins: ["https://app{i}.example.test", "https://*.p{i}.example.org"],
                     allowOriginPatterns: ['^https://pr-[0-9]+\.p{i}\.preview\.example\.test$'], allowMethods: [GET, POST, PUT]}}}}"#

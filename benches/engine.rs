@@ -23,7 +23,7 @@ cors:
 "#;
 
 fn snapshot(n: usize) -> Snapshot {
-    let spec: corsgate::policy::CorsPolicySpec = serde_yaml::from_str(POLICY).unwrap();
+    let spec: corsgate::policy::CorsPolicySpec = serde_saphyr::from_str(POLICY).unwrap();
     let mut inputs = vec![PolicyInput {
         id: PolicyId::new("bench", "api"),
         created: None,

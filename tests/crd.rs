@@ -254,7 +254,7 @@ fn cel_failures(spec: &Value) -> Vec<String> {
 fn cel_rules_agree_with_validate() {
     let cases = crd_cases::CEL_CASES;
     for (name, yaml, expect) in cases {
-        let spec: Value = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let spec: Value = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{name}: {e}"));
         let typed: CorsPolicySpec =
             serde_json::from_value(spec.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let failures = cel_failures(&spec);

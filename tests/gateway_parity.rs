@@ -90,7 +90,7 @@ async fn credentialed_star_methods_and_headers_are_reflected_and_preflights_expo
 
 #[test]
 fn any_origin_with_credentials_is_still_refused_with_why_and_the_fix() {
-    let spec: corsgate::policy::CorsPolicySpec = serde_yaml::from_str(
+    let spec: corsgate::policy::CorsPolicySpec = serde_saphyr::from_str(
         "{hosts: [a.example], upstream: {url: 'http://u:1'}, cors: {allowOrigins: ['*'], allowCredentials: true}}",
     )
     .expect("spec");

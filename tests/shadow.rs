@@ -34,7 +34,7 @@ fn spawn_proxy_reporting(controller: SocketAddr, id: &str, every: &str) -> Strea
 }
 
 fn document(upstream: &str) -> ConfigDocument {
-    let spec = serde_yaml::from_str(&format!(
+    let spec = serde_saphyr::from_str(&format!(
         r#"{{hosts: [api.test], mode: Shadow, upstream: {{url: '{upstream}'}},
             cors: {{allowOrigins: ['{APP}'], allowMethods: [GET, POST], allowHeaders: [content-type], maxAgeSeconds: 600}},
             responseHeaders: {{set: [{{name: x-edge, value: shadow}}]}}}}"#

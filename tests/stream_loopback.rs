@@ -80,7 +80,7 @@ async fn upstream() -> SocketAddr {
 }
 
 fn document(upstream: SocketAddr, origin: &str) -> ConfigDocument {
-    let spec = serde_yaml::from_str(&format!(
+    let spec = serde_saphyr::from_str(&format!(
         "{{hosts: [api.test], upstream: {{url: 'http://{upstream}'}}, cors: {{allowOrigins: ['{origin}']}}}}"
     ))
     .expect("spec");

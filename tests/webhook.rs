@@ -140,7 +140,7 @@ fn review_of(op: &str, name: &str, object: Value) -> Vec<u8> {
 }
 
 fn object(name: &str, spec_yaml: &str) -> Value {
-    let spec: Value = serde_yaml::from_str(spec_yaml).expect("spec yaml");
+    let spec: Value = serde_saphyr::from_str(spec_yaml).expect("spec yaml");
     json!({"apiVersion": "corsgate.dev/v1alpha1", "kind": "CorsPolicy",
         "metadata": {"name": name, "namespace": "shop"}, "spec": spec})
 }
@@ -332,7 +332,7 @@ fn owner(name: &str, created: &str) -> PolicyInput {
     PolicyInput {
         id: PolicyId::new("team-a", name),
         created: Some(created.into()),
-        spec: serde_yaml::from_str(
+        spec: serde_saphyr::from_str(
             "{hosts: [api.example.com], paths: [/v1], upstream: {url: 'http://127.0.0.1:9000'}}",
         )
         .expect("spec"),

@@ -29,7 +29,7 @@ pub enum Error {
     #[error("demo failed: {0}")]
     Demo(#[source] std::io::Error),
     #[error("cannot render the CRD: {0}")]
-    Crd(#[source] serde_yaml::Error),
+    Crd(#[source] serde_saphyr::SerializeError),
 }
 
 /// Runs the parsed command line; the process exits with the returned code.

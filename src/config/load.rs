@@ -88,40 +88,51 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
-/// Parses the policies of one YAML text (several documents allowed).
-pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<PolicyInput> {
+/// The objects of one YAML (or JSON) text: every document, and every item of a v1 `List`
+/// (what `kubectl get -o yaml` prints), each with its location, such as
+/// `f.yaml (document 2, item 1)`. Documents are numbered as they are read; an empty
+/// document (`---` with nothing after it) holds no object and takes no number. A syntax
+/// error ends the text there: the error names the document and the line.
+pub fn objects(file: &str, text: &str) -> Result<Vec<(String, serde_json::Value)>, LoadError> {
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    let mut reader = std::io::Cursor::new(text.as_bytes());
+    for (i, doc) in serde_saphyr::read::<_, serde_json::Value>(&mut reader).enumerate() {
         let location = format!("{file} (document {})", i + 1);
-        let value = match serde_yaml::Value::deserialize(doc) {
-            Ok(serde_yaml::Value::Null) => continue,
+        let value = match doc {
+            Ok(serde_json::Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
-                errors.push(LoadError::Document {
+                return Err(LoadError::Document {
                     location,
                     message: format!("not valid YAML: {e}; fix: correct the syntax at that line"),
                 });
-                break;
             }
         };
-        // `kubectl get corspolicies -o yaml` prints a v1 List of them.
         if value.get("kind").and_then(|k| k.as_str()) == Some("List") {
-            let items = value
-                .get("items")
-                .and_then(|i| i.as_sequence())
-                .cloned()
-                .unwrap_or_default();
-            for (j, item) in items.into_iter().enumerate() {
-                parse_value(
+            let items = value.get("items").and_then(|i| i.as_array());
+            for (j, item) in items.into_iter().flatten().enumerate() {
+                out.push((
                     format!("{file} (document {}, item {})", i + 1, j + 1),
-                    item,
-                    errors,
-                    &mut out,
-                );
+                    item.clone(),
+                ));
             }
             continue;
         }
-        parse_value(location, value, errors, &mut out);
+        out.push((location, value));
+    }
+    Ok(out)
+}
+
+/// Parses the policies of one YAML text (several documents allowed).
+pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<PolicyInput> {
+    let mut out = Vec::new();
+    match objects(file, text) {
+        Ok(objects) => {
+            for (location, value) in objects {
+                parse_value(location, value, errors, &mut out);
+            }
+        }
+        Err(e) => errors.push(e),
     }
     out
 }
@@ -129,7 +140,7 @@ pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> V
 /// One CorsPolicy object (a document, or an item of a List).
 fn parse_value(
     location: String,
-    value: serde_yaml::Value,
+    value: serde_json::Value,
     errors: &mut Vec<LoadError>,
     out: &mut Vec<PolicyInput>,
 ) {

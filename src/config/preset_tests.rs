@@ -9,7 +9,7 @@ use super::*;
 use crate::cors::{self, Action};
 
 fn compile(yaml: &str) -> CompiledPolicy {
-    let spec = serde_yaml::from_str(&format!(
+    let spec = serde_saphyr::from_str(&format!(
         "hosts: [api.example.com]\nupstream: {{url: 'http://127.0.0.1:9'}}\n{yaml}"
     ))
     .expect("spec");
@@ -381,7 +381,7 @@ fn set_if_absent_and_replace_per_header() {
 /// together (three times before).
 #[test]
 fn presets_are_expanded_once_per_policy() {
-    let spec: crate::policy::CorsPolicySpec = serde_yaml::from_str(
+    let spec: crate::policy::CorsPolicySpec = serde_saphyr::from_str(
         "hosts: [a.example]\nupstream: {url: 'http://u:1'}\ncors: {preset: CORSWithPreflight, allowOriginPatterns: ['^https://x$']}\nresponseHeaders: {preset: SecurityHeaders}",
     )
     .expect("spec");

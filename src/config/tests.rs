@@ -10,7 +10,7 @@ fn spec(hosts: &[&str], paths: &[&str]) -> CorsPolicySpec {
         "hosts: {:?}\npaths: {:?}\nupstream: {{url: \"http://127.0.0.1:9000\"}}\ncors: {{allowOrigins: [\"https://app.example.com\"]}}",
         hosts, paths
     );
-    serde_yaml::from_str(&yaml).unwrap()
+    serde_saphyr::from_str(&yaml).unwrap()
 }
 
 fn mk_policy(
@@ -244,7 +244,7 @@ metadata: {name: x}
 
 #[test]
 fn compile_resolves_services_defaults_and_rules() {
-    let s: CorsPolicySpec = serde_yaml::from_str(
+    let s: CorsPolicySpec = serde_saphyr::from_str(
         r#"
 hosts: [API.example.com]
 paths: ["/v1/"]

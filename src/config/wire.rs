@@ -112,7 +112,7 @@ mod tests {
         PolicyInput {
             id: PolicyId::new(ns, name),
             created: Some(created.into()),
-            spec: serde_yaml::from_str(yaml).expect("spec"),
+            spec: serde_saphyr::from_str(yaml).expect("spec"),
             source: None,
         }
     }

@@ -151,7 +151,7 @@ async fn serve(mut handle: Handle, calls: Vec<Call>) {
 }
 
 fn mk_policy(ns: &str, name: &str, created: &str, hosts: &str) -> CorsPolicy {
-    let spec: CorsPolicySpec = serde_yaml::from_str(&format!(
+    let spec: CorsPolicySpec = serde_saphyr::from_str(&format!(
         "{{hosts: {hosts}, upstream: {{url: 'http://127.0.0.1:9000'}}}}"
     ))
     .expect("spec");

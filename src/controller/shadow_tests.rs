@@ -26,7 +26,7 @@ fn time(s: &str) -> Time {
 }
 
 fn mk_policy(mode: &str, generation: i64) -> CorsPolicy {
-    let spec: CorsPolicySpec = serde_yaml::from_str(&format!(
+    let spec: CorsPolicySpec = serde_saphyr::from_str(&format!(
         "{{hosts: [api.example.com], mode: {mode}, upstream: {{url: 'http://127.0.0.1:9000'}}, cors: {{allowOrigins: ['https://app.example.com']}}}}"
     ))
     .expect("spec");

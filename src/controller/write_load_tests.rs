@@ -56,7 +56,7 @@ fn api() -> (kube::Client, Written, Arc<Mutex<usize>>) {
 }
 
 fn mk_policy(i: usize, generation: i64, expose: &str) -> CorsPolicy {
-    let spec: CorsPolicySpec = serde_yaml::from_str(&format!(
+    let spec: CorsPolicySpec = serde_saphyr::from_str(&format!(
         "{{hosts: [p{i}.example.com], upstream: {{url: 'http://127.0.0.1:9000'}}, cors: {{allowOrigins: ['https://app.example.com'], exposeHeaders: [{expose}]}}}}"
     ))
     .expect("spec");

@@ -29,7 +29,7 @@ struct Route {
 #[serde(rename_all = "camelCase")]
 struct RouteSpec {
     #[serde(default)]
-    parent_refs: Vec<serde_yaml::Value>,
+    parent_refs: Vec<serde_json::Value>,
     #[serde(default)]
     hostnames: Vec<String>,
     #[serde(default)]
@@ -53,9 +53,9 @@ struct Match {
     #[serde(default)]
     path: Option<PathMatch>,
     #[serde(default)]
-    headers: Vec<serde_yaml::Value>,
+    headers: Vec<serde_json::Value>,
     #[serde(default)]
-    query_params: Vec<serde_yaml::Value>,
+    query_params: Vec<serde_json::Value>,
     #[serde(default)]
     method: Option<String>,
 }
@@ -553,7 +553,7 @@ pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, Inte
         }
         out.push_str("---\n");
         out.push_str(
-            &serde_yaml::to_string(&route)
+            &serde_saphyr::to_string(&route)
                 .map_err(|e| InteropError::invalid(&object, e.to_string()))?,
         );
     }

@@ -100,43 +100,21 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, InteropError> {
     Ok(out)
 }
 
-/// The objects of a YAML (or JSON) text: every document, and every item of a v1 `List` (what
-/// `kubectl get -o yaml` prints), each with a location such as `f.yaml (document 2, item 1)`.
-/// The same splitting as `config::load::parse_documents`, without its CorsPolicy checks.
-pub fn objects(input: &Input) -> Result<Vec<(String, serde_yaml::Value)>, InteropError> {
-    let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(&input.text).enumerate() {
-        let location = format!("{} (document {})", input.name, i + 1);
-        let value = match serde_yaml::Value::deserialize(doc) {
-            Ok(serde_yaml::Value::Null) => continue,
-            Ok(v) => v,
-            Err(e) => {
-                return Err(InteropError::invalid(
-                    location,
-                    format!("not valid YAML or JSON: {e}; fix: correct the syntax at that line"),
-                ));
-            }
-        };
-        if value.get("kind").and_then(|k| k.as_str()) == Some("List") {
-            let items = value.get("items").and_then(|i| i.as_sequence());
-            for (j, item) in items.into_iter().flatten().enumerate() {
-                out.push((
-                    format!("{} (document {}, item {})", input.name, i + 1, j + 1),
-                    item.clone(),
-                ));
-            }
-            continue;
+/// The objects of a YAML (or JSON) text, as `config::load::objects` splits them.
+pub fn objects(input: &Input) -> Result<Vec<(String, serde_json::Value)>, InteropError> {
+    crate::config::load::objects(&input.name, &input.text).map_err(|e| match e {
+        crate::config::LoadError::Document { location, message } => {
+            InteropError::invalid(location, message)
         }
-        out.push((location, value));
-    }
-    Ok(out)
+        other => InteropError::invalid(input.name.clone(), other.to_string()),
+    })
 }
 
 /// Deserializes a value, naming the failing field in the error.
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(
     location: &str,
     object: &str,
-    value: serde_yaml::Value,
+    value: serde_json::Value,
 ) -> Result<T, InteropError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         InteropError::invalid(
@@ -199,7 +177,7 @@ pub fn render_policies(policies: &[Imported]) -> Result<String, InteropError> {
     for p in policies {
         let mut obj = CorsPolicy::new(&p.name, p.spec.clone());
         obj.metadata.namespace = Some(p.namespace.clone());
-        let yaml = serde_yaml::to_string(&obj).map_err(|e| {
+        let yaml = serde_saphyr::to_string(&obj).map_err(|e| {
             InteropError::invalid(
                 format!("CorsPolicy {}/{}", p.namespace, p.name),
                 e.to_string(),
@@ -443,7 +421,7 @@ impl Target {
 /// The object's name when its kind is `want`; otherwise an info line (`key`) and None.
 pub(crate) fn of_kind(
     location: &str,
-    value: &serde_yaml::Value,
+    value: &serde_json::Value,
     want: &str,
     key: &'static str,
     report: &mut Report,

@@ -222,7 +222,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> CorsPolicySpec {
-        serde_yaml::from_str(yaml).expect("spec")
+        serde_saphyr::from_str(yaml).expect("spec")
     }
 
     const BASE: &str = "hosts: [a.example]\nupstream: {url: 'http://u:1'}\n";

@@ -301,7 +301,7 @@ mod tests {
     use super::*;
 
     fn spec(cors: &str) -> CorsPolicySpec {
-        serde_yaml::from_str(&format!(
+        serde_saphyr::from_str(&format!(
             "hosts: [api.example.com]\nupstream: {{url: 'http://127.0.0.1:9000'}}\ncors: {cors}\n"
         ))
         .expect("spec")

@@ -19,11 +19,8 @@ fn examples_in(ns: &str, upstream: SocketAddr) -> (String, Vec<(String, bool)>) 
     files.sort();
     for f in files {
         let text = std::fs::read_to_string(&f).expect("read example");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let mut v: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
-            if v.is_null() {
-                continue;
-            }
+        let values: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("yaml");
+        for mut v in values {
             v["metadata"]["namespace"] = ns.into();
             let has_url = v["spec"]["upstream"]["url"].is_string();
             if has_url {
@@ -31,7 +28,7 @@ fn examples_in(ns: &str, upstream: SocketAddr) -> (String, Vec<(String, bool)>) 
             }
             let name = v["metadata"]["name"].as_str().expect("name").to_string();
             names.push((name, has_url));
-            docs.push(serde_yaml::to_string(&v).expect("yaml"));
+            docs.push(serde_saphyr::to_string(&v).expect("yaml"));
         }
     }
     (docs.join("---\n"), names)

@@ -20,7 +20,7 @@ fn time(s: &str) -> Time {
 
 fn mk_policy(ns: &str, name: &str, created: &str, spec: &str) -> CorsPolicy {
     let spec: CorsPolicySpec =
-        serde_yaml::from_str(spec).unwrap_or_else(|e| panic!("{ns}/{name}: {e}"));
+        serde_saphyr::from_str(spec).unwrap_or_else(|e| panic!("{ns}/{name}: {e}"));
     let mut p = CorsPolicy::new(name, spec);
     p.metadata = ObjectMeta {
         name: Some(name.into()),

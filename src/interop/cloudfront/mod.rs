@@ -208,9 +208,9 @@ struct Config {
 /// `create-response-headers-policy` takes and `corsgate export cloudfront` writes).
 fn configs(
     location: &str,
-    v: serde_yaml::Value,
+    v: serde_json::Value,
 ) -> Result<Vec<(Option<String>, Config)>, InteropError> {
-    if let Some(seq) = v.as_sequence() {
+    if let Some(seq) = v.as_array() {
         let mut out = Vec::new();
         for item in seq {
             out.extend(configs(location, item.clone())?);

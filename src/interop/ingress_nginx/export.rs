@@ -147,7 +147,7 @@ pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, Inte
         };
         out.push_str("---\n");
         out.push_str(
-            &serde_yaml::to_string(&ing)
+            &serde_saphyr::to_string(&ing)
                 .map_err(|e| InteropError::invalid(&object, e.to_string()))?,
         );
     }

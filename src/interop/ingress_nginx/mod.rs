@@ -54,7 +54,7 @@ struct IngressSpec {
     #[serde(default)]
     tls: Vec<Tls>,
     #[serde(default)]
-    default_backend: Option<serde_yaml::Value>,
+    default_backend: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

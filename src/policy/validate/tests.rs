@@ -1,7 +1,7 @@
 use super::*;
 
 fn spec(yaml: &str) -> CorsPolicySpec {
-    serde_yaml::from_str(yaml).unwrap()
+    serde_saphyr::from_str(yaml).unwrap()
 }
 
 fn errors(yaml: &str) -> Vec<String> {
@@ -237,7 +237,7 @@ fn security_headers_and_presets_table() {
             );
         }
     }
-    let bad_enum = serde_yaml::from_str::<CorsPolicySpec>(&format!(
+    let bad_enum = serde_saphyr::from_str::<CorsPolicySpec>(&format!(
         "{U}responseHeaders: {{security: {{referrerPolicy: {{value: strict}}}}}}"
     ));
     assert!(
