@@ -110,9 +110,14 @@ mod tests {
     fn host_of(version: Version, uri: &str, hosts: &[&str]) -> Result<Option<String>, String> {
         let mut h = HeaderMap::new();
         for v in hosts {
-            h.append(header::HOST, HeaderValue::from_str(v).expect("value"));
+            h.append(
+                header::HOST,
+                HeaderValue::from_str(v).map_err(|e| e.to_string())?,
+            );
         }
-        let uri: Uri = uri.parse().expect("uri");
+        let uri: Uri = uri
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
         request_host(version, &uri, &h)
             .map(|o| o.map(|r| format!("{} {:?}", r.name(), r.value)))
             .map_err(|e| e.to_string())
