@@ -56,7 +56,8 @@ VALUE_SETS: dict[str, dict] = {
     "cert-manager": {"webhook": {"certManager": {"enabled": True}}},
     "everything": {
         "proxy": {"autoscaling": {"enabled": True}, "service": {
-            "type": "NodePort", "nodePort": 30080, "externalTrafficPolicy": "Local"}},
+            "type": "NodePort", "nodePort": 30080, "externalTrafficPolicy": "Local"},
+            "allowUnderscoresInHeaders": True, "maxUpstreamRequestsPerConnection": 32},
         "networkPolicy": {"enabled": True},
         "serviceMonitor": {"enabled": True},
         "watchNamespaces": ["team-a"],
@@ -613,6 +614,10 @@ def proxy_service_and_autoscaling(r: Render, _):
     # Graceful shutdown fits in the grace period.
     pod = dep["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > v["drainTimeoutSeconds"] + v["preStopSleepSeconds"]
+    # Request hardening flags follow their values (issue 13 items 5 and 6).
+    args = args_of(r, "proxy")
+    assert (flag(args, "--allow-underscores-in-headers") == [""]) == v["allowUnderscoresInHeaders"], args
+    assert flag(args, "--max-upstream-requests-per-connection") == [str(v["maxUpstreamRequestsPerConnection"])], args
 
 
 @check(each=True)

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::controller::ControllerOptions;
 use crate::controller::lease::LeaseOptions;
 use crate::demo::DemoOptions;
+use crate::proxy::forward::ForwardOptions;
 use crate::proxy::stream::StreamOptions;
 use crate::proxy::{ProxyOptions, Source};
 use crate::webhook::certs::ManagedOptions;
@@ -172,6 +173,12 @@ pub struct ProxyArgs {
     /// With --controller: bound on connecting to the controller.
     #[arg(long, default_value_t = 5)]
     pub stream_connect_timeout_seconds: u64,
+    /// Forward request headers whose names contain '_' (X_Real_IP). Off: they are dropped, as nginx's underscores_in_headers off does, since CGI/WSGI/Rack backends read them as the headers the edge sets.
+    #[arg(long)]
+    pub allow_underscores_in_headers: bool,
+    /// Upstream requests one client connection may have in flight (requests whose client went away and that are finishing included); also its HTTP/2 concurrent streams. More wait for a slot, within the policy's upstream timeout.
+    #[arg(long, default_value_t = crate::proxy::forward::DEFAULT_MAX_UPSTREAM_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_upstream_requests_per_connection: u32,
 }
 
 #[derive(clap::Args)]
@@ -307,6 +314,10 @@ impl ProxyArgs {
             admin: self.admin,
             drain: Duration::from_secs(self.drain_timeout_seconds),
             source,
+            forward: ForwardOptions {
+                allow_underscores: self.allow_underscores_in_headers,
+                max_upstream_per_connection: self.max_upstream_requests_per_connection,
+            },
         }
     }
 }

@@ -101,6 +101,9 @@ pub struct CompiledPolicy {
     pub response_headers: HeaderOps,
     /// `spec.mode: Shadow`: evaluate and count, never enforce.
     pub shadow: bool,
+    /// `spec.websocket.checkOrigin` (default true): upgrade requests from an Origin the
+    /// policy does not allow are refused.
+    pub websocket_check_origin: bool,
     /// As written (hashed into the version, sent on the config stream).
     pub spec: CorsPolicySpec,
     /// `spec` with presets expanded: what was compiled, and what `effective` shows.
@@ -388,6 +391,7 @@ impl CompiledPolicy {
             cors: engine,
             response_headers: ops,
             shadow: spec.mode == policy::Mode::Shadow,
+            websocket_check_origin: spec.websocket.and_then(|w| w.check_origin).unwrap_or(true),
             spec: spec.clone(),
             expanded,
             created: None,

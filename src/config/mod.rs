@@ -7,6 +7,7 @@
 
 pub mod compile;
 pub mod finish;
+pub mod host;
 pub mod load;
 pub mod shadow;
 pub mod snapshot;
@@ -20,8 +21,8 @@ mod tests;
 
 pub use compile::{CompiledPolicy, HeaderOps, PolicyId, SetHeader, UpstreamTarget};
 pub use finish::finish;
+pub use host::{Host, HostError, normalize_host, parse_host};
 pub use load::{LoadError, load_inputs, load_snapshot};
 pub use snapshot::{
     ConflictAudience, PolicyInput, PolicyReport, Rejected, Snapshot, claim_order, conflict_message,
-    normalize_host,
 };

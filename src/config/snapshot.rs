@@ -7,7 +7,6 @@
 //! (creationTimestamp, then namespace/name) wins and the other is rejected as Conflicted,
 //! naming the winner. One invalid or conflicting policy never affects the others.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -149,25 +148,6 @@ impl RouteTable {
             }
         }
         None
-    }
-}
-
-/// Lower-cases a request's host, drops the port and a trailing dot. Borrowed when already
-/// normal, which is the common case.
-pub fn normalize_host(authority: &str) -> Cow<'_, str> {
-    let host = if authority.starts_with('[') {
-        match authority.find(']') {
-            Some(end) => &authority[..=end],
-            None => authority,
-        }
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
     }
 }
 

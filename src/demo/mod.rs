@@ -240,6 +240,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
                 path: policies,
                 poll: Duration::from_secs(5),
             },
+            forward: proxy::forward::ForwardOptions::default(),
         },
         shutdown,
     )

@@ -65,3 +65,19 @@ pub fn is_dns_label(s: &str) -> bool {
 pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= DNS_NAME_MAX && s.split('.').all(is_dns_label)
 }
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, with the non-standard `Proxy-Connection` and
+/// `Upgrade`, which is hop-by-hop except on an upgrade the proxy relays): the proxy strips
+/// them in both directions (`proxy::forward`), and the validator refuses them in
+/// `responseHeaders`, so the two lists are this one.
+pub const HOP_BY_HOP: [http::HeaderName; 9] = [
+    http::header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+];

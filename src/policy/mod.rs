@@ -74,6 +74,25 @@ pub struct CorsPolicySpec {
     /// Headers set on or removed from every response of this policy, CORS or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_headers: Option<ResponseHeaders>,
+
+    /// WebSocket (and other HTTP/1.1 Upgrade) requests, which the edge relays to the
+    /// upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WebSocket>,
+}
+
+/// How the edge treats WebSocket handshakes. CORS does not cover them: a browser opens a
+/// WebSocket to any site, with that site's cookies, and only sends `Origin` — so without an
+/// origin check any page can talk to the API as its user (cross-site WebSocket hijacking).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebSocket {
+    /// true (default): an upgrade request whose Origin is not allowed by cors (allowOrigins,
+    /// allowOriginPatterns or a rule's origins) is answered 403 at the edge; one without
+    /// Origin (not sent by a browser) passes. false: every origin passes, as without
+    /// corsgate. Not enforced in mode Shadow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_origin: Option<bool>,
 }
 
 /// Whether the edge enforces the policy or only counts what it would do.

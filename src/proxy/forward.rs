@@ -1,44 +1,87 @@
-//! Sending a request upstream: the pooled client, hop-by-hop headers, `Host` and
-//! `X-Forwarded-*`, and the timeout.
+//! Sending a request upstream: the pooled client, hop-by-hop headers, header names with
+//! underscores, `Host` and `X-Forwarded-*`, the request body's framing, the client
+//! connection's bound on upstream work, and the timeout.
+//!
+//! The exchange runs to its end even when the client goes away (an HTTP/2 reset, a closed
+//! socket): the rest of it runs in a spawned task bounded by the policy's timeout, so the
+//! upstream connection goes back to the pool instead of being closed mid-request — 20,000
+//! reset streams no longer open 11,245 upstream connections (issue 13 item 6).
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{Request, Response, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
-use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 use super::metrics::Latency;
 use super::rescue::ProxyError;
-use super::upstream::{Idle, PooledBody, Upstreams};
+use super::upstream::{ClientBody, Idle, PooledBody, UpstreamError, Upstreams};
 use crate::config::CompiledPolicy;
+use crate::policy::limits::HOP_BY_HOP;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the non-standard `Proxy-Connection`.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
+/// What `corsgate proxy`'s flags say about forwarding.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardOptions {
+    /// Forward request headers whose names contain '_' (nginx's `underscores_in_headers`).
+    pub allow_underscores: bool,
+    /// Upstream requests one client connection may have in flight, its drains included;
+    /// also the HTTP/2 streams it may open at once.
+    pub max_upstream_per_connection: u32,
+}
 
-/// Removes hop-by-hop headers, including those named by `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        ForwardOptions {
+            allow_underscores: false,
+            max_upstream_per_connection: DEFAULT_MAX_UPSTREAM_PER_CONNECTION,
+        }
+    }
+}
+
+/// `--max-upstream-requests-per-connection` when not given.
+pub const DEFAULT_MAX_UPSTREAM_PER_CONNECTION: u32 = 100;
+
+/// One client connection: its address, formatted once, and its share of upstream work.
+pub struct ClientConn {
+    pub peer: HeaderValue,
+    pub slots: Arc<Semaphore>,
+}
+
+impl ClientConn {
+    pub fn new(ip: IpAddr, opts: &ForwardOptions) -> ClientConn {
+        ClientConn {
+            peer: peer_value(ip),
+            slots: Arc::new(Semaphore::new(
+                opts.max_upstream_per_connection.max(1) as usize
+            )),
+        }
+    }
+}
+
+/// Removes hop-by-hop headers, including those named by `Connection`. `keep_upgrade`: an
+/// upgrade the proxy relays keeps `Upgrade` and gets `Connection: upgrade` back.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Usually there are none: one pass over the few names present beats nine lookups.
-    if !headers
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(k) || k == header::UPGRADE)
-    {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
         return;
     }
+    let upgrade = if keep_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     if let Some(conn) = headers.remove(header::CONNECTION) {
         for name in conn.as_bytes().split(|b| *b == b',') {
             if let Ok(name) = std::str::from_utf8(name.trim_ascii())
@@ -51,7 +94,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for h in &HOP_BY_HOP {
         headers.remove(h);
     }
-    headers.remove(header::UPGRADE);
+    if let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Drops request headers whose names contain '_': CGI, WSGI and Rack map `X_Real_IP` and
+/// `X-Real-IP` onto the same variable, so a client could spoof what the edge sets (nginx
+/// drops them by default too). One pass over the names; allocates only when there are some.
+pub fn strip_underscores(headers: &mut HeaderMap) {
+    if !headers
+        .keys()
+        .any(|k| k.as_str().as_bytes().contains(&b'_'))
+    {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().as_bytes().contains(&b'_'))
+        .cloned()
+        .collect();
+    for n in names {
+        tracing::debug!(header = %n, "dropped a request header with '_' in its name");
+        headers.remove(n);
+    }
 }
 
 /// The client's address, formatted once per connection.
@@ -60,18 +127,16 @@ pub fn peer_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Sends `req` to the policy's upstream and waits for its response headers, at most the
-/// policy's timeout. The body streams in both directions.
-pub async fn forward(
-    upstreams: &Upstreams,
-    idle: &Arc<Idle>,
-    policy: &CompiledPolicy,
-    latency: &Latency,
-    req: Request<Incoming>,
-    peer: &HeaderValue,
+/// Rewrites a client's request head for the upstream: origin-form target, HTTP/1.1,
+/// hop-by-hop headers and (unless allowed) underscore names dropped, `Host` (the normalised
+/// host it was routed on) and `X-Forwarded-*` set.
+pub fn prepare(
+    parts: &mut Parts,
+    client: &ClientConn,
     host: &HeaderValue,
-) -> Result<Response<PooledBody>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
+    opts: &ForwardOptions,
+    upgrade: bool,
+) {
     // Origin-form ("/path?query") on the upstream connection, as RFC 9112 §3.2.1 asks of a
     // request to an origin server; an HTTP/2 client's URI carries scheme and authority.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
@@ -82,9 +147,12 @@ pub async fn forward(
     }
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
-    strip_hop_by_hop(h);
-    // Host is preserved: the upstream sees the name the client asked for.
+    strip_hop_by_hop(h, upgrade);
+    if !opts.allow_underscores {
+        strip_underscores(h);
+    }
     h.insert(header::HOST, host.clone());
+    let peer = &client.peer;
     let xff = match h.get(&X_FORWARDED_FOR) {
         Some(prev) => {
             let mut v = prev.as_bytes().to_vec();
@@ -97,26 +165,101 @@ pub async fn forward(
     h.insert(X_FORWARDED_FOR, xff);
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     h.insert(X_FORWARDED_HOST, host.clone());
+}
 
+/// The upstream error as the edge's error: the client's own body failing is the client's
+/// fault (400), anything else the upstream's (502).
+pub fn upstream_error(policy: &CompiledPolicy, source: UpstreamError) -> ProxyError {
+    if source.client_body().is_some() {
+        ProxyError::ClientBody { source }
+    } else {
+        ProxyError::Upstream {
+            upstream: policy.upstream.url(),
+            source,
+        }
+    }
+}
+
+/// Sends `req` to the policy's upstream and waits for its response headers, at most the
+/// policy's timeout (waiting for one of the connection's slots included). The body streams
+/// in both directions.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    upstreams: &Arc<Upstreams>,
+    idle: &Arc<Idle>,
+    policy: &CompiledPolicy,
+    latency: &Latency,
+    req: Request<Incoming>,
+    client: &ClientConn,
+    host: &HeaderValue,
+    opts: &ForwardOptions,
+) -> Result<Response<PooledBody>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    prepare(&mut parts, client, host, opts, false);
+    // hyper sends a GET, HEAD or CONNECT of unknown length without its body: a client's
+    // chunked (or HTTP/2, length-less) body is declared chunked so it is forwarded whole.
+    if !body.is_end_stream() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    let req = Request::from_parts(parts, ClientBody(body));
     let started = Instant::now();
-    let sent = tokio::time::timeout(
-        policy.upstream.timeout,
-        upstreams.send(idle, &policy.upstream, Request::from_parts(parts, body)),
-    )
-    .await;
+    let deadline = tokio::time::Instant::now() + policy.upstream.timeout;
+    // A slot first: a request whose client goes away while it waits costs nothing upstream.
+    let sent = match tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await {
+        Err(elapsed) => Err(elapsed),
+        Ok(permit) => {
+            let (upstreams, idle) = (upstreams.clone(), idle.clone());
+            let target = policy.upstream.clone();
+            let exchange = tokio::time::timeout_at(deadline, async move {
+                upstreams.send(&idle, &target, req, permit.ok()).await
+            });
+            Detached(Some(Box::pin(exchange))).await
+        }
+    };
     latency.observe(started.elapsed());
     match sent {
         Err(_) => Err(ProxyError::Timeout {
             upstream: policy.upstream.url(),
             seconds: policy.upstream.timeout.as_secs(),
         }),
-        Ok(Err(source)) => Err(ProxyError::Upstream {
-            upstream: policy.upstream.url(),
-            source,
-        }),
+        Ok(Err(source)) => Err(upstream_error(policy, source)),
         Ok(Ok(mut resp)) => {
-            strip_hop_by_hop(resp.headers_mut());
+            strip_hop_by_hop(resp.headers_mut(), false);
             Ok(resp)
+        }
+    }
+}
+
+/// A future that, dropped before it is done (the client went away), finishes in a spawned
+/// task instead of being cancelled; its output is then dropped, which returns the upstream
+/// connection to the pool (`PooledBody`'s drop drains the rest). Bounded by the timeout the
+/// future carries.
+struct Detached<T: Send + 'static>(Option<Pin<Box<dyn Future<Output = T> + Send>>>);
+
+impl<T: Send + 'static> Future for Detached<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Some(fut) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let out = std::task::ready!(fut.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        if let Some(fut) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                drop(fut.await);
+            });
         }
     }
 }
@@ -137,7 +280,36 @@ mod tests {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert("x-keep", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
+        let mut upgrade = h.clone();
+        strip_hop_by_hop(&mut h, false);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+        strip_hop_by_hop(&mut upgrade, true);
+        let mut kept: Vec<_> = upgrade
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or_default()))
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            ["connection: upgrade", "upgrade: websocket", "x-keep: 1"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod underscore_tests {
+    use super::*;
+
+    #[test]
+    fn names_with_underscores_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x_real_ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("1.2.3.4"));
+        strip_underscores(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-real-ip"]
+        );
     }
 }

@@ -29,9 +29,14 @@ pub enum Outcome {
     /// A `mode: Shadow` policy: forwarded untouched (what it would have done is in
     /// `corsgate_shadow_decisions_total`).
     Shadow,
+    /// The client's request body was malformed or cut short: answered 400, the client's
+    /// fault, not the upstream's.
+    ClientError,
+    /// An upgrade (WebSocket) the upstream accepted with 101: the connection is a tunnel.
+    Upgrade,
 }
 
-const OUTCOMES: [(Outcome, &str); 7] = [
+const OUTCOMES: [(Outcome, &str); 9] = [
     (Outcome::PreflightAllowed, "preflight_allowed"),
     (Outcome::PreflightRejected, "preflight_rejected"),
     (Outcome::ActualAllowed, "actual_allowed"),
@@ -39,6 +44,8 @@ const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::UpstreamError, "upstream_error"),
     (Outcome::NotCors, "not_cors"),
     (Outcome::Shadow, "shadow"),
+    (Outcome::ClientError, "client_error"),
+    (Outcome::Upgrade, "upgrade"),
 ];
 
 const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
@@ -141,6 +148,7 @@ pub struct Metrics {
     tallies: Mutex<HashMap<String, Arc<ShadowTally>>>,
     latency: Family<PolicyLabel, Latency>,
     pub unrouted: Counter,
+    pub invalid_host: Counter,
     reloads: Family<ResultLabel, Counter>,
     pub policies: Gauge,
     pub rejected_policies: Gauge,
@@ -149,7 +157,7 @@ pub struct Metrics {
 /// One policy's counters, resolved when a snapshot is installed.
 #[derive(Debug, Clone)]
 pub struct PolicyCounters {
-    outcomes: [Counter; 7],
+    outcomes: [Counter; OUTCOMES.len()],
     rejections: [Counter; 4],
     pub latency: Latency,
     /// `Some` for a `mode: Shadow` policy.
@@ -211,6 +219,7 @@ impl Metrics {
             tallies: Mutex::new(HashMap::new()),
             latency: Family::default(),
             unrouted: Counter::default(),
+            invalid_host: Counter::default(),
             reloads: Family::default(),
             policies: Gauge::default(),
             rejected_policies: Gauge::default(),
@@ -240,6 +249,11 @@ impl Metrics {
             "corsgate_proxy_unrouted_requests",
             "Requests that matched no policy (answered 404)",
             m.unrouted.clone(),
+        );
+        r.register(
+            "corsgate_proxy_invalid_host_requests",
+            "Requests answered 400 for a missing, repeated or invalid Host (or :authority)",
+            m.invalid_host.clone(),
         );
         r.register(
             "corsgate_config_reloads",

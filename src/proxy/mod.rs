@@ -7,11 +7,13 @@
 
 pub mod admin;
 pub mod forward;
+pub mod host;
 pub mod metrics;
 pub mod rescue;
 pub mod shadow;
 pub mod store;
 pub mod stream;
+pub mod upgrade;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -20,14 +22,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use crate::config::{self, finish, normalize_host};
+use crate::config::{self, finish};
 use crate::cors::{self, Action, Kind};
 use crate::serve::{self, Listener};
+use forward::{ClientConn, ForwardOptions};
 use metrics::{Metrics, Outcome};
 pub use rescue::{ProxyError, rescue};
 use store::Store;
@@ -38,36 +41,45 @@ pub type Body = Either<upstream::PooledBody, Full<Bytes>>;
 /// What every request handler shares.
 pub struct Shared {
     pub store: Arc<Store>,
+    pub forward: ForwardOptions,
 }
 
-/// Handles one request from `peer` (its address, preformatted for X-Forwarded-For).
-pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>) -> Response<Body> {
+/// Handles one request from `client` (its connection: address and upstream slots).
+pub async fn handle(
+    shared: &Shared,
+    client: &ClientConn,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let Some(live) = shared.store.load() else {
         return rescue(&ProxyError::NotReady);
     };
-    // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in `Host`.
-    let host_value = match req.headers().get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    // HTTP/1.1 names the host in `Host` (or an absolute-form target), HTTP/2 in `:authority`.
+    let host = match host::request_host(req.version(), req.uri(), req.headers()) {
+        Ok(h) => h,
+        Err(e) => {
+            shared.store.metrics.invalid_host.inc();
+            tracing::debug!(error = %e, "invalid host");
+            return rescue(&ProxyError::InvalidHost(e));
+        }
     };
-    let host_raw = host_value
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let host = normalize_host(host_raw);
-    let Some((idx, policy)) = live.snapshot.route(&host, req.uri().path()) else {
+    let name = host.as_ref().map_or("", host::RequestHost::name);
+    let Some((idx, policy)) = live.snapshot.route(name, req.uri().path()) else {
         shared.store.metrics.unrouted.inc();
         return rescue(&ProxyError::NoRoute {
-            host: host.into_owned(),
+            host: name.to_string(),
             path: req.uri().path().to_string(),
         });
     };
     let Some(store::Serving { counters, idle }) = live.serving.get(idx) else {
         return rescue(&ProxyError::NotReady);
     };
+    let host_value = host.map(|h| h.value);
+    if upgrade::is_upgrade(&req) {
+        let mut resp = relay_upgrade(shared, policy, counters, req, client, host_value).await;
+        // No CORS headers on a handshake (browsers ignore them there); responseHeaders apply.
+        finish(policy, None, resp.headers_mut());
+        return resp;
+    }
     let decision = policy
         .cors
         .decide(cors::classify(req.method(), req.headers()));
@@ -104,7 +116,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             counters,
             Outcome::Shadow,
             req,
-            peer,
+            client,
             host_value,
         )
         .await;
@@ -146,7 +158,7 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
         }
         Action::Forward => {
             forward_or_rescue(
-                shared, idle, policy, counters, outcome, req, peer, host_value,
+                shared, idle, policy, counters, outcome, req, client, host_value,
             )
             .await
         }
@@ -164,7 +176,7 @@ async fn forward_or_rescue(
     counters: &metrics::PolicyCounters,
     outcome: Outcome,
     req: Request<Incoming>,
-    peer: &HeaderValue,
+    client: &ClientConn,
     host: Option<HeaderValue>,
 ) -> Response<Body> {
     let host = host.unwrap_or_else(|| HeaderValue::from_static(""));
@@ -174,8 +186,9 @@ async fn forward_or_rescue(
         policy,
         &counters.latency,
         req,
-        peer,
+        client,
         &host,
+        &shared.forward,
     )
     .await
     {
@@ -183,11 +196,70 @@ async fn forward_or_rescue(
             counters.outcome(outcome);
             r.map(Either::Left)
         }
-        Err(e) => {
-            counters.outcome(Outcome::UpstreamError);
-            tracing::warn!(policy = %policy.id, error = %e, "upstream request failed");
-            rescue(&e)
+        Err(e) => failed(policy, counters, &e),
+    }
+}
+
+/// Counts a failed forward (the client's fault or the upstream's) and answers it.
+fn failed(
+    policy: &config::CompiledPolicy,
+    counters: &metrics::PolicyCounters,
+    e: &ProxyError,
+) -> Response<Body> {
+    if let ProxyError::ClientBody { .. } = e {
+        counters.outcome(Outcome::ClientError);
+        tracing::debug!(policy = %policy.id, error = %e, "client request body failed");
+    } else {
+        counters.outcome(Outcome::UpstreamError);
+        tracing::warn!(policy = %policy.id, error = %e, "upstream request failed");
+    }
+    rescue(e)
+}
+
+/// An upgrade request: refused when its Origin is not allowed (`websocket.checkOrigin`,
+/// enforced unless the policy is in Shadow), else relayed; a 101 counts as `upgrade`.
+async fn relay_upgrade(
+    shared: &Shared,
+    policy: &config::CompiledPolicy,
+    counters: &metrics::PolicyCounters,
+    req: Request<Incoming>,
+    client: &ClientConn,
+    host: Option<HeaderValue>,
+) -> Response<Body> {
+    if !policy.shadow
+        && let Some(reason) = upgrade::refused_origin(policy, req.headers())
+    {
+        counters.rejection(&cors::Rejection::Origin);
+        counters.outcome(Outcome::OriginRejected);
+        return rescue(&ProxyError::Rejected {
+            policy: policy.id.to_string(),
+            what: "upgrade",
+            reason,
+        });
+    }
+    let host = host.unwrap_or_else(|| HeaderValue::from_static(""));
+    let relayed = upgrade::forward(
+        &shared.store.upstreams,
+        policy,
+        &counters.latency,
+        req,
+        client,
+        &host,
+        &shared.forward,
+    )
+    .await;
+    match relayed {
+        Ok(r) => {
+            counters.outcome(if r.status() == StatusCode::SWITCHING_PROTOCOLS {
+                Outcome::Upgrade
+            } else if policy.shadow {
+                Outcome::Shadow
+            } else {
+                Outcome::NotCors
+            });
+            r
         }
+        Err(e) => failed(policy, counters, &e),
     }
 }
 
@@ -247,6 +319,7 @@ pub struct ProxyOptions {
     pub admin: SocketAddr,
     pub drain: Duration,
     pub source: Source,
+    pub forward: ForwardOptions,
 }
 
 /// Runs the proxy until `shutdown` turns true; returns after draining.
@@ -299,17 +372,20 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         store: store.clone(),
+        forward: opts.forward,
     });
     let admin_task = tokio::spawn(admin::admin(&store).serve(admin, shutdown.clone()));
     serve::serve(
         traffic,
-        Listener::plain("traffic", opts.drain),
+        // An HTTP/2 client may open as many streams as it may have upstream requests.
+        Listener::plain("traffic", opts.drain)
+            .max_concurrent_streams(opts.forward.max_upstream_per_connection.max(1)),
         move |peer: SocketAddr| {
             let shared = shared.clone();
-            let peer = forward::peer_value(peer.ip());
+            let client = Arc::new(ClientConn::new(peer.ip(), &shared.forward));
             move |req: Request<Incoming>| {
-                let (shared, peer) = (shared.clone(), peer.clone());
-                async move { handle(&shared, &peer, req).await }
+                let (shared, client) = (shared.clone(), client.clone());
+                async move { handle(&shared, &client, req).await }
             }
         },
         shutdown,

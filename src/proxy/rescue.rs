@@ -1,5 +1,6 @@
-//! One place turns every error into a response (linkerd2-proxy's `respond.rs`): no route,
-//! rejected at the edge, upstream refused or reset, upstream timeout. The handler then
+//! One place turns every error into a response (linkerd2-proxy's `respond.rs`): an invalid
+//! host or request body (400), no route, rejected at the edge, upstream refused or reset,
+//! upstream timeout. The handler then
 //! applies the decision's CORS headers and `responseHeaders` to whatever response it holds,
 //! so the edge's own errors are readable by the page too (pingora#381 is the trap).
 
@@ -12,6 +13,13 @@ use super::Body;
 /// Why the proxy did not relay an upstream response.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("bad request: {0}")]
+    InvalidHost(#[from] super::host::InvalidHost),
+    #[error("bad request: {source}")]
+    ClientBody {
+        #[source]
+        source: super::upstream::UpstreamError,
+    },
     #[error("no policy serves host {host:?} and path {path:?}")]
     NoRoute { host: String, path: String },
     #[error("no configuration is loaded yet")]
@@ -35,6 +43,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::InvalidHost(_) | ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Rejected { .. } => StatusCode::FORBIDDEN,
@@ -46,6 +55,8 @@ impl ProxyError {
     /// A short, closed label for the `x-corsgate-error` header and logs.
     pub fn label(&self) -> &'static str {
         match self {
+            ProxyError::InvalidHost(_) => "invalid-host",
+            ProxyError::ClientBody { .. } => "client-body",
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::NotReady => "not-ready",
             ProxyError::Rejected { .. } => "cors-rejected",

@@ -2,7 +2,7 @@
 //! the webhook and the demo. Bind with a message naming the address, accept without spinning
 //! on errors (out of file descriptors: back off), TLS or cleartext (`tls`: files checked
 //! before bind and re-read per connection, as kubert's `server.rs` does), a header-read
-//! timeout, HTTP/1.1 and HTTP/2, and a graceful drain on shutdown: stop accepting, let
+//! timeout, HTTP/1.1 (with upgrades, which the proxy relays) and HTTP/2, and a graceful drain on shutdown: stop accepting, let
 //! in-flight requests finish up to a deadline, then close.
 //!
 //! Owns: sockets, the connection builder, `reply` (every small response the edge or an admin
@@ -53,6 +53,8 @@ pub struct Listener {
     pub drain: Duration,
     /// `None`: cleartext.
     pub tls: Option<Arc<TlsSource>>,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` (hyper's default: 200).
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Listener {
@@ -63,7 +65,15 @@ impl Listener {
             header_timeout: HEADER_TIMEOUT,
             drain,
             tls: None,
+            h2_max_concurrent_streams: 200,
         }
+    }
+
+    /// Sets [`Listener::h2_max_concurrent_streams`].
+    #[must_use]
+    pub fn max_concurrent_streams(mut self, n: u32) -> Listener {
+        self.h2_max_concurrent_streams = n;
+        self
     }
 }
 
@@ -130,7 +140,10 @@ pub async fn serve<M, H, Fut, B>(
         .timer(TokioTimer::new())
         .header_read_timeout(how.header_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(how.h2_max_concurrent_streams);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -154,7 +167,7 @@ pub async fn serve<M, H, Fut, B>(
         let Some(tls) = &how.tls else {
             let conn = watcher.watch(
                 builder
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .into_owned(),
             );
             tokio::spawn(async move {
@@ -187,7 +200,8 @@ pub async fn serve<M, H, Fut, B>(
                         return;
                     }
                 };
-            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
+            let conn =
+                watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
             if let Err(e) = conn.await {
                 tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
             }

@@ -97,10 +97,9 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let how = Listener {
-        name: "webhook",
         header_timeout: HEADER_TIMEOUT,
-        drain: DRAIN,
         tls: Some(tls),
+        ..Listener::plain("webhook", DRAIN)
     };
     serve::serve(
         listener,

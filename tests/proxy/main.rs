@@ -561,31 +561,9 @@ async fn private_network_preflight() {
 #[tokio::test]
 async fn http2_cleartext_is_served() {
     let (_up, proxy) = setup().await;
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
-    let req = http::Request::get(format!("http://api.example.com:{}/h2", proxy.addr.port()))
-        .header("origin", APP)
-        .body(Full::new(Bytes::new()))
-        .unwrap();
     // Connect to loopback while the :authority names the API host.
-    let mut parts = req.into_parts();
-    parts.0.uri = format!("http://127.0.0.1:{}/h2", proxy.addr.port())
-        .parse()
-        .unwrap();
-    parts
-        .0
-        .headers
-        .insert("host", "api.example.com".parse().unwrap());
-    let resp = client
-        .request(http::Request::from_parts(parts.0, parts.1))
-        .await
-        .unwrap();
-    assert_eq!(resp.version(), http::Version::HTTP_2);
-    assert_eq!(resp.headers()["access-control-allow-origin"], APP);
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], b"ok");
+    let authority = format!("api.example.com:{}", proxy.addr.port());
+    let got = send_h2(proxy.addr, &authority, "GET", "/h2", &[("origin", APP)]).await;
+    assert_eq!(got.header("access-control-allow-origin"), Some(APP));
+    assert_eq!(got.body, "ok");
 }

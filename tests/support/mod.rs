@@ -3,6 +3,11 @@
 //! a test gives it.
 #![allow(dead_code)]
 
+mod clients;
+// Not every test crate that includes `support` uses them.
+#[allow(unused_imports)]
+pub use clients::{send_h2, send_raw};
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,10 +42,13 @@ pub struct Seen {
 /// `/status/NNN`, `/slow/MS`, `/cors` (sends its own permissive CORS headers),
 /// `/security-headers` (sends its own HSTS, X-Frame-Options and the like), `/vary`
 /// (sends `Vary: Accept-Encoding`), `/hop` (sends hop-by-hop headers), `/download/N`
-/// (streams N bytes), `/upload` (reads the body, answers its length); else 200 "ok".
+/// (streams N bytes), `/upload` (reads the body, answers its length), `/echo` (answers
+/// the body it read); else 200 "ok".
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -131,6 +139,11 @@ async fn upstream_handler(
             }
         }
         full(200, n.to_string())
+    } else if path == "/echo" {
+        match req.into_body().collect().await {
+            Ok(b) => full(200, b.to_bytes()),
+            Err(e) => full(400, format!("body: {e}")),
+        }
     } else {
         full(200, "ok")
     };
@@ -171,12 +184,14 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, n) = (seen.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| upstream_handler(s.clone(), req));
@@ -186,7 +201,17 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, task }
+        Upstream {
+            addr,
+            seen,
+            connections,
+            task,
+        }
+    }
+
+    /// Connections the upstream has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -209,6 +234,15 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The binary under test; `CORSGATE_BIN` names another build to run the same test against
+/// (how the hardening tests were measured before and after their fixes).
+pub fn corsgate_bin() -> PathBuf {
+    std::env::var_os("CORSGATE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_corsgate")),
+        PathBuf::from,
+    )
 }
 
 /// The real `corsgate proxy`, killed by PID on drop.
@@ -238,11 +272,28 @@ impl Proxy {
         Self::start_at(dir, policies, expect_ready).await
     }
 
+    /// [`Proxy::start`] with extra `corsgate proxy` flags.
+    pub async fn start_with(policies_yaml: &str, flags: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies.yaml");
+        std::fs::write(&policies, policies_yaml).unwrap();
+        Self::start_at_with(dir, policies, true, flags).await
+    }
+
     pub async fn start_at(dir: tempfile::TempDir, policies: PathBuf, expect_ready: bool) -> Proxy {
+        Self::start_at_with(dir, policies, expect_ready, &[]).await
+    }
+
+    async fn start_at_with(
+        dir: tempfile::TempDir,
+        policies: PathBuf,
+        expect_ready: bool,
+        flags: &[&str],
+    ) -> Proxy {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        let child = Command::new(corsgate_bin())
             .args(["proxy", "--policies"])
             .arg(&policies)
             .args([
@@ -254,6 +305,7 @@ impl Proxy {
                 "1",
             ])
             .args(["--drain-timeout-seconds", "5"])
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

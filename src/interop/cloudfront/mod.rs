@@ -269,6 +269,7 @@ pub fn import(
         },
         cors: CorsSpec::default(),
         response_headers: None,
+        websocket: None,
     };
     let text_name = input.text.trim();
     let mut found = Vec::new();

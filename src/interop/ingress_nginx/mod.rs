@@ -512,6 +512,7 @@ pub fn import(
                     upstream,
                     cors: cors.clone(),
                     response_headers: None,
+                    websocket: None,
                 },
             });
         }

@@ -2,7 +2,7 @@
 
 use super::FieldError;
 use crate::cors::lists::is_token;
-use crate::policy::limits::HSTS_DEFAULT_MAX_AGE;
+use crate::policy::limits::{HOP_BY_HOP, HSTS_DEFAULT_MAX_AGE};
 use crate::policy::{ResponseHeaders, SecurityHeader, SecurityHeaders};
 
 /// Response headers the edge owns: set through `spec.cors`, or meaningful per connection.
@@ -12,17 +12,7 @@ fn reserved_header(name: &str) -> Option<&'static str> {
         Some("CORS headers are computed per request from spec.cors; configure them there")
     } else if n == "vary" {
         Some("the edge manages Vary so caches stay correct")
-    } else if matches!(
-        n.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "trailer"
-            | "content-length"
-    ) {
+    } else if n == "content-length" || HOP_BY_HOP.iter().any(|h| h.as_str() == n) {
         Some("it describes the connection or framing, which the edge manages")
     } else {
         None

@@ -251,3 +251,19 @@ fn all_problems_are_reported_at_once() {
     let got = errors("hosts: []\nupstream: {}\ncors: {maxAgeSeconds: -1}");
     assert_eq!(got.len(), 3, "{got:#?}");
 }
+
+#[test]
+fn every_hop_by_hop_header_the_proxy_strips_is_refused_in_response_headers() {
+    // One list (issue 12): what the proxy strips is what a policy may not set or remove.
+    for h in &crate::policy::limits::HOP_BY_HOP {
+        let yaml =
+            format!("{OK}responseHeaders: {{set: [{{name: {h}, value: x}}], remove: [{h}]}}");
+        let errs = errors(&yaml);
+        assert_eq!(errs.len(), 2, "{h}: {errs:?}");
+        assert!(
+            errs.iter()
+                .all(|e| e.contains("describes the connection or framing")),
+            "{h}: {errs:?}"
+        );
+    }
+}
