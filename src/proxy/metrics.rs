@@ -68,6 +68,11 @@ struct PolicyLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -142,6 +147,7 @@ pub struct Metrics {
     latency: Family<PolicyLabel, Latency>,
     pub unrouted: Counter,
     reloads: Family<ResultLabel, Counter>,
+    reload_failures: Family<ReasonLabel, Counter>,
     pub policies: Gauge,
     pub rejected_policies: Gauge,
 }
@@ -212,6 +218,7 @@ impl Metrics {
             latency: Family::default(),
             unrouted: Counter::default(),
             reloads: Family::default(),
+            reload_failures: Family::default(),
             policies: Gauge::default(),
             rejected_policies: Gauge::default(),
         };
@@ -246,6 +253,16 @@ impl Metrics {
             "Configuration loads by result (success, failure)",
             m.reloads.clone(),
         );
+        r.register(
+            "corsgate_config_reload_failures",
+            "Failed configuration loads by reason: read, empty, invalid, unsettled (files); stream (controller)",
+            m.reload_failures.clone(),
+        );
+        for reason in crate::config::load::LOAD_FAILURE_REASONS {
+            drop(m.reload_failures.get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            }));
+        }
         r.register(
             "corsgate_config_policies",
             "Policies serving",
@@ -341,6 +358,15 @@ impl Metrics {
         self.reloads
             .get_or_create(&ResultLabel {
                 result: if ok { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed load by `reason` (a closed set, see `config::load::LoadError::reason`).
+    pub fn reload_failure(&self, reason: &'static str) {
+        self.reload_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
             })
             .inc();
     }

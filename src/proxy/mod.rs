@@ -14,6 +14,9 @@ pub mod store;
 pub mod stream;
 pub mod upstream;
 
+#[cfg(test)]
+mod reload_tests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -191,11 +194,33 @@ async fn forward_or_rescue(
     }
 }
 
+/// How long the policy files must stay unmodified before they are read: the debounce of
+/// file events, so a burst of writes becomes one reload and a file between truncate and
+/// write is not read at once.
+const SETTLE_QUIET: Duration = Duration::from_millis(150);
+/// How long a reload waits for the files to settle before reading them anyway.
+const SETTLE_MAX_WAIT: Duration = Duration::from_secs(2);
+
 /// Loads the policies under `path` into `store`, logging what changed or what is wrong.
-pub fn reload(store: &Store, path: &std::path::Path) {
+/// A source that yields no policy while some are serving is refused (issue 13: a file read
+/// between truncate and write must not take every route down); an empty source at startup
+/// is served as it always was (ready, every request 404).
+pub async fn reload(store: &Store, path: &std::path::Path) {
     let span = tracing::info_span!("reload", source = %path.display());
+    let loaded = config::watch::load_settled(path, SETTLE_QUIET, SETTLE_MAX_WAIT).await;
     let _enter = span.enter();
-    match config::load_snapshot(path) {
+    let serving = store.serving();
+    let loaded = loaded.and_then(|snap| {
+        if snap.policies.is_empty() && snap.rejected.is_empty() && serving > 0 {
+            Err(vec![config::LoadError::NoPolicies {
+                path: path.display().to_string(),
+                serving,
+            }])
+        } else {
+            Ok(snap)
+        }
+    });
+    match loaded {
         Ok(snap) => {
             for r in &snap.rejected {
                 tracing::warn!(policy = %r.policy, rejected = ?r.rejected, "policy not serving");
@@ -206,10 +231,11 @@ pub fn reload(store: &Store, path: &std::path::Path) {
             }
         }
         Err(errors) => {
+            let reason = errors.first().map_or("invalid", config::LoadError::reason);
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            if store.fail(lines.clone()) {
+            if store.fail(lines.clone(), reason) {
                 for l in &lines {
-                    tracing::error!(error = %l, "invalid policy; keeping the last good configuration");
+                    tracing::error!(error = %l, reason, "configuration not loaded; keeping the last good one");
                 }
                 match store.version() {
                     Some(v) => {
@@ -269,14 +295,14 @@ pub async fn run(
     let mut last_report = None;
     match opts.source {
         Source::Files { path, poll } => {
-            reload(&store, &path);
+            reload(&store, &path).await;
             let mut watch = config::watch::watch(&path, poll);
             let watch_store = store.clone();
             let mut watch_stop = shutdown.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = watch.changed(Duration::from_millis(150)) => reload(&watch_store, &path),
+                        _ = watch.changed(SETTLE_QUIET) => reload(&watch_store, &path).await,
                         () = serve::stopped(&mut watch_stop) => break,
                     }
                 }

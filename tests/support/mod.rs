@@ -239,6 +239,16 @@ impl Proxy {
     }
 
     pub async fn start_at(dir: tempfile::TempDir, policies: PathBuf, expect_ready: bool) -> Proxy {
+        Self::start_with(dir, policies, expect_ready, &[]).await
+    }
+
+    /// [`Proxy::start_at`] with `extra` flags after the usual ones (a later flag wins).
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        policies: PathBuf,
+        expect_ready: bool,
+        extra: &[&str],
+    ) -> Proxy {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("proxy.log");
@@ -254,6 +264,7 @@ impl Proxy {
                 "1",
             ])
             .args(["--drain-timeout-seconds", "5"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
