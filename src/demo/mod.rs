@@ -240,6 +240,8 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
                 path: policies,
                 poll: Duration::from_secs(5),
             },
+            header_timeout: crate::serve::HEADER_TIMEOUT,
+            conn: crate::serve::ConnLimits::default(),
         },
         shutdown,
     )

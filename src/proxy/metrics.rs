@@ -150,6 +150,8 @@ pub struct Metrics {
     reload_failures: Family<ReasonLabel, Counter>,
     pub policies: Gauge,
     pub rejected_policies: Gauge,
+    /// What the traffic listener's connection limits did (`corsgate_connections_*`).
+    pub conn: crate::serve::ConnMetrics,
 }
 
 /// One policy's counters, resolved when a snapshot is installed.
@@ -221,6 +223,7 @@ impl Metrics {
             reload_failures: Family::default(),
             policies: Gauge::default(),
             rejected_policies: Gauge::default(),
+            conn: crate::serve::ConnMetrics::new(),
         };
         let r = &mut m.registry;
         r.register(
@@ -253,6 +256,7 @@ impl Metrics {
             "Configuration loads by result (success, failure)",
             m.reloads.clone(),
         );
+        m.conn.register(r);
         r.register(
             "corsgate_config_reload_failures",
             "Failed configuration loads by reason: read, empty, invalid, unsettled (files); stream (controller)",

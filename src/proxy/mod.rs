@@ -273,6 +273,11 @@ pub struct ProxyOptions {
     pub admin: SocketAddr,
     pub drain: Duration,
     pub source: Source,
+    /// HTTP/1.1 header timeout of the traffic listener.
+    pub header_timeout: Duration,
+    /// Per-connection limits of the traffic listener (its counters are replaced by the
+    /// proxy's, so `/metrics` shows them).
+    pub conn: serve::ConnLimits,
 }
 
 /// Runs the proxy until `shutdown` turns true; returns after draining.
@@ -329,7 +334,14 @@ pub async fn run(
     let admin_task = tokio::spawn(admin::admin(&store).serve(admin, shutdown.clone()));
     serve::serve(
         traffic,
-        Listener::plain("traffic", opts.drain),
+        Listener {
+            header_timeout: opts.header_timeout,
+            conn: serve::ConnLimits {
+                metrics: store.metrics.conn.clone(),
+                ..opts.conn
+            },
+            ..Listener::plain("traffic", opts.drain)
+        },
         move |peer: SocketAddr| {
             let shared = shared.clone();
             let peer = forward::peer_value(peer.ip());

@@ -101,6 +101,7 @@ pub async fn serve(
         header_timeout: HEADER_TIMEOUT,
         drain: DRAIN,
         tls: Some(tls),
+        conn: serve::ConnLimits::default(),
     };
     serve::serve(
         listener,

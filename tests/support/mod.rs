@@ -249,10 +249,31 @@ impl Proxy {
         expect_ready: bool,
         extra: &[&str],
     ) -> Proxy {
+        Self::start_limited(dir, policies, expect_ready, extra, None).await
+    }
+
+    /// [`Proxy::start_with`], with the open-file limit set to `nofile` (through
+    /// `sh -c 'ulimit -n N; exec corsgate ...'`, so the PID is still the proxy's).
+    pub async fn start_limited(
+        dir: tempfile::TempDir,
+        policies: PathBuf,
+        expect_ready: bool,
+        extra: &[&str],
+        nofile: Option<u32>,
+    ) -> Proxy {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        let mut cmd = match nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_corsgate")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(env!("CARGO_BIN_EXE_corsgate"));
+                c
+            }
+        };
+        let child = cmd
             .args(["proxy", "--policies"])
             .arg(&policies)
             .args([
