@@ -61,7 +61,7 @@ fn load(
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let host = if (n + i as u64) % 2 == 0 {
+                    let host = if (n + i as u64).is_multiple_of(2) {
                         "a.example.com"
                     } else {
                         "b.example.com"
