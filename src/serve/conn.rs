@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,7 +29,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// Default of `--first-byte-timeout-seconds`.
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -199,7 +199,7 @@ impl Activity {
                 }
                 deadline
             };
-            tokio::time::sleep_until(deadline.into()).await;
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -291,7 +291,7 @@ impl<S> TimedIo<S> {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let deadline = tokio::time::Instant::now() + self.send;
+                let deadline = Instant::now() + self.send;
                 let stall = match &mut self.stall {
                     Some(s) => {
                         if !self.armed {
