@@ -54,6 +54,8 @@ VALUE_SETS: dict[str, dict] = {
     "webhook-off": {"webhook": {"enabled": False}},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "cert-manager": {"webhook": {"certManager": {"enabled": True}}},
+    "connections": {"proxy": {"connections": {"idleTimeoutSeconds": 20, "maxConnections": 500,
+                                              "h2KeepaliveIntervalSeconds": 0}}},
     "everything": {
         "proxy": {"autoscaling": {"enabled": True}, "service": {
             "type": "NodePort", "nodePort": 30080, "externalTrafficPolicy": "Local"},
@@ -618,6 +620,47 @@ def proxy_service_and_autoscaling(r: Render, _):
     args = args_of(r, "proxy")
     assert (flag(args, "--allow-underscores-in-headers") == [""]) == v["allowUnderscoresInHeaders"], args
     assert flag(args, "--max-upstream-requests-per-connection") == [str(v["maxUpstreamRequestsPerConnection"])], args
+
+
+# values.yaml proxy.connections key -> the proxy flag it sets (issue 13).
+CONNECTION_FLAGS = {
+    "firstByteTimeoutSeconds": "--first-byte-timeout-seconds",
+    "headerTimeoutSeconds": "--header-timeout-seconds",
+    "idleTimeoutSeconds": "--idle-timeout-seconds",
+    "sendTimeoutSeconds": "--send-timeout-seconds",
+    "h2KeepaliveIntervalSeconds": "--h2-keepalive-interval-seconds",
+    "h2KeepaliveTimeoutSeconds": "--h2-keepalive-timeout-seconds",
+    "maxHeaderBytes": "--max-header-bytes",
+    "maxConnections": "--max-connections",
+}
+
+
+@check(each=True)
+def proxy_connection_limits_become_flags(r: Render, _):
+    v = merged(r.values)["proxy"]["connections"]
+    # Helm drops a key whose value is null (maxConnections by default).
+    assert set(CONNECTION_FLAGS) - {"maxConnections"} <= set(v) <= set(CONNECTION_FLAGS), sorted(v)
+    args = args_of(r, "proxy")
+    for key, name in CONNECTION_FLAGS.items():
+        want = [] if v.get(key) is None else [str(v[key])]
+        assert flag(args, name) == want, (key, flag(args, name), want)
+
+
+@check
+def chart_connection_defaults_are_the_binarys():
+    """The chart's defaults are the flags' own (`corsgate proxy --help`), so a pod without
+    the chart behaves the same."""
+    bin = corsgate_binary()
+    if not bin:
+        raise Skip("no target/debug/corsgate: run cargo build first")
+    out = subprocess.run([bin, "proxy", "--help"], capture_output=True, text=True, check=True).stdout
+    helps = dict(re.findall(r"^\s+(--[a-z0-9-]+) <[A-Z0-9_]+>\n\s+.*?(?:\[default: ([^\]]+)\])?$", out, re.M))
+    defaults = merged({})["proxy"]["connections"]
+    for key, name in CONNECTION_FLAGS.items():
+        assert name in helps, f"corsgate proxy has no {name}"
+        want = helps[name] or None
+        got = None if defaults.get(key) is None else str(defaults[key])
+        assert got == want, f"values.yaml proxy.connections.{key}: {got}, {name} defaults to {want}"
 
 
 @check(each=True)

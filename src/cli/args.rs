@@ -13,6 +13,7 @@ use crate::demo::DemoOptions;
 use crate::proxy::forward::ForwardOptions;
 use crate::proxy::stream::StreamOptions;
 use crate::proxy::{ProxyOptions, Source};
+use crate::serve::ConnLimits;
 use crate::webhook::certs::ManagedOptions;
 use crate::webhook::{TlsMode, WebhookOptions};
 
@@ -179,6 +180,58 @@ pub struct ProxyArgs {
     /// Upstream requests one client connection may have in flight (requests whose client went away and that are finishing included); also its HTTP/2 concurrent streams. More wait for a slot, within the policy's upstream timeout.
     #[arg(long, default_value_t = crate::proxy::forward::DEFAULT_MAX_UPSTREAM_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_upstream_requests_per_connection: u32,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// What one client connection may cost (README, "Hardening").
+#[derive(clap::Args)]
+pub struct ConnArgs {
+    /// A new connection must send its first byte (or finish its TLS handshake) within this.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_byte_timeout_seconds: u64,
+    /// HTTP/1.1: a request's headers must arrive within this; also bounds the wait for the next request on a keep-alive connection.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_seconds: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_seconds: u64,
+    /// A response write the client has not accepted for this long aborts the response and closes the connection (nginx send_timeout).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout_seconds: u64,
+    /// HTTP/2: send a PING this often on a connection (0: never).
+    #[arg(long, default_value_t = 30)]
+    pub h2_keepalive_interval_seconds: u64,
+    /// HTTP/2: close the connection when a PING is not answered within this.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub h2_keepalive_timeout_seconds: u64,
+    /// Largest request head (request line and headers; HTTP/2: the header list); 431 above it. At least 8192.
+    #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u64).range(8192..=16 * 1024 * 1024))]
+    pub max_header_bytes: u64,
+    /// Most client connections held at once; more are accepted and closed at once (counted in corsgate_connections_refused_total). 0: no limit. Default: half the open-file limit less 64, at most 10000.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+}
+
+impl ConnArgs {
+    /// The header timeout and the per-connection limits of the traffic listener.
+    pub fn into_limits(self) -> (Duration, ConnLimits) {
+        let secs = Duration::from_secs;
+        let limits = ConnLimits {
+            first_byte: secs(self.first_byte_timeout_seconds),
+            idle: secs(self.idle_timeout_seconds),
+            send: secs(self.send_timeout_seconds),
+            h2_keepalive_interval: (self.h2_keepalive_interval_seconds > 0)
+                .then(|| secs(self.h2_keepalive_interval_seconds)),
+            h2_keepalive_timeout: secs(self.h2_keepalive_timeout_seconds),
+            max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(crate::serve::conn::default_max_connections),
+            ..ConnLimits::default()
+        };
+        (secs(self.header_timeout_seconds), limits)
+    }
 }
 
 #[derive(clap::Args)]
@@ -309,6 +362,7 @@ impl ProxyArgs {
                 poll: Duration::from_secs(self.poll_interval_seconds.max(1)),
             },
         };
+        let (header_timeout, conn) = self.conn.into_limits();
         ProxyOptions {
             listen: self.listen,
             admin: self.admin,
@@ -318,6 +372,8 @@ impl ProxyArgs {
                 allow_underscores: self.allow_underscores_in_headers,
                 max_upstream_per_connection: self.max_upstream_requests_per_connection,
             },
+            header_timeout,
+            conn,
         }
     }
 }

@@ -32,7 +32,33 @@ pub enum LoadError {
         policy: String,
         error: String,
     },
+    /// The source parsed but holds no policy while policies are serving: most likely a file
+    /// caught between truncate and write, so it never replaces a good configuration.
+    #[error(
+        "{path}: no policies (empty file, no documents or no policy files) while {serving} are serving; keeping them; fix: write the policies again (write a new file and rename it over the old one), or restart the proxy to serve none"
+    )]
+    NoPolicies { path: String, serving: usize },
+    /// The files changed during every read until the settle deadline.
+    #[error(
+        "{path}: the policy files kept changing while being read; keeping the last good configuration; fix: write a new file and rename it over the old one, so a reader never sees a half-written file"
+    )]
+    Unsettled { path: String },
 }
+
+impl LoadError {
+    /// The `reason` label of `corsgate_config_reload_failures_total`: a closed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "read",
+            LoadError::NoFiles { .. } | LoadError::NoPolicies { .. } => "empty",
+            LoadError::Document { .. } | LoadError::Invalid { .. } => "invalid",
+            LoadError::Unsettled { .. } => "unsettled",
+        }
+    }
+}
+
+/// Every `reason` [`LoadError::reason`] can return.
+pub const LOAD_FAILURE_REASONS: [&str; 4] = ["read", "empty", "invalid", "unsettled"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -75,8 +101,20 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
         let p = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
         let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-        if yaml && !name.starts_with('.') && std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
-            files.push(p);
+        if !yaml || name.starts_with('.') {
+            continue;
+        }
+        // A link whose target is missing (a ConfigMap swap half seen, a file renamed away
+        // after the listing) is an error, never a silently smaller configuration.
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => files.push(p),
+            Ok(_) => {}
+            Err(source) => {
+                return Err(LoadError::Read {
+                    path: p.display().to_string(),
+                    source,
+                });
+            }
         }
     }
     files.sort();
@@ -86,6 +124,70 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
         });
     }
     Ok(files)
+}
+
+/// What identifies the state of the policy files without reading them: each candidate's
+/// name and, through links, its length, modification time and inode. Equal before and after
+/// a read: the read saw one state of the files (no write, rename or `..data` swap between).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    entries: Vec<(PathBuf, Option<FileState>)>,
+}
+
+/// Length, modification time and inode of one file (its target, through links).
+type FileState = (u64, std::time::SystemTime, u64);
+
+impl Fingerprint {
+    /// The files under `path` as [`policy_files`] would list them (dangling links included).
+    pub fn of(path: &Path) -> Fingerprint {
+        let stat = |p: &Path| {
+            std::fs::metadata(p).ok().map(|m| {
+                (
+                    m.len(),
+                    m.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    inode(&m),
+                )
+            })
+        };
+        let mut entries = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(dir) => {
+                for entry in dir.flatten() {
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.starts_with('.')
+                    {
+                        let p = entry.path();
+                        entries.push((p.clone(), stat(&p)));
+                    }
+                }
+                entries.sort();
+            }
+            Err(_) => entries.push((path.to_path_buf(), stat(path))),
+        }
+        Fingerprint { entries }
+    }
+
+    /// How long ago the newest file was modified (zero for a time in the future).
+    pub fn quiet_for(&self, now: std::time::SystemTime) -> std::time::Duration {
+        self.entries
+            .iter()
+            .filter_map(|(_, s)| s.map(|(_, modified, _)| modified))
+            .map(|m| now.duration_since(m).unwrap_or_default())
+            .min()
+            .unwrap_or(std::time::Duration::MAX)
+    }
+}
+
+/// The inode: a file replaced by rename (or through a new `..data` directory) has a new one,
+/// even with the same length and modification time.
+#[cfg(unix)]
+fn inode(m: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(m)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
 }
 
 /// The objects of one YAML (or JSON) text: every document, and every item of a v1 `List`

@@ -1,12 +1,17 @@
 //! Noticing policy file changes: a filesystem watcher on the directory (so editors that write
 //! a new file and rename it, and ConfigMap volumes that swap their `..data` link, are seen)
-//! plus a slow poll as a safety net for filesystems without events.
+//! plus a slow poll as a safety net for filesystems without events; and reading them only
+//! once they have settled ([`load_settled`]), so a file caught between truncate and write,
+//! or a directory caught mid-swap, is never what gets loaded.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+
+use super::Snapshot;
+use super::load::{Fingerprint, LoadError, load_snapshot};
 
 /// A running watch. Dropping it stops the watcher.
 pub struct Watch {
@@ -25,6 +30,42 @@ impl Watch {
         }
         tokio::time::sleep(debounce).await;
         while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Loads the policies under `path` once they have settled: no file modified for `quiet`,
+/// and the [`Fingerprint`] the same before and after the read (so no write, rename or
+/// `..data` swap happened during it). Waits at most `max_wait` for the quiet period, then
+/// reads anyway; if the files still change during every read until then, the answer is
+/// [`LoadError::Unsettled`].
+///
+/// What this cannot catch: a writer that pauses longer than `quiet` half-way leaves a
+/// prefix that may parse into fewer policies (only an empty one is refused, by the proxy).
+/// Writing a new file and renaming it over the old one has no such window.
+pub async fn load_settled(
+    path: &Path,
+    quiet: Duration,
+    max_wait: Duration,
+) -> Result<Snapshot, Vec<LoadError>> {
+    let deadline = Instant::now() + max_wait;
+    loop {
+        let before = Fingerprint::of(path);
+        let quiet_for = before.quiet_for(SystemTime::now());
+        let late = Instant::now() >= deadline;
+        if quiet_for < quiet && !late {
+            tokio::time::sleep((quiet - quiet_for).min(quiet)).await;
+            continue;
+        }
+        let loaded = load_snapshot(path);
+        if Fingerprint::of(path) == before {
+            return loaded;
+        }
+        if late {
+            return Err(vec![LoadError::Unsettled {
+                path: path.display().to_string(),
+            }]);
+        }
+        tokio::time::sleep(quiet).await;
     }
 }
 

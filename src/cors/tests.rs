@@ -556,3 +556,36 @@ fn star_headers_without_credentials_are_sent_as_configured() {
         );
     }
 }
+
+#[test]
+fn more_requested_headers_than_the_cap_are_rejected_unreflected() {
+    let c = cors(&Spec {
+        headers: &["*"],
+        ..BASE
+    });
+    let names = |n: usize| {
+        (0..n)
+            .map(|i| format!("x-h{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let at_cap = decide(
+        &c,
+        &preflight(APP_ORIGIN, "PUT", Some(&names(MAX_REQUESTED_HEADERS))),
+    );
+    assert_eq!(
+        at_cap.rejection, None,
+        "{MAX_REQUESTED_HEADERS} names are fine"
+    );
+    for n in [MAX_REQUESTED_HEADERS + 1, 5_000] {
+        let d = decide(&c, &preflight(APP_ORIGIN, "PUT", Some(&names(n))));
+        assert_eq!(d.rejection, Some(Rejection::TooManyHeaders), "{n}");
+        assert_eq!(d.action, Action::Reject);
+        assert_eq!(d.rejection.as_ref().map(Rejection::label), Some("header"));
+        let mut h = HeaderMap::new();
+        d.apply_to_response(&mut h);
+        assert_eq!(pairs(&h), vec![p("vary", "Origin")], "nothing reflected");
+    }
+}
+
+const APP_ORIGIN: &str = "https://app.example.com";

@@ -241,6 +241,8 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
                 poll: Duration::from_secs(5),
             },
             forward: proxy::forward::ForwardOptions::default(),
+            header_timeout: crate::serve::HEADER_TIMEOUT,
+            conn: crate::serve::ConnLimits::default(),
         },
         shutdown,
     )

@@ -75,6 +75,11 @@ struct PolicyLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -150,8 +155,11 @@ pub struct Metrics {
     pub unrouted: Counter,
     pub invalid_host: Counter,
     reloads: Family<ResultLabel, Counter>,
+    reload_failures: Family<ReasonLabel, Counter>,
     pub policies: Gauge,
     pub rejected_policies: Gauge,
+    /// What the traffic listener's connection limits did (`corsgate_connections_*`).
+    pub conn: crate::serve::ConnMetrics,
 }
 
 /// One policy's counters, resolved when a snapshot is installed.
@@ -221,8 +229,10 @@ impl Metrics {
             unrouted: Counter::default(),
             invalid_host: Counter::default(),
             reloads: Family::default(),
+            reload_failures: Family::default(),
             policies: Gauge::default(),
             rejected_policies: Gauge::default(),
+            conn: crate::serve::ConnMetrics::new(),
         };
         let r = &mut m.registry;
         r.register(
@@ -260,6 +270,17 @@ impl Metrics {
             "Configuration loads by result (success, failure)",
             m.reloads.clone(),
         );
+        m.conn.register(r);
+        r.register(
+            "corsgate_config_reload_failures",
+            "Failed configuration loads by reason: read, empty, invalid, unsettled (files); stream (controller)",
+            m.reload_failures.clone(),
+        );
+        for reason in crate::config::load::LOAD_FAILURE_REASONS {
+            drop(m.reload_failures.get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            }));
+        }
         r.register(
             "corsgate_config_policies",
             "Policies serving",
@@ -355,6 +376,15 @@ impl Metrics {
         self.reloads
             .get_or_create(&ResultLabel {
                 result: if ok { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed load by `reason` (a closed set, see `config::load::LoadError::reason`).
+    pub fn reload_failure(&self, reason: &'static str) {
+        self.reload_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
             })
             .inc();
     }

@@ -16,6 +16,9 @@ pub mod stream;
 pub mod upgrade;
 pub mod upstream;
 
+#[cfg(test)]
+mod reload_tests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -263,11 +266,33 @@ async fn relay_upgrade(
     }
 }
 
+/// How long the policy files must stay unmodified before they are read: the debounce of
+/// file events, so a burst of writes becomes one reload and a file between truncate and
+/// write is not read at once.
+const SETTLE_QUIET: Duration = Duration::from_millis(150);
+/// How long a reload waits for the files to settle before reading them anyway.
+const SETTLE_MAX_WAIT: Duration = Duration::from_secs(2);
+
 /// Loads the policies under `path` into `store`, logging what changed or what is wrong.
-pub fn reload(store: &Store, path: &std::path::Path) {
+/// A source that yields no policy while some are serving is refused (issue 13: a file read
+/// between truncate and write must not take every route down); an empty source at startup
+/// is served as it always was (ready, every request 404).
+pub async fn reload(store: &Store, path: &std::path::Path) {
     let span = tracing::info_span!("reload", source = %path.display());
+    let loaded = config::watch::load_settled(path, SETTLE_QUIET, SETTLE_MAX_WAIT).await;
     let _enter = span.enter();
-    match config::load_snapshot(path) {
+    let serving = store.serving();
+    let loaded = loaded.and_then(|snap| {
+        if snap.policies.is_empty() && snap.rejected.is_empty() && serving > 0 {
+            Err(vec![config::LoadError::NoPolicies {
+                path: path.display().to_string(),
+                serving,
+            }])
+        } else {
+            Ok(snap)
+        }
+    });
+    match loaded {
         Ok(snap) => {
             for r in &snap.rejected {
                 tracing::warn!(policy = %r.policy, rejected = ?r.rejected, "policy not serving");
@@ -278,10 +303,11 @@ pub fn reload(store: &Store, path: &std::path::Path) {
             }
         }
         Err(errors) => {
+            let reason = errors.first().map_or("invalid", config::LoadError::reason);
             let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            if store.fail(lines.clone()) {
+            if store.fail(lines.clone(), reason) {
                 for l in &lines {
-                    tracing::error!(error = %l, "invalid policy; keeping the last good configuration");
+                    tracing::error!(error = %l, reason, "configuration not loaded; keeping the last good one");
                 }
                 match store.version() {
                     Some(v) => {
@@ -320,6 +346,11 @@ pub struct ProxyOptions {
     pub drain: Duration,
     pub source: Source,
     pub forward: ForwardOptions,
+    /// HTTP/1.1 header timeout of the traffic listener.
+    pub header_timeout: Duration,
+    /// Per-connection limits of the traffic listener (its counters are replaced by the
+    /// proxy's, so `/metrics` shows them).
+    pub conn: serve::ConnLimits,
 }
 
 /// Runs the proxy until `shutdown` turns true; returns after draining.
@@ -342,14 +373,14 @@ pub async fn run(
     let mut last_report = None;
     match opts.source {
         Source::Files { path, poll } => {
-            reload(&store, &path);
+            reload(&store, &path).await;
             let mut watch = config::watch::watch(&path, poll);
             let watch_store = store.clone();
             let mut watch_stop = shutdown.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
-                        _ = watch.changed(Duration::from_millis(150)) => reload(&watch_store, &path),
+                        _ = watch.changed(SETTLE_QUIET) => reload(&watch_store, &path).await,
                         () = serve::stopped(&mut watch_stop) => break,
                     }
                 }
@@ -378,8 +409,15 @@ pub async fn run(
     serve::serve(
         traffic,
         // An HTTP/2 client may open as many streams as it may have upstream requests.
-        Listener::plain("traffic", opts.drain)
-            .max_concurrent_streams(opts.forward.max_upstream_per_connection.max(1)),
+        Listener {
+            header_timeout: opts.header_timeout,
+            conn: serve::ConnLimits {
+                metrics: store.metrics.conn.clone(),
+                ..opts.conn
+            },
+            ..Listener::plain("traffic", opts.drain)
+        }
+        .max_concurrent_streams(opts.forward.max_upstream_per_connection.max(1)),
         move |peer: SocketAddr| {
             let shared = shared.clone();
             let client = Arc::new(ClientConn::new(peer.ip(), &shared.forward));

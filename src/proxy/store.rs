@@ -35,6 +35,9 @@ pub struct LoadStatus {
     pub last_success_unix_seconds: Option<u64>,
     /// Problems of the last attempt; empty when it succeeded.
     pub errors: Vec<String>,
+    /// Why the last attempt failed (a `reason` of `corsgate_config_reload_failures_total`);
+    /// `None` when it succeeded.
+    pub reason: Option<&'static str>,
 }
 
 pub struct Store {
@@ -88,6 +91,7 @@ impl Store {
             st.last_attempt_unix_seconds = t;
             st.last_success_unix_seconds = Some(t);
             st.errors.clear();
+            st.reason = None;
         }
         if self.version().as_deref() == Some(snapshot.version.as_str()) {
             return false;
@@ -115,17 +119,29 @@ impl Store {
         true
     }
 
-    /// Records a failed load. Returns false when the errors are the same as last time (the
-    /// poll retries a broken file; it should not log the same thing every few seconds).
-    pub fn fail(&self, errors: Vec<String>) -> bool {
+    /// Records a failed load and why (`reason`: a label of
+    /// `corsgate_config_reload_failures_total`). Returns false when the errors are the same
+    /// as last time (the poll retries a broken file; it should not log or count the same
+    /// thing every few seconds).
+    pub fn fail(&self, errors: Vec<String>, reason: &'static str) -> bool {
         let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         st.last_attempt_unix_seconds = now();
         let new = st.errors != errors;
         st.errors = errors;
+        st.reason = Some(reason);
         if new {
             self.metrics.reload(false);
+            self.metrics.reload_failure(reason);
         }
         new
+    }
+
+    /// How many policies the live configuration serves (0 before the first).
+    pub fn serving(&self) -> usize {
+        self.live
+            .load()
+            .as_ref()
+            .map_or(0, |l| l.snapshot.policies.len())
     }
 
     pub fn status(&self) -> LoadStatus {

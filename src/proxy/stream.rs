@@ -235,7 +235,7 @@ pub async fn subscribe(
                 continue;
             }
             PollResult::Failed(why) => {
-                if store.fail(vec![why.to_string()]) {
+                if store.fail(vec![why.to_string()], "stream") {
                     match store.version() {
                         Some(v) => {
                             tracing::warn!(error = %why, version = %v, "config stream failed; still serving the last good configuration")

@@ -10,6 +10,7 @@
 //! sits below `proxy`, `controller` and `webhook` and imports none of them.
 
 pub mod admin;
+pub mod conn;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -25,11 +26,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub use admin::{Admin, Readiness};
+pub use conn::{ConnLimits, ConnMetrics};
+use conn::{TimedIo, Tracked};
 pub use tls::{TlsError, TlsSource, server_config};
 
 /// The media type of every plain-text answer.
@@ -37,8 +39,6 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 
 /// How long a client may take to send a request's headers, unless a listener says otherwise.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors and the like) instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -53,6 +53,9 @@ pub struct Listener {
     pub drain: Duration,
     /// `None`: cleartext.
     pub tls: Option<Arc<TlsSource>>,
+    /// Timeouts and limits per connection (`conn`); the TLS handshake must end within
+    /// `conn.first_byte`.
+    pub conn: ConnLimits,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` (hyper's default: 200).
     pub h2_max_concurrent_streams: u32,
 }
@@ -65,6 +68,7 @@ impl Listener {
             header_timeout: HEADER_TIMEOUT,
             drain,
             tls: None,
+            conn: ConnLimits::default(),
             h2_max_concurrent_streams: 200,
         }
     }
@@ -134,22 +138,20 @@ pub async fn serve<M, H, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let name = how.name;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(how.header_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(how.h2_max_concurrent_streams);
-    let graceful = GracefulShutdown::new();
+    let limits = Arc::new(how.conn.clone());
+    let builder = Arc::new(builder(&how));
+    let slots = (limits.max_connections > 0)
+        .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_connections)));
+    let mut refusals = Refusals::default();
+    // Every connection task holds a sender; the drain waits until all are gone.
+    let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    limits.metrics.accept_errors.inc();
                     tracing::warn!(listener = name, error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
@@ -157,24 +159,41 @@ pub async fn serve<M, H, Fut, B>(
             },
             () = stopped(&mut shutdown) => break,
         };
-        let _ = stream.set_nodelay(true);
-        let handler = make(peer);
-        let svc = service_fn(move |req| {
-            let fut = handler(req);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let watcher = graceful.watcher();
-        let Some(tls) = &how.tls else {
-            let conn = watcher.watch(
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(listener = name, error = %e, "connection ended with an error");
+        let slot = match &slots {
+            None => None,
+            Some(s) => match s.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    // Closed at once: a client retries elsewhere instead of hanging in the
+                    // backlog, and the descriptor is free again.
+                    drop(stream);
+                    limits.metrics.refused.inc();
+                    refusals.note(name, limits.max_connections);
+                    continue;
                 }
-            });
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = conn::Activity::new();
+        let handler = make(peer);
+        let tracked = activity.clone();
+        let svc = service_fn(move |req| {
+            let in_flight = tracked.enter();
+            let fut = handler(req);
+            async move { Ok::<_, Infallible>(fut.await.map(|b| Tracked::new(b, in_flight))) }
+        });
+        let task = Connection {
+            name,
+            peer,
+            limits: limits.clone(),
+            activity,
+            shutdown: shutdown.clone(),
+            _slot: slot,
+            _alive: alive.clone(),
+        };
+        let builder = builder.clone();
+        let Some(tls) = &how.tls else {
+            tokio::spawn(async move { task.run_plain(&builder, stream, svc).await });
             continue;
         };
         // Loaded per connection: a certificate rotated on disk is used at once.
@@ -185,31 +204,28 @@ pub async fn serve<M, H, Fut, B>(
                 continue;
             }
         };
-        let builder = builder.clone();
         tokio::spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                match tokio::time::timeout(task.limits.first_byte, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
+                        task.limits.metrics.first_byte_timeouts.inc();
                         tracing::debug!(listener = name, %peer, "TLS handshake timed out");
                         return;
                     }
                 };
-            let conn =
-                watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc));
-            if let Err(e) = conn.await {
-                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-            }
+            task.run(&builder, stream, svc).await;
         });
     }
     drop(listener);
+    drop(alive);
     tracing::info!(listener = name, "stopped accepting; draining connections");
-    if tokio::time::timeout(how.drain, graceful.shutdown())
+    if tokio::time::timeout(how.drain, all_closed.recv())
         .await
         .is_err()
     {
@@ -218,6 +234,151 @@ pub async fn serve<M, H, Fut, B>(
             deadline_seconds = how.drain.as_secs_f64(),
             "drain deadline passed; closing the remaining connections"
         );
+    }
+}
+
+/// The connection builder of a listener: HTTP/1.1 and HTTP/2 with its limits.
+fn builder(how: &Listener) -> auto::Builder<TokioExecutor> {
+    let limits = &how.conn;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(how.header_timeout)
+        // hyper answers 431 when a request head does not fit (it needs at least 8 KiB).
+        .max_buf_size(limits.max_header_bytes.max(conn::MIN_HEADER_BYTES))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.h2_keepalive_interval)
+        .keep_alive_timeout(limits.h2_keepalive_timeout)
+        .max_concurrent_streams(how.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Logs refused connections at most every 10 seconds (the counter has every one).
+#[derive(Default)]
+struct Refusals {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, name: &'static str, max: usize) {
+        self.since += 1;
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                listener = name,
+                max_connections = max,
+                refused = self.since,
+                "connection limit reached; refusing new connections"
+            );
+            self.last = Some(std::time::Instant::now());
+            self.since = 0;
+        }
+    }
+}
+
+/// One accepted connection and what it holds until it ends.
+struct Connection {
+    name: &'static str,
+    peer: SocketAddr,
+    limits: Arc<ConnLimits>,
+    activity: Arc<conn::Activity>,
+    shutdown: watch::Receiver<bool>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Connection {
+    /// Cleartext: the first byte must come within the first-byte timeout (hyper's own
+    /// header timeout starts only after its protocol detection has read some).
+    async fn run_plain<S, B>(
+        self,
+        builder: &auto::Builder<TokioExecutor>,
+        stream: TcpStream,
+        svc: S,
+    ) where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(self.limits.first_byte, stream.peek(&mut byte)).await {
+            Ok(Ok(n)) if n > 0 => self.run(builder, stream, svc).await,
+            Ok(_) => {}
+            Err(_) => {
+                self.limits.metrics.first_byte_timeouts.inc();
+                tracing::debug!(listener = self.name, peer = %self.peer, "no first byte in time; closing");
+            }
+        }
+    }
+
+    /// Serves the connection until it ends, shutting it down gracefully when it has been
+    /// idle too long or the listener drains.
+    async fn run<I, S, B>(mut self, builder: &auto::Builder<TokioExecutor>, io: I, svc: S)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (name, peer) = (self.name, self.peer);
+        let metrics = &self.limits.metrics;
+        metrics.open.inc();
+        let io = TimedIo::new(io, self.limits.send, metrics.send_timeouts.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let mut closing = false;
+        // After an idle close began: HTTP/2 waits for the PING that follows its GOAWAY to
+        // be answered; a client that never answers is dropped after the keep-alive timeout.
+        let hard_stop = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(hard_stop);
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        let timeout = e
+                            .downcast_ref::<hyper::Error>()
+                            .is_some_and(hyper::Error::is_timeout);
+                        if timeout {
+                            metrics.header_timeouts.inc();
+                        }
+                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = self.activity.idle_for(self.limits.idle), if !closing => {
+                    metrics.idle_timeouts.inc();
+                    tracing::debug!(listener = name, %peer, "idle; closing");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    hard_stop
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + self.limits.h2_keepalive_timeout);
+                }
+                () = &mut hard_stop => {
+                    tracing::debug!(listener = name, %peer, "idle close not acknowledged; dropping");
+                    break;
+                }
+                () = stopped(&mut self.shutdown), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+        metrics.open.dec();
     }
 }
 

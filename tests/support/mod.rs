@@ -284,16 +284,38 @@ impl Proxy {
         Self::start_at_with(dir, policies, expect_ready, &[]).await
     }
 
-    async fn start_at_with(
+    /// [`Proxy::start_at`] with `extra` flags after the usual ones (a later flag wins).
+    pub async fn start_at_with(
         dir: tempfile::TempDir,
         policies: PathBuf,
         expect_ready: bool,
-        flags: &[&str],
+        extra: &[&str],
+    ) -> Proxy {
+        Self::start_limited(dir, policies, expect_ready, extra, None).await
+    }
+
+    /// [`Proxy::start_at_with`], with the open-file limit set to `nofile` (through
+    /// `sh -c 'ulimit -n N; exec corsgate ...'`, so the PID is still the proxy's).
+    pub async fn start_limited(
+        dir: tempfile::TempDir,
+        policies: PathBuf,
+        expect_ready: bool,
+        extra: &[&str],
+        nofile: Option<u32>,
     ) -> Proxy {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("proxy.log");
-        let child = Command::new(corsgate_bin())
+        let mut cmd = match nofile {
+            None => Command::new(corsgate_bin()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(corsgate_bin());
+                c
+            }
+        };
+        let child = cmd
             .args(["proxy", "--policies"])
             .arg(&policies)
             .args([
@@ -305,7 +327,7 @@ impl Proxy {
                 "1",
             ])
             .args(["--drain-timeout-seconds", "5"])
-            .args(flags)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
