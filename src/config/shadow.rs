@@ -11,16 +11,15 @@ pub const SAMPLE: usize = 5;
 /// Characters kept of each sampled origin.
 pub const SAMPLE_CHARS: usize = 64;
 
-/// `reason` label values of `corsgate_shadow_decisions_total`, in `ShadowCounts::by_reason` order.
-pub const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
+pub use crate::cors::Reason;
 
 /// Counts of one policy, as reported (and as the controller sums them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShadowCounts {
     pub would_allow: u64,
-    /// Would-be rejections by reason, in `REASONS` order; wouldReject is their sum.
-    pub by_reason: [u64; 4],
+    /// Would-be rejections by reason, indexed by `Reason::index`; wouldReject is their sum.
+    pub by_reason: [u64; Reason::ALL.len()],
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sample_rejected_origins: Vec<String>,
 }

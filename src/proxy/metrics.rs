@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use super::shadow::{REASONS as SHADOW_REASONS, ShadowCounts, ShadowTally};
-use crate::cors::Rejection;
+use super::shadow::{ShadowCounts, ShadowTally};
+use crate::cors::{Reason, Rejection};
 
 /// `outcome` label values of `corsgate_proxy_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +40,6 @@ const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::NotCors, "not_cors"),
     (Outcome::Shadow, "shadow"),
 ];
-
-const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyOutcome {
@@ -150,7 +148,7 @@ pub struct Metrics {
 #[derive(Debug, Clone)]
 pub struct PolicyCounters {
     outcomes: [Counter; 7],
-    rejections: [Counter; 4],
+    rejections: [Counter; Reason::ALL.len()],
     pub latency: Latency,
     /// `Some` for a `mode: Shadow` policy.
     pub shadow: Option<ShadowCounters>,
@@ -159,24 +157,16 @@ pub struct PolicyCounters {
 /// A Shadow policy's counters: `corsgate_shadow_decisions_total` and the report tally.
 #[derive(Debug, Clone)]
 pub struct ShadowCounters {
-    /// would_allow, then would_reject by reason in `shadow::REASONS` order.
-    decisions: [Counter; 5],
+    /// would_allow, then would_reject by reason in `Reason::index` order.
+    decisions: [Counter; Reason::ALL.len() + 1],
     tally: Arc<ShadowTally>,
 }
 
 impl ShadowCounters {
     /// Counts what the policy would have done with one CORS request.
     pub fn record(&self, rejection: Option<&Rejection>, origin: Option<&http::HeaderValue>) {
-        let i = match rejection {
-            None => Some(0),
-            Some(r) => SHADOW_REASONS
-                .iter()
-                .position(|k| *k == r.label())
-                .map(|i| i + 1),
-        };
-        if let Some(c) = i.and_then(|i| self.decisions.get(i)) {
-            c.inc();
-        }
+        let i = rejection.map_or(0, |r| r.reason().index() + 1);
+        self.decisions[i].inc();
         self.tally.record(rejection, origin);
     }
 }
@@ -189,9 +179,7 @@ impl PolicyCounters {
     }
 
     pub fn rejection(&self, r: &Rejection) {
-        if let Some(i) = REASONS.iter().position(|k| *k == r.label()) {
-            self.rejections[i].inc();
-        }
+        self.rejections[r.reason().index()].inc();
     }
 }
 
@@ -269,11 +257,11 @@ impl Metrics {
                 })
                 .clone()
         });
-        let rejections = REASONS.map(|reason| {
+        let rejections = Reason::ALL.map(|reason| {
             self.rejections
                 .get_or_create(&PolicyReason {
                     policy: policy.to_string(),
-                    reason: reason.to_string(),
+                    reason: reason.as_str().to_string(),
                 })
                 .clone()
         });
@@ -293,13 +281,10 @@ impl Metrics {
                     })
                     .clone()
             };
-            let decisions = [
-                decision("would_allow", "none"),
-                decision("would_reject", SHADOW_REASONS[0]),
-                decision("would_reject", SHADOW_REASONS[1]),
-                decision("would_reject", SHADOW_REASONS[2]),
-                decision("would_reject", SHADOW_REASONS[3]),
-            ];
+            let decisions: [Counter; Reason::ALL.len() + 1] = std::array::from_fn(|i| match i {
+                0 => decision("would_allow", "none"),
+                i => decision("would_reject", Reason::ALL[i - 1].as_str()),
+            });
             let tally = self
                 .tallies
                 .lock()

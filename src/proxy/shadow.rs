@@ -7,14 +7,14 @@ use std::sync::{Mutex, PoisonError};
 
 use http::HeaderValue;
 
-pub use crate::config::shadow::{REASONS, SAMPLE, SAMPLE_CHARS, ShadowCounts, add_sample};
-use crate::cors::Rejection;
+pub use crate::config::shadow::{SAMPLE, SAMPLE_CHARS, ShadowCounts, add_sample};
+use crate::cors::{Reason, Rejection};
 
 /// One policy's unreported counts.
 #[derive(Debug, Default)]
 pub struct ShadowTally {
     would_allow: AtomicU64,
-    by_reason: [AtomicU64; 4],
+    by_reason: [AtomicU64; Reason::ALL.len()],
     sample: Mutex<Vec<String>>,
     /// Set once the sample is full, so rejections after that touch no lock.
     sample_full: AtomicBool,
@@ -27,9 +27,7 @@ impl ShadowTally {
             self.would_allow.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if let Some(i) = REASONS.iter().position(|k| *k == r.label()) {
-            self.by_reason[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.by_reason[r.reason().index()].fetch_add(1, Ordering::Relaxed);
         if self.sample_full.load(Ordering::Relaxed) {
             return;
         }
