@@ -99,6 +99,8 @@ pub struct CompiledPolicy {
     pub response_headers: HeaderOps,
     /// `spec.mode: Shadow`: evaluate and count, never enforce.
     pub shadow: bool,
+    /// `spec.debug.rejectionReasons`: rejections say why on the wire.
+    pub rejection_reasons: bool,
     /// As written (hashed into the version, sent on the config stream).
     pub spec: CorsPolicySpec,
     /// `spec` with presets expanded: what was compiled, and what `effective` shows.
@@ -372,6 +374,11 @@ impl CompiledPolicy {
             cors: engine,
             response_headers: ops,
             shadow: spec.mode == policy::Mode::Shadow,
+            rejection_reasons: spec
+                .debug
+                .as_ref()
+                .and_then(|d| d.rejection_reasons)
+                .unwrap_or(false),
             spec: spec.clone(),
             expanded,
         })

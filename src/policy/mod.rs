@@ -74,6 +74,25 @@ pub struct CorsPolicySpec {
     /// Headers set on or removed from every response of this policy, CORS or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_headers: Option<ResponseHeaders>,
+
+    /// Help for whoever debugs this policy's CORS errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<DebugSpec>,
+}
+
+/// Debugging aids; each reveals details of the policy to any caller, so each is off by
+/// default.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DebugSpec {
+    /// true: every response to a CORS request this policy rejects (answered 403 at the
+    /// edge, or forwarded without CORS headers) carries `x-corsgate-error: cors-rejected`
+    /// and `x-corsgate-reason` naming the failed check ("method DELETE is not in
+    /// allowMethods"), and a 403 body says the same. Default false: no x-corsgate-reason,
+    /// and the 403 body names only the policy (the proxy's admin /explain and /rejections
+    /// still answer the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_reasons: Option<bool>,
 }
 
 /// Whether the edge enforces the policy or only counts what it would do.

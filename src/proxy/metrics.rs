@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use super::rejections::{PolicyRejections, Rings};
 use super::shadow::{ShadowCounts, ShadowTally};
 use crate::cors::{Reason, Rejection};
 
@@ -137,6 +138,8 @@ pub struct Metrics {
     shadow: Family<ShadowLabel, Counter>,
     /// Unreported shadow counts by policy, kept across snapshot installs.
     tallies: Mutex<HashMap<String, Arc<ShadowTally>>>,
+    /// The last rejections of every policy, kept across snapshot installs.
+    pub rings: Rings,
     latency: Family<PolicyLabel, Latency>,
     pub unrouted: Counter,
     reloads: Family<ResultLabel, Counter>,
@@ -150,6 +153,8 @@ pub struct PolicyCounters {
     outcomes: [Counter; 7],
     rejections: [Counter; Reason::ALL.len()],
     pub latency: Latency,
+    /// The policy's last rejections and its rate-limited log line.
+    pub recent: Arc<PolicyRejections>,
     /// `Some` for a `mode: Shadow` policy.
     pub shadow: Option<ShadowCounters>,
 }
@@ -197,6 +202,7 @@ impl Metrics {
             rejections: Family::default(),
             shadow: Family::default(),
             tallies: Mutex::new(HashMap::new()),
+            rings: Rings::default(),
             latency: Family::default(),
             unrouted: Counter::default(),
             reloads: Family::default(),
@@ -298,6 +304,7 @@ impl Metrics {
             outcomes,
             rejections,
             latency,
+            recent: self.rings.ring(policy),
             shadow,
         }
     }
