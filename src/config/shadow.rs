@@ -63,6 +63,11 @@ pub struct ShadowReport {
     pub proxy: String,
     /// `namespace/name` → counts.
     pub policies: Vec<PolicyShadow>,
+    /// Rejections (and, for Shadow policies, would-be rejections) of every policy since the
+    /// previous report, by reason, with a sample of origins; `wouldAllow` is 0. The
+    /// controller summarises the last hour in `status.rejections` (issue 17 item 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<PolicyShadow>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +129,7 @@ mod tests {
                     sample_rejected_origins: vec!["https://x".into()],
                 },
             }],
+            rejections: Vec::new(),
         };
         let v = serde_json::to_value(&r).expect("json");
         assert_eq!(

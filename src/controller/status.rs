@@ -376,6 +376,7 @@ pub fn desired_from(
         config_version: facts.version.clone().filter(|_| is_accepted),
         warnings: facts.warnings.clone(),
         shadow: None,
+        rejections: None,
     };
     keep_transition_times(&mut status, policy.status.as_ref());
     status
@@ -499,6 +500,7 @@ pub fn same(a: Option<&CorsPolicyStatus>, b: &CorsPolicyStatus) -> bool {
             conditions,
             s.warnings.clone(),
             s.shadow.clone(),
+            s.rejections.clone(),
         )
     };
     key(a) == key(b)

@@ -485,6 +485,23 @@ pub struct CorsPolicyStatus {
     /// `since` (counting restarts when the spec changes or the policy enters Shadow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
+    /// CORS requests rejected over the last hour (in Shadow mode: that would have been),
+    /// summed over every proxy that reported; absent when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejections: Option<RejectionsStatus>,
+}
+
+/// What the edge rejected recently, and why (`kubectl describe corspolicy` shows it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectionsStatus {
+    /// Rejections over the last hour (counted in 5-minute steps).
+    pub last_hour: i64,
+    /// lastHour by the first check that failed.
+    pub by_reason: ShadowReasons,
+    /// Up to 5 distinct rejected Origin values of that hour, each cut to 64 characters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample_origins: Vec<String>,
 }
 
 /// What a Shadow policy would have done to CORS requests.

@@ -93,7 +93,11 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
             &live.snapshot.version,
             policy.shadow,
         ) {
-            counters.recent.record(&policy.id.to_string(), e);
+            counters.recent.record(
+                &policy.id.to_string(),
+                decision.request().origin.as_ref(),
+                e,
+            );
         }
     }
     if policy.shadow {

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use serde::Serialize;
 
+use super::shadow::{ShadowCounts, ShadowTally};
 use crate::cors::{Decision, Kind, Reason};
 
 /// Entries kept per policy.
@@ -150,11 +151,14 @@ impl LogGate {
 pub struct PolicyRejections {
     pub ring: Ring,
     pub log: LogGate,
+    /// Counts by reason and sample origins since the last report to the controller.
+    pub unreported: ShadowTally,
 }
 
 impl PolicyRejections {
     /// Records a rejected decision: the ring, and the rate-limited INFO line.
-    pub fn record(&self, policy: &str, e: Entry) {
+    pub fn record(&self, policy: &str, origin: Option<&HeaderValue>, e: Entry) {
+        self.unreported.record_reason(Some(e.reason), origin);
         if let Some(suppressed) = self.log.admit(e.reason, e.unix_millis) {
             tracing::info!(
                 policy,
@@ -195,6 +199,26 @@ impl Rings {
             .cloned()
     }
 
+    /// Drains every policy's unreported rejection counts (empty ones left out).
+    pub fn take(&self) -> Vec<(String, ShadowCounts)> {
+        let rings = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = rings
+            .iter()
+            .map(|(p, r)| (p.clone(), r.unreported.take()))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Puts back counts whose report failed.
+    pub fn restore(&self, counts: &[(String, ShadowCounts)]) {
+        let mut rings = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for (p, c) in counts {
+            rings.entry(p.clone()).or_default().unreported.restore(c);
+        }
+    }
+
     /// Forgets the rings of policies not in `keep` (a policy deleted from the config).
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.0
@@ -233,6 +257,27 @@ mod tests {
         assert_eq!(got.len(), RING);
         assert_eq!(got[0].unix_millis, (RING + 9) as u64);
         assert_eq!(got[RING - 1].unix_millis, 10);
+    }
+
+    #[test]
+    fn unreported_counts_drain_for_the_controller_and_come_back_when_a_report_fails() {
+        let rings = Rings::default();
+        let p = rings.ring("shop/api");
+        let origin = HeaderValue::from_static("https://evil.test");
+        let mut e = entry(1);
+        p.record("shop/api", Some(&origin), e.clone());
+        e.reason = Reason::Method;
+        p.record("shop/api", Some(&origin), e);
+        rings.ring("shop/quiet");
+        let taken = rings.take();
+        assert_eq!(taken.len(), 1, "policies without rejections are left out");
+        assert_eq!(taken[0].0, "shop/api");
+        assert_eq!(taken[0].1.by_reason, [1, 1, 0, 0]);
+        assert_eq!(taken[0].1.sample_rejected_origins, ["https://evil.test"]);
+        assert!(rings.take().is_empty(), "drained");
+        rings.restore(&taken);
+        assert_eq!(rings.take()[0].1.by_reason, [1, 1, 0, 0]);
+        assert_eq!(p.ring.newest_first().len(), 2, "the ring is not drained");
     }
 
     #[test]

@@ -23,11 +23,16 @@ pub struct ShadowTally {
 impl ShadowTally {
     /// Counts one decision. Allocates only while the sample has room for a new origin.
     pub fn record(&self, rejection: Option<&Rejection>, origin: Option<&HeaderValue>) {
-        let Some(r) = rejection else {
+        self.record_reason(rejection.map(Rejection::reason), origin);
+    }
+
+    /// `record` by reason alone.
+    pub fn record_reason(&self, reason: Option<Reason>, origin: Option<&HeaderValue>) {
+        let Some(r) = reason else {
             self.would_allow.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        self.by_reason[r.reason().index()].fetch_add(1, Ordering::Relaxed);
+        self.by_reason[r.index()].fetch_add(1, Ordering::Relaxed);
         if self.sample_full.load(Ordering::Relaxed) {
             return;
         }
