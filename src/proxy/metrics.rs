@@ -67,6 +67,11 @@ struct PolicyLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -143,6 +148,8 @@ pub struct Metrics {
     latency: Family<PolicyLabel, Latency>,
     pub unrouted: Counter,
     reloads: Family<ResultLabel, Counter>,
+    /// 1 for the config version serving (one series: the previous one is removed).
+    version: Family<VersionLabel, Gauge>,
     pub policies: Gauge,
     pub rejected_policies: Gauge,
 }
@@ -206,6 +213,7 @@ impl Metrics {
             latency: Family::default(),
             unrouted: Counter::default(),
             reloads: Family::default(),
+            version: Family::default(),
             policies: Gauge::default(),
             rejected_policies: Gauge::default(),
         };
@@ -239,6 +247,11 @@ impl Metrics {
             "corsgate_config_reloads",
             "Configuration loads by result (success, failure)",
             m.reloads.clone(),
+        );
+        r.register(
+            "corsgate_config_version_info",
+            "1 for the configuration version this proxy serves",
+            m.version.clone(),
         );
         r.register(
             "corsgate_config_policies",
@@ -327,6 +340,16 @@ impl Metrics {
         for (p, c) in counts {
             tallies.entry(p.clone()).or_default().restore(c);
         }
+    }
+
+    /// Marks `version` as the one serving.
+    pub fn serving(&self, version: &str) {
+        self.version.clear();
+        self.version
+            .get_or_create(&VersionLabel {
+                version: version.to_string(),
+            })
+            .set(1);
     }
 
     pub fn reload(&self, ok: bool) {
