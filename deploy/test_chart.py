@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -51,6 +52,7 @@ VALUE_SETS: dict[str, dict] = {
         "proxyFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
     }},
     "servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "grafana": {"grafanaDashboard": {"enabled": True}},
     "webhook-off": {"webhook": {"enabled": False}},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "cert-manager": {"webhook": {"certManager": {"enabled": True}}},
@@ -75,7 +77,7 @@ VALUE_SETS: dict[str, dict] = {
 CORE_KINDS = {
     "Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
     "RoleBinding", "ValidatingWebhookConfiguration", "PodDisruptionBudget",
-    "HorizontalPodAutoscaler", "NetworkPolicy", "Namespace", "CustomResourceDefinition",
+    "HorizontalPodAutoscaler", "NetworkPolicy", "Namespace", "CustomResourceDefinition", "ConfigMap",
 }
 
 # Custom resources of other projects have no schema in kubernetes-validate: a strict local
@@ -766,6 +768,19 @@ def service_monitors_when_enabled(r: Render, _):
         assert svc.obj["spec"]["type"] == "ClusterIP", f"{svc}: metrics must not be public"
         components.add(deployment_for(r, svc.obj["spec"]["selector"])[0].name)
     assert len(components) == 2, components
+
+
+@check(each=True)
+def grafana_dashboard_when_enabled(r: Render, _):
+    v = merged(r.values)
+    cms = [d for d in r.of("ConfigMap") if d.name.endswith("-grafana-dashboard")]
+    if not v["grafanaDashboard"]["enabled"]:
+        assert not cms
+        return
+    (cm,) = cms
+    assert cm.obj["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (CHART / "dashboards" / "corsgate-dashboard.json").read_text()
+    assert json.loads(cm.obj["data"]["corsgate-dashboard.json"]) == json.loads(shipped)
 
 
 @check(each=True)

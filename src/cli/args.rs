@@ -302,8 +302,16 @@ pub struct ControllerArgs {
 #[derive(clap::Args)]
 pub struct ExplainArgs {
     /// Policy file or directory.
+    #[arg(long, required_unless_present_any = ["proxy", "kubeconfig"], conflicts_with_all = ["proxy", "kubeconfig"])]
+    pub policies: Option<PathBuf>,
+    /// Ask a running proxy instead: its admin address (e.g. http://127.0.0.1:9901); the
+    /// answer is computed on the configuration it serves now, and names its version.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub proxy: Option<String>,
+    /// Explain against the CorsPolicies in a cluster, listed with this kubeconfig's
+    /// credentials (its current context; needs list on corspolicies in all namespaces).
     #[arg(long)]
-    pub policies: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
     /// The request's host (the API's host name).
     #[arg(long)]
     pub host: String,
@@ -427,7 +435,25 @@ impl ControllerArgs {
     }
 }
 
+/// Where `explain` finds the policies.
+pub enum ExplainSource {
+    Files(PathBuf),
+    Proxy(String),
+    Cluster(PathBuf),
+}
+
 impl ExplainArgs {
+    /// Where the policies come from (clap makes the three exclusive, and one required).
+    pub fn source(&self) -> ExplainSource {
+        match (&self.proxy, &self.kubeconfig, &self.policies) {
+            (Some(p), _, _) => ExplainSource::Proxy(p.clone()),
+            (None, Some(k), _) => ExplainSource::Cluster(k.clone()),
+            (None, None, p) => {
+                ExplainSource::Files(p.clone().unwrap_or_else(|| PathBuf::from(".")))
+            }
+        }
+    }
+
     /// The request to explain.
     pub fn into_request(self) -> crate::explain::Request {
         crate::explain::Request {

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod check;
+pub mod explain;
 
 use std::process::ExitCode;
 
@@ -54,7 +55,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crd => crate::policy::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Error::Crd),
-        Command::Explain(a) => return explain(a),
+        Command::Explain(a) => return explain::run(a),
         Command::Controller(a) => runtime(None).and_then(|rt| {
             rt.block_on(async {
                 let client = kube::Client::try_default().await.map_err(Error::Kube)?;
@@ -85,25 +86,6 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {}", crate::serve::describe(&e));
             ExitCode::FAILURE
         }
-    }
-}
-
-/// `corsgate explain`: exit 2 when the policies do not load, 1 when the browser blocks.
-fn explain(a: args::ExplainArgs) -> ExitCode {
-    let snap = match crate::config::load_snapshot(&a.policies) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    let (text, verdict) = crate::explain::explain(&snap, &a.into_request());
-    print!("{text}");
-    match verdict {
-        crate::explain::Verdict::Blocked => ExitCode::FAILURE,
-        _ => ExitCode::SUCCESS,
     }
 }
 

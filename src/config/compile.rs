@@ -104,6 +104,8 @@ pub struct CompiledPolicy {
     /// `spec.websocket.checkOrigin` (default true): upgrade requests from an Origin the
     /// policy does not allow are refused.
     pub websocket_check_origin: bool,
+    /// `spec.debug.rejectionReasons`: rejections say why on the wire.
+    pub rejection_reasons: bool,
     /// As written (hashed into the version, sent on the config stream).
     pub spec: CorsPolicySpec,
     /// `spec` with presets expanded: what was compiled, and what `effective` shows.
@@ -392,6 +394,11 @@ impl CompiledPolicy {
             response_headers: ops,
             shadow: spec.mode == policy::Mode::Shadow,
             websocket_check_origin: spec.websocket.and_then(|w| w.check_origin).unwrap_or(true),
+            rejection_reasons: spec
+                .debug
+                .as_ref()
+                .and_then(|d| d.rejection_reasons)
+                .unwrap_or(false),
             spec: spec.clone(),
             expanded,
             created: None,

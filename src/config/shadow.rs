@@ -11,16 +11,15 @@ pub const SAMPLE: usize = 5;
 /// Characters kept of each sampled origin.
 pub const SAMPLE_CHARS: usize = 64;
 
-/// `reason` label values of `corsgate_shadow_decisions_total`, in `ShadowCounts::by_reason` order.
-pub const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
+pub use crate::cors::Reason;
 
 /// Counts of one policy, as reported (and as the controller sums them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShadowCounts {
     pub would_allow: u64,
-    /// Would-be rejections by reason, in `REASONS` order; wouldReject is their sum.
-    pub by_reason: [u64; 4],
+    /// Would-be rejections by reason, indexed by `Reason::index`; wouldReject is their sum.
+    pub by_reason: [u64; Reason::ALL.len()],
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sample_rejected_origins: Vec<String>,
 }
@@ -64,6 +63,11 @@ pub struct ShadowReport {
     pub proxy: String,
     /// `namespace/name` → counts.
     pub policies: Vec<PolicyShadow>,
+    /// Rejections (and, for Shadow policies, would-be rejections) of every policy since the
+    /// previous report, by reason, with a sample of origins; `wouldAllow` is 0. The
+    /// controller summarises the last hour in `status.rejections` (issue 17 item 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<PolicyShadow>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +129,7 @@ mod tests {
                     sample_rejected_origins: vec!["https://x".into()],
                 },
             }],
+            rejections: Vec::new(),
         };
         let v = serde_json::to_value(&r).expect("json");
         assert_eq!(

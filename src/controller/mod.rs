@@ -23,6 +23,7 @@
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;
+pub mod rejections;
 pub mod rollout;
 pub mod server;
 pub mod status;

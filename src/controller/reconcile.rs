@@ -273,6 +273,12 @@ async fn statuses(
     ctx.hub
         .shadow_retain(|id| shadow_ids.iter().any(|s| s == id));
     let pending = ctx.hub.shadow_pending();
+    {
+        let live: std::collections::HashSet<&str> =
+            built.facts.keys().map(String::as_str).collect();
+        ctx.hub.recent.retain(|k| live.contains(k));
+    }
+    let unix_now = super::rejections::unix_now();
     for p in policies {
         let id = status::id_of(p).to_string();
         // A policy the last build has not seen (or seen at another generation) waits for
@@ -289,6 +295,7 @@ async fn statuses(
         let taken = pending.get(&id);
         let written = ctx.hub.shadow_written(&id);
         desired.shadow = status::shadow(p, written.as_ref().map(|(g, s)| (*g, s)), taken, &stamp);
+        desired.rejections = ctx.hub.recent.summary(&id, unix_now);
         for c in &desired.conditions {
             let key = [status::ACCEPTED, status::RESOLVED_REFS, status::PROGRAMMED]
                 .into_iter()

@@ -197,7 +197,16 @@ fn context(client: kube::Client, hub: Arc<Hub>, policies: Vec<CorsPolicy>) -> Co
 
 /// Answers status patches: 200 echoing the object, or `fail` with 403. Returns each patch's
 /// `status.shadow`; fails on any other call.
-async fn serve(mut handle: Handle, patches: usize, fail: bool) -> Vec<Value> {
+async fn serve(handle: Handle, patches: usize, fail: bool) -> Vec<Value> {
+    serve_statuses(handle, patches, fail)
+        .await
+        .into_iter()
+        .map(|s| s["shadow"].clone())
+        .collect()
+}
+
+/// `serve`, returning each patch's whole `status`.
+async fn serve_statuses(mut handle: Handle, patches: usize, fail: bool) -> Vec<Value> {
     let mut seen = Vec::new();
     for _ in 0..patches {
         let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
@@ -211,7 +220,7 @@ async fn serve(mut handle: Handle, patches: usize, fail: bool) -> Vec<Value> {
         );
         let bytes = req.into_body().collect_bytes().await.expect("body");
         let body: Value = serde_json::from_slice(&bytes).expect("json");
-        seen.push(body["status"]["shadow"].clone());
+        seen.push(body["status"].clone());
         let resp = if fail {
             Response::builder()
                 .status(403)
@@ -246,6 +255,7 @@ fn report(hub: &Hub, proxy: &str, c: ShadowCounts) {
             policy: "shop/api".into(),
             counts: c,
         }],
+        rejections: Vec::new(),
     });
 }
 
@@ -269,6 +279,7 @@ async fn the_leader_writes_summed_proxy_reports_once() {
             policy: "shop/gone".into(),
             counts: counts(1, [0; 4], &[]),
         }],
+        rejections: Vec::new(),
     });
 
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -352,4 +363,61 @@ async fn a_failed_write_keeps_the_counts_pending() {
     assert!(outcome.is_err_and(|e| e.metric_label() == "status_patch"));
     let pending = hub.shadow_pending();
     assert_eq!(pending["shop/api"].would_allow, 2, "nothing was lost");
+}
+
+/// Issue 17 item 3: an Enforce policy's rejections reach `status.rejections`, many reports
+/// make one write, and a write inside `--status-min-interval-ms` waits.
+#[tokio::test]
+async fn rejections_of_the_last_hour_are_summarised_in_status_without_a_write_per_rejection() {
+    let hub = Arc::new(Hub::with_grace(Duration::from_secs(60), Duration::ZERO));
+    let rejected = |origin: &str, by_reason: [u64; 4]| ShadowReport {
+        proxy: "edge-0".into(),
+        policies: Vec::new(),
+        rejections: vec![PolicyShadow {
+            policy: "shop/api".into(),
+            counts: counts(0, by_reason, &[origin]),
+        }],
+    };
+    for i in 0..100 {
+        let origin = format!("https://o{}.example", i % 7);
+        hub.shadow_report(&rejected(&origin, [1, u64::from(i % 2 == 0), 0, 0]));
+    }
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(svc, "default");
+    let server = tokio::spawn(serve_statuses(handle, 1, false));
+    let (services, mut w) = reflector::store::<k8s_openapi::api::core::v1::Service>();
+    w.apply_watcher_event(&watcher::Event::Init);
+    w.apply_watcher_event(&watcher::Event::InitDone);
+    let ctx = Context::new(
+        client.clone(),
+        vec![store_of(vec![mk_policy("Enforce", 1)])],
+        vec![services],
+        hub.clone(),
+        Arc::new(Metrics::new()),
+        Recorder::new(client, "corsgate-controller/test".into()),
+        Duration::from_secs(3600),
+    );
+    let outcome = reconcile(&ctx, true).await.expect("reconcile");
+    assert_eq!(outcome.patched, 1, "100 reports, one write");
+
+    // More rejections right after: the status is stale, but the write waits its interval.
+    hub.shadow_report(&rejected("https://late.example", [0, 0, 1, 0]));
+    let outcome = super::reconcile::refresh(&ctx, true)
+        .await
+        .expect("refresh");
+    assert_eq!((outcome.patched, outcome.deferred), (0, 1));
+    drop(ctx);
+    let status = server.await.expect("fake API server").remove(0);
+    assert!(
+        status.get("shadow").is_none(),
+        "Enforce: no status.shadow: {status}"
+    );
+    let r = &status["rejections"];
+    assert_eq!(r["lastHour"], 150, "{status}");
+    assert_eq!(
+        r["byReason"],
+        json!({"origin": 100, "method": 50, "header": 0, "privateNetwork": 0})
+    );
+    let sample = r["sampleOrigins"].as_array().expect("sample");
+    assert_eq!(sample.len(), 5, "{r}");
 }

@@ -35,6 +35,7 @@ use crate::config::shadow::{ShadowCounts, add_sample};
 use crate::config::{
     ConflictAudience, PolicyId, PolicyInput, Rejected, Snapshot, conflict_message,
 };
+use crate::cors::Reason as RejectReason;
 use crate::policy::{
     API_VERSION, CorsPolicy, CorsPolicyStatus, KIND, Mode, ShadowReasons, ShadowStatus,
 };
@@ -375,6 +376,7 @@ pub fn desired_from(
         config_version: facts.version.clone().filter(|_| is_accepted),
         warnings: facts.warnings.clone(),
         shadow: None,
+        rejections: None,
     };
     keep_transition_times(&mut status, policy.status.as_ref());
     status
@@ -438,23 +440,27 @@ pub fn shadow(
         let add = |a: &mut i64, b: u64| *a = a.saturating_add(i64::try_from(b).unwrap_or(i64::MAX));
         add(&mut out.would_allow, p.would_allow);
         add(&mut out.would_reject, p.would_reject());
-        let r: &mut ShadowReasons = &mut out.by_reason;
-        for (field, n) in [
-            &mut r.origin,
-            &mut r.method,
-            &mut r.header,
-            &mut r.private_network,
-        ]
-        .into_iter()
-        .zip(p.by_reason)
-        {
-            add(field, n);
+        for reason in RejectReason::ALL {
+            add(
+                reason_count(&mut out.by_reason, reason),
+                p.by_reason[reason.index()],
+            );
         }
         for o in &p.sample_rejected_origins {
             add_sample(&mut out.sample_rejected_origins, o);
         }
     }
     Some(out)
+}
+
+/// The field of `r` that counts `reason` (exhaustive: a new reason is a compile error here).
+pub fn reason_count(r: &mut ShadowReasons, reason: RejectReason) -> &mut i64 {
+    match reason {
+        RejectReason::Origin => &mut r.origin,
+        RejectReason::Method => &mut r.method,
+        RejectReason::Header => &mut r.header,
+        RejectReason::PrivateNetwork => &mut r.private_network,
+    }
 }
 
 /// A condition keeps its lastTransitionTime while its status stays the same.
@@ -494,6 +500,7 @@ pub fn same(a: Option<&CorsPolicyStatus>, b: &CorsPolicyStatus) -> bool {
             conditions,
             s.warnings.clone(),
             s.shadow.clone(),
+            s.rejections.clone(),
         )
     };
     key(a) == key(b)

@@ -82,6 +82,8 @@ pub struct Hub {
     /// The status.shadow last written per policy, with its generation (see `status::shadow`).
     shadow_written: Mutex<HashMap<String, (Option<i64>, ShadowStatus)>>,
     sequence: Mutex<Sequence>,
+    /// Rejections of the last hour, for `status.rejections`.
+    pub recent: super::rejections::Recent,
     pub ttl: Duration,
     /// How long a proxy may take to load a new configuration before Programmed says it is
     /// behind (and how long after start an empty fleet is not yet reported).
@@ -109,6 +111,7 @@ impl Hub {
             shadow: Mutex::new(HashMap::new()),
             shadow_written: Mutex::new(HashMap::new()),
             sequence: Mutex::new(Sequence::default()),
+            recent: super::rejections::Recent::default(),
             ttl,
             grace,
         }
@@ -142,6 +145,8 @@ impl Hub {
 
     /// Adds a proxy's shadow report to what is pending.
     pub fn shadow_report(&self, report: &ShadowReport) {
+        self.recent
+            .report(&report.rejections, super::rejections::unix_now());
         let mut pending = self.shadow.lock().unwrap_or_else(PoisonError::into_inner);
         for p in &report.policies {
             if let Some(c) = pending.get_mut(&p.policy) {

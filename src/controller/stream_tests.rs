@@ -101,6 +101,7 @@ fn shadow_reports_add_up_and_settle_what_was_written() {
                     sample_rejected_origins: sample.iter().map(|s| s.to_string()).collect(),
                 },
             }],
+            rejections: Vec::new(),
         })
         .expect("json");
         accept_report(&hub, &Method::POST, &body).status()
@@ -142,6 +143,7 @@ fn shadow_reports_add_up_and_settle_what_was_written() {
                 },
             })
             .collect(),
+        rejections: Vec::new(),
     };
     hub.shadow_report(&flood);
     assert_eq!(hub.shadow_pending().len(), MAX_PENDING_POLICIES);

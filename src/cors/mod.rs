@@ -227,13 +227,59 @@ impl Rejection {
         }
     }
 
-    pub fn label(&self) -> &'static str {
+    /// Which check failed, without the detail.
+    pub fn reason(&self) -> Reason {
         match self {
-            Rejection::Origin => "origin",
-            Rejection::Method => "method",
-            Rejection::Header(_) | Rejection::TooManyHeaders => "header",
-            Rejection::PrivateNetwork => "private_network",
+            Rejection::Origin => Reason::Origin,
+            Rejection::Method => Reason::Method,
+            Rejection::Header(_) | Rejection::TooManyHeaders => Reason::Header,
+            Rejection::PrivateNetwork => Reason::PrivateNetwork,
         }
+    }
+}
+
+/// The closed set of rejection reasons (issue 12: one vocabulary). The `reason` label of
+/// `corsgate_cors_rejections_total` and `corsgate_shadow_decisions_total`, and the index of
+/// every per-reason count: shadow reports, `status`, the proxy's rejection ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    Origin,
+    Method,
+    Header,
+    PrivateNetwork,
+}
+
+impl Reason {
+    /// Every reason, in index order.
+    pub const ALL: [Reason; 4] = [
+        Reason::Origin,
+        Reason::Method,
+        Reason::Header,
+        Reason::PrivateNetwork,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Origin => "origin",
+            Reason::Method => "method",
+            Reason::Header => "header",
+            Reason::PrivateNetwork => "private_network",
+        }
+    }
+
+    /// The position in `ALL`, and in every array of per-reason counts.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

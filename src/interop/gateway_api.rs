@@ -389,6 +389,7 @@ pub fn import(
                     cors,
                     response_headers: None,
                     websocket: None,
+                    debug: None,
                 },
             });
         }

@@ -308,6 +308,7 @@ pub fn star_with_credentials_accepted(field: &str) -> bool {
         cors: crate::policy::CorsSpec::default(),
         response_headers: None,
         websocket: None,
+        debug: None,
     };
     spec.cors.allow_origins = vec!["https://probe.example".into()];
     spec.cors.allow_credentials = true;

@@ -79,6 +79,10 @@ pub struct CorsPolicySpec {
     /// upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket: Option<WebSocket>,
+
+    /// Help for whoever debugs this policy's CORS errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<DebugSpec>,
 }
 
 /// How the edge treats WebSocket handshakes. CORS does not cover them: a browser opens a
@@ -93,6 +97,21 @@ pub struct WebSocket {
     /// corsgate. Not enforced in mode Shadow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_origin: Option<bool>,
+}
+
+/// Debugging aids; each reveals details of the policy to any caller, so each is off by
+/// default.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DebugSpec {
+    /// true: every response to a CORS request this policy rejects (answered 403 at the
+    /// edge, or forwarded without CORS headers) carries `x-corsgate-error: cors-rejected`
+    /// and `x-corsgate-reason` naming the failed check ("method DELETE is not in
+    /// allowMethods"), and a 403 body says the same. Default false: no x-corsgate-reason,
+    /// and the 403 body names only the policy (the proxy's admin /explain and /rejections
+    /// still answer the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_reasons: Option<bool>,
 }
 
 /// Whether the edge enforces the policy or only counts what it would do.
@@ -485,6 +504,23 @@ pub struct CorsPolicyStatus {
     /// `since` (counting restarts when the spec changes or the policy enters Shadow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStatus>,
+    /// CORS requests rejected over the last hour (in Shadow mode: that would have been),
+    /// summed over every proxy that reported; absent when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejections: Option<RejectionsStatus>,
+}
+
+/// What the edge rejected recently, and why (`kubectl describe corspolicy` shows it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectionsStatus {
+    /// Rejections over the last hour (counted in 5-minute steps).
+    pub last_hour: i64,
+    /// lastHour by the first check that failed.
+    pub by_reason: ShadowReasons,
+    /// Up to 5 distinct rejected Origin values of that hour, each cut to 64 characters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample_origins: Vec<String>,
 }
 
 /// What a Shadow policy would have done to CORS requests.

@@ -13,8 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use super::shadow::{REASONS as SHADOW_REASONS, ShadowCounts, ShadowTally};
-use crate::cors::Rejection;
+use super::rejections::{PolicyRejections, Rings};
+use super::shadow::{ShadowCounts, ShadowTally};
+use crate::cors::{Reason, Rejection};
 
 /// `outcome` label values of `corsgate_proxy_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +49,6 @@ const OUTCOMES: [(Outcome, &str); 9] = [
     (Outcome::Upgrade, "upgrade"),
 ];
 
-const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyOutcome {
     policy: String,
@@ -77,6 +76,11 @@ struct PolicyLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,11 +155,15 @@ pub struct Metrics {
     shadow: Family<ShadowLabel, Counter>,
     /// Unreported shadow counts by policy, kept across snapshot installs.
     tallies: Mutex<HashMap<String, Arc<ShadowTally>>>,
+    /// The last rejections of every policy, kept across snapshot installs.
+    pub rings: Rings,
     latency: Family<PolicyLabel, Latency>,
     pub unrouted: Counter,
     pub invalid_host: Counter,
     reloads: Family<ResultLabel, Counter>,
     reload_failures: Family<ReasonLabel, Counter>,
+    /// 1 for the config version serving (one series: the previous one is removed).
+    version: Family<VersionLabel, Gauge>,
     pub policies: Gauge,
     pub rejected_policies: Gauge,
     /// What the traffic listener's connection limits did (`corsgate_connections_*`).
@@ -166,8 +174,10 @@ pub struct Metrics {
 #[derive(Debug, Clone)]
 pub struct PolicyCounters {
     outcomes: [Counter; OUTCOMES.len()],
-    rejections: [Counter; 4],
+    rejections: [Counter; Reason::ALL.len()],
     pub latency: Latency,
+    /// The policy's last rejections and its rate-limited log line.
+    pub recent: Arc<PolicyRejections>,
     /// `Some` for a `mode: Shadow` policy.
     pub shadow: Option<ShadowCounters>,
 }
@@ -175,24 +185,16 @@ pub struct PolicyCounters {
 /// A Shadow policy's counters: `corsgate_shadow_decisions_total` and the report tally.
 #[derive(Debug, Clone)]
 pub struct ShadowCounters {
-    /// would_allow, then would_reject by reason in `shadow::REASONS` order.
-    decisions: [Counter; 5],
+    /// would_allow, then would_reject by reason in `Reason::index` order.
+    decisions: [Counter; Reason::ALL.len() + 1],
     tally: Arc<ShadowTally>,
 }
 
 impl ShadowCounters {
     /// Counts what the policy would have done with one CORS request.
     pub fn record(&self, rejection: Option<&Rejection>, origin: Option<&http::HeaderValue>) {
-        let i = match rejection {
-            None => Some(0),
-            Some(r) => SHADOW_REASONS
-                .iter()
-                .position(|k| *k == r.label())
-                .map(|i| i + 1),
-        };
-        if let Some(c) = i.and_then(|i| self.decisions.get(i)) {
-            c.inc();
-        }
+        let i = rejection.map_or(0, |r| r.reason().index() + 1);
+        self.decisions[i].inc();
         self.tally.record(rejection, origin);
     }
 }
@@ -205,9 +207,7 @@ impl PolicyCounters {
     }
 
     pub fn rejection(&self, r: &Rejection) {
-        if let Some(i) = REASONS.iter().position(|k| *k == r.label()) {
-            self.rejections[i].inc();
-        }
+        self.rejections[r.reason().index()].inc();
     }
 }
 
@@ -225,11 +225,13 @@ impl Metrics {
             rejections: Family::default(),
             shadow: Family::default(),
             tallies: Mutex::new(HashMap::new()),
+            rings: Rings::default(),
             latency: Family::default(),
             unrouted: Counter::default(),
             invalid_host: Counter::default(),
             reloads: Family::default(),
             reload_failures: Family::default(),
+            version: Family::default(),
             policies: Gauge::default(),
             rejected_policies: Gauge::default(),
             conn: crate::serve::ConnMetrics::new(),
@@ -282,6 +284,11 @@ impl Metrics {
             }));
         }
         r.register(
+            "corsgate_config_version_info",
+            "1 for the configuration version this proxy serves",
+            m.version.clone(),
+        );
+        r.register(
             "corsgate_config_policies",
             "Policies serving",
             m.policies.clone(),
@@ -304,11 +311,11 @@ impl Metrics {
                 })
                 .clone()
         });
-        let rejections = REASONS.map(|reason| {
+        let rejections = Reason::ALL.map(|reason| {
             self.rejections
                 .get_or_create(&PolicyReason {
                     policy: policy.to_string(),
-                    reason: reason.to_string(),
+                    reason: reason.as_str().to_string(),
                 })
                 .clone()
         });
@@ -328,13 +335,10 @@ impl Metrics {
                     })
                     .clone()
             };
-            let decisions = [
-                decision("would_allow", "none"),
-                decision("would_reject", SHADOW_REASONS[0]),
-                decision("would_reject", SHADOW_REASONS[1]),
-                decision("would_reject", SHADOW_REASONS[2]),
-                decision("would_reject", SHADOW_REASONS[3]),
-            ];
+            let decisions: [Counter; Reason::ALL.len() + 1] = std::array::from_fn(|i| match i {
+                0 => decision("would_allow", "none"),
+                i => decision("would_reject", Reason::ALL[i - 1].as_str()),
+            });
             let tally = self
                 .tallies
                 .lock()
@@ -348,6 +352,7 @@ impl Metrics {
             outcomes,
             rejections,
             latency,
+            recent: self.rings.ring(policy),
             shadow,
         }
     }
@@ -370,6 +375,16 @@ impl Metrics {
         for (p, c) in counts {
             tallies.entry(p.clone()).or_default().restore(c);
         }
+    }
+
+    /// Marks `version` as the one serving.
+    pub fn serving(&self, version: &str) {
+        self.version.clear();
+        self.version
+            .get_or_create(&VersionLabel {
+                version: version.to_string(),
+            })
+            .set(1);
     }
 
     pub fn reload(&self, ok: bool) {

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod forward;
 pub mod host;
 pub mod metrics;
+pub mod rejections;
 pub mod rescue;
 pub mod shadow;
 pub mod store;
@@ -99,6 +100,21 @@ pub async fn handle(
             "decided"
         );
     }
+    if decision.rejection.is_some() {
+        // Only here, on a rejection: the ring entry and the rate-limited log line.
+        if let Some(e) = rejections::Entry::of(
+            &decision,
+            req.method(),
+            &live.snapshot.version,
+            policy.shadow,
+        ) {
+            counters.recent.record(
+                &policy.id.to_string(),
+                decision.request().origin.as_ref(),
+                e,
+            );
+        }
+    }
     if policy.shadow {
         // Shadow: count what the policy would do, then forward untouched by CORS: no
         // preflight answered, no CORS or Vary header added, removed or replaced.
@@ -145,10 +161,10 @@ pub async fn handle(
         }
         Action::Reject => {
             counters.outcome(outcome);
-            let reason = decision
-                .rejection
-                .as_ref()
-                .map_or_else(String::new, |r| r.describe(decision.request()));
+            let reason = match &decision.rejection {
+                Some(r) if policy.rejection_reasons => r.describe(decision.request()),
+                _ => "the reason is not shown (spec.debug.rejectionReasons is off)".into(),
+            };
             rescue(&ProxyError::Rejected {
                 policy: policy.id.to_string(),
                 what: if decision.kind == Kind::Preflight {
@@ -167,7 +183,37 @@ pub async fn handle(
         }
     };
     finish(policy, Some(&decision), resp.headers_mut());
+    if policy.rejection_reasons
+        && let Some(r) = &decision.rejection
+    {
+        say_why(resp.headers_mut(), &r.describe(decision.request()));
+    }
     resp
+}
+
+/// `x-corsgate-error` and `x-corsgate-reason` on a rejection of a policy that opted in
+/// (`spec.debug.rejectionReasons`). The reason quotes the request (method, header names),
+/// so it is cut and reduced to visible ASCII to be a valid header value.
+fn say_why(h: &mut http::HeaderMap, reason: &str) {
+    const MAX: usize = 200;
+    let clean: String = reason
+        .chars()
+        .take(MAX)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    h.insert(
+        "x-corsgate-error",
+        HeaderValue::from_static(rescue::REJECTED_LABEL),
+    );
+    if let Ok(v) = HeaderValue::from_str(&clean) {
+        h.insert("x-corsgate-reason", v);
+    }
 }
 
 /// Forwards upstream and counts `outcome`, or turns the failure into the edge's response.
@@ -405,7 +451,7 @@ pub async fn run(
         store: store.clone(),
         forward: opts.forward,
     });
-    let admin_task = tokio::spawn(admin::admin(&store).serve(admin, shutdown.clone()));
+    let admin_task = tokio::spawn(admin::serve(store.clone(), admin, shutdown.clone()));
     serve::serve(
         traffic,
         // An HTTP/2 client may open as many streams as it may have upstream requests.

@@ -10,6 +10,9 @@ use http_body_util::{Either, Full};
 
 use super::Body;
 
+/// `x-corsgate-error` of a CORS rejection.
+pub const REJECTED_LABEL: &str = "cors-rejected";
+
 /// Why the proxy did not relay an upstream response.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -59,7 +62,7 @@ impl ProxyError {
             ProxyError::ClientBody { .. } => "client-body",
             ProxyError::NoRoute { .. } => "no-route",
             ProxyError::NotReady => "not-ready",
-            ProxyError::Rejected { .. } => "cors-rejected",
+            ProxyError::Rejected { .. } => REJECTED_LABEL,
             ProxyError::Timeout { .. } => "upstream-timeout",
             ProxyError::Upstream {
                 source: super::upstream::UpstreamError::Connect(_),

@@ -7,14 +7,14 @@ use std::sync::{Mutex, PoisonError};
 
 use http::HeaderValue;
 
-pub use crate::config::shadow::{REASONS, SAMPLE, SAMPLE_CHARS, ShadowCounts, add_sample};
-use crate::cors::Rejection;
+pub use crate::config::shadow::{SAMPLE, SAMPLE_CHARS, ShadowCounts, add_sample};
+use crate::cors::{Reason, Rejection};
 
 /// One policy's unreported counts.
 #[derive(Debug, Default)]
 pub struct ShadowTally {
     would_allow: AtomicU64,
-    by_reason: [AtomicU64; 4],
+    by_reason: [AtomicU64; Reason::ALL.len()],
     sample: Mutex<Vec<String>>,
     /// Set once the sample is full, so rejections after that touch no lock.
     sample_full: AtomicBool,
@@ -23,13 +23,16 @@ pub struct ShadowTally {
 impl ShadowTally {
     /// Counts one decision. Allocates only while the sample has room for a new origin.
     pub fn record(&self, rejection: Option<&Rejection>, origin: Option<&HeaderValue>) {
-        let Some(r) = rejection else {
+        self.record_reason(rejection.map(Rejection::reason), origin);
+    }
+
+    /// `record` by reason alone.
+    pub fn record_reason(&self, reason: Option<Reason>, origin: Option<&HeaderValue>) {
+        let Some(r) = reason else {
             self.would_allow.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if let Some(i) = REASONS.iter().position(|k| *k == r.label()) {
-            self.by_reason[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.by_reason[r.index()].fetch_add(1, Ordering::Relaxed);
         if self.sample_full.load(Ordering::Relaxed) {
             return;
         }

@@ -105,6 +105,7 @@ impl Store {
             })
             .collect();
         self.metrics.reload(true);
+        self.metrics.serving(&snapshot.version);
         self.metrics
             .policies
             .set(i64::try_from(snapshot.policies.len()).unwrap_or(i64::MAX));

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::store::Store;
-use crate::config::shadow::{PolicyShadow, ShadowReport};
+use crate::config::shadow::{PolicyShadow, ShadowCounts, ShadowReport};
 use crate::config::wire::{ConfigDocument, WireError};
 use crate::serve;
 
@@ -283,21 +283,26 @@ async fn send_report(
 /// Drains the shadow tallies and reports them; puts them back when the report fails.
 pub async fn report_once(client: &ReportClient, metrics: &Metrics, opts: &StreamOptions) {
     let counts = metrics.take_shadow();
-    if counts.is_empty() {
+    let rejections = metrics.rings.take();
+    if counts.is_empty() && rejections.is_empty() {
         return;
     }
-    let report = ShadowReport {
-        proxy: opts.proxy_id.clone(),
-        policies: counts
-            .iter()
+    let each = |v: &[(String, ShadowCounts)]| {
+        v.iter()
             .map(|(policy, c)| PolicyShadow {
                 policy: policy.clone(),
                 counts: c.clone(),
             })
-            .collect(),
+            .collect()
+    };
+    let report = ShadowReport {
+        proxy: opts.proxy_id.clone(),
+        policies: each(&counts),
+        rejections: each(&rejections),
     };
     if let Err(e) = send_report(client, &opts.controller, &report).await {
         metrics.restore_shadow(&counts);
+        metrics.rings.restore(&rejections);
         tracing::warn!(error = %e, "shadow report failed; the counts go with the next one");
     }
 }

@@ -270,6 +270,7 @@ pub fn import(
         cors: CorsSpec::default(),
         response_headers: None,
         websocket: None,
+        debug: None,
     };
     let text_name = input.text.trim();
     let mut found = Vec::new();

@@ -513,6 +513,7 @@ pub fn import(
                     cors: cors.clone(),
                     response_headers: None,
                     websocket: None,
+                    debug: None,
                 },
             });
         }

@@ -5,6 +5,11 @@
 //! It runs the same code as the proxy (`Snapshot::route`, `Cors::decide`, and
 //! `config::finish` for the headers of every response), on headers built from the arguments.
 
+pub mod near;
+pub mod query;
+
+pub use query::QueryError;
+
 use std::fmt::Write as _;
 
 use http::Method;
@@ -188,10 +193,48 @@ fn browser_preflight_check(h: &HeaderMap, req: &Request) -> Result<(), String> {
     Ok(())
 }
 
-/// Explains `req` against `snap`; returns the text and the verdict.
-pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
-    let mut out = String::new();
-    let o = &mut out;
+/// What `explain` said: the step-by-step text, the verdict, and the facts a client wants
+/// without parsing the text (the demo page shows `reason` beside what the browser said).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub text: String,
+    pub verdict: Verdict,
+    /// The snapshot's config version the answer was computed on.
+    pub version: String,
+    /// `namespace/name` of the policy that serves the request, when one does.
+    pub policy: Option<String>,
+    /// Why the request is blocked: the edge's failed check, else the browser's.
+    pub reason: Option<String>,
+}
+
+/// Explains `req` against `snap` (policy files, the proxy's live snapshot or a cluster's
+/// policies: one function for all three).
+pub fn explain(snap: &Snapshot, req: &Request) -> Explanation {
+    let mut text = String::new();
+    let mut facts = Facts::default();
+    let verdict = walk(snap, req, &mut text, &mut facts);
+    Explanation {
+        text,
+        verdict,
+        version: snap.version.clone(),
+        policy: facts.policy,
+        reason: facts.reason,
+    }
+}
+
+#[derive(Default)]
+struct Facts {
+    policy: Option<String>,
+    reason: Option<String>,
+}
+
+fn walk(snap: &Snapshot, req: &Request, o: &mut String, facts: &mut Facts) -> Verdict {
+    let _ = writeln!(
+        o,
+        "config     version {} ({} policies serving)",
+        snap.version,
+        snap.policies.len()
+    );
     let origin_text = req
         .origin
         .as_deref()
@@ -219,22 +262,10 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
             o,
             "route      no policy serves host {host:?} and path {path:?}: the edge answers 404, no CORS headers"
         );
-        let hosts: Vec<&str> = snap
-            .policies
-            .iter()
-            .flat_map(|p| p.hosts.iter().map(String::as_str))
-            .collect();
-        let _ = writeln!(
-            o,
-            "           hosts served: {}",
-            if hosts.is_empty() {
-                "(none)".to_string()
-            } else {
-                hosts.join(", ")
-            }
-        );
-        return (out, Verdict::NotApplicable);
+        near::describe(o, snap, &host);
+        return Verdict::NotApplicable;
     };
+    facts.policy = Some(policy.id.to_string());
     let prefix = policy
         .paths
         .iter()
@@ -266,11 +297,12 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
             policy.upstream.url()
         );
         show_headers(o, &h);
-        return (out, Verdict::NotApplicable);
+        return Verdict::NotApplicable;
     };
     let Ok(origin_value) = HeaderValue::from_str(&origin) else {
         let _ = writeln!(o, "origin     {origin:?} cannot be sent as a header value");
-        return (out, Verdict::Blocked);
+        facts.reason = Some("the origin cannot be sent as a header value".into());
+        return Verdict::Blocked;
     };
 
     let why = preflight_reasons(req);
@@ -332,7 +364,9 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
             );
         }
         if let Some(r) = &d.rejection {
-            let _ = writeln!(o, "  check    FAILED: {}", r.describe(d.request()));
+            let why = r.describe(d.request());
+            let _ = writeln!(o, "  check    FAILED: {why}");
+            facts.reason = Some(why);
         } else {
             let _ = writeln!(o, "  check    passed");
         }
@@ -357,7 +391,8 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         };
         if let Err(e) = browser {
             let _ = writeln!(o, "verdict    BLOCKED by the browser at the preflight: {e}");
-            return (out, Verdict::Blocked);
+            facts.reason.get_or_insert(e);
+            return Verdict::Blocked;
         }
     }
 
@@ -367,6 +402,9 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
     let d = policy.cors.decide(cors::classify(&method, &actual));
     let _ = writeln!(o, "request    {} {path}", req.method);
     let _ = writeln!(o, "  origin   {origin} {}", matched_text(policy, d.matched));
+    if let Some(r) = &d.rejection {
+        facts.reason = Some(r.describe(d.request()));
+    }
     let mut h = HeaderMap::new();
     let status = match d.action {
         Action::Reject => {
@@ -384,11 +422,12 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
     match browser_cors_check(&h, &origin, req.credentials) {
         Ok(()) => {
             let _ = writeln!(o, "verdict    ALLOWED: the page can read the response");
-            (out, Verdict::Allowed)
+            Verdict::Allowed
         }
         Err(e) => {
             let _ = writeln!(o, "verdict    BLOCKED by the browser: {e}");
-            (out, Verdict::Blocked)
+            facts.reason.get_or_insert(e);
+            Verdict::Blocked
         }
     }
 }
