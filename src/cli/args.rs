@@ -127,6 +127,22 @@ pub struct ExportArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// A listener address, or "off".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(ListenAddr(None));
+        }
+        s.parse().map(|a| ListenAddr(Some(a))).map_err(|e| {
+            format!("{s:?} is not an address such as 0.0.0.0:8443 ({e}); use \"off\" to disable")
+        })
+    }
+}
+
 #[derive(clap::Args)]
 pub struct ProxyArgs {
     /// Policy file (multi-document YAML) or directory of them.
@@ -145,6 +161,9 @@ pub struct ProxyArgs {
     /// Traffic address.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// HTTPS traffic address (certificates by SNI from the policies' spec.tls.secretName; ALPN h2 and http/1.1), or "off".
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen_tls: ListenAddr,
     /// Admin address: /healthz, /readyz, /metrics, /config.
     #[arg(long, default_value = "0.0.0.0:9901")]
     pub admin: SocketAddr,
@@ -304,6 +323,7 @@ impl ProxyArgs {
         };
         ProxyOptions {
             listen: self.listen,
+            listen_tls: self.listen_tls.0,
             admin: self.admin,
             drain: Duration::from_secs(self.drain_timeout_seconds),
             source,

@@ -99,6 +99,8 @@ pub struct CompiledPolicy {
     pub response_headers: HeaderOps,
     /// `spec.mode: Shadow`: evaluate and count, never enforce.
     pub shadow: bool,
+    /// `spec.tls.redirectHTTP`: plain-HTTP requests get 308 to https.
+    pub redirect_http: bool,
     /// As written (hashed into the version, sent on the config stream).
     pub spec: CorsPolicySpec,
     /// `spec` with presets expanded: what was compiled, and what `effective` shows.
@@ -372,6 +374,7 @@ impl CompiledPolicy {
             cors: engine,
             response_headers: ops,
             shadow: spec.mode == policy::Mode::Shadow,
+            redirect_http: spec.tls.as_ref().is_some_and(|t| t.redirect_http),
             spec: spec.clone(),
             expanded,
         })

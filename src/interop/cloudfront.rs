@@ -262,6 +262,7 @@ pub fn import(
         },
         cors: CorsSpec::default(),
         response_headers: None,
+        tls: None,
     };
     let text_name = input.text.trim();
     let mut found = Vec::new();

@@ -388,6 +388,7 @@ pub fn import(
                     upstream,
                     cors,
                     response_headers: None,
+                    tls: None,
                 },
             });
         }

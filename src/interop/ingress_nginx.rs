@@ -509,6 +509,7 @@ pub fn import(
                     upstream,
                     cors: cors.clone(),
                     response_headers: None,
+                    tls: None,
                 },
             });
         }

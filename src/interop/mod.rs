@@ -328,6 +328,7 @@ pub fn star_with_credentials_accepted(field: &str) -> bool {
         paths: Vec::new(),
         cors: crate::policy::CorsSpec::default(),
         response_headers: None,
+        tls: None,
     };
     spec.cors.allow_origins = vec!["https://probe.example".into()];
     spec.cors.allow_credentials = true;

@@ -29,9 +29,11 @@ pub enum Outcome {
     /// A `mode: Shadow` policy: forwarded untouched (what it would have done is in
     /// `corsgate_shadow_decisions_total`).
     Shadow,
+    /// `spec.tls.redirectHTTP`: a plain-HTTP request answered with 308 to https.
+    RedirectedHttps,
 }
 
-const OUTCOMES: [(Outcome, &str); 7] = [
+const OUTCOMES: [(Outcome, &str); 8] = [
     (Outcome::PreflightAllowed, "preflight_allowed"),
     (Outcome::PreflightRejected, "preflight_rejected"),
     (Outcome::ActualAllowed, "actual_allowed"),
@@ -39,6 +41,7 @@ const OUTCOMES: [(Outcome, &str); 7] = [
     (Outcome::UpstreamError, "upstream_error"),
     (Outcome::NotCors, "not_cors"),
     (Outcome::Shadow, "shadow"),
+    (Outcome::RedirectedHttps, "redirected_https"),
 ];
 
 const REASONS: [&str; 4] = ["origin", "method", "header", "private_network"];
@@ -149,7 +152,7 @@ pub struct Metrics {
 /// One policy's counters, resolved when a snapshot is installed.
 #[derive(Debug, Clone)]
 pub struct PolicyCounters {
-    outcomes: [Counter; 7],
+    outcomes: [Counter; 8],
     rejections: [Counter; 4],
     pub latency: Latency,
     /// `Some` for a `mode: Shadow` policy.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod forward;
+pub mod https;
 pub mod metrics;
 pub mod rescue;
 pub mod shadow;
@@ -40,8 +41,14 @@ pub struct Shared {
     pub store: Arc<Store>,
 }
 
-/// Handles one request from `peer` (its address, preformatted for X-Forwarded-For).
-pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>) -> Response<Body> {
+/// Handles one request from `peer` (its address, preformatted for X-Forwarded-For); `tls`:
+/// it came over the `--listen-tls` listener.
+pub async fn handle(
+    shared: &Shared,
+    peer: &HeaderValue,
+    tls: bool,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     let Some(live) = shared.store.load() else {
         return rescue(&ProxyError::NotReady);
     };
@@ -68,9 +75,24 @@ pub async fn handle(shared: &Shared, peer: &HeaderValue, req: Request<Incoming>)
     let Some(store::Serving { counters, idle }) = live.serving.get(idx) else {
         return rescue(&ProxyError::NotReady);
     };
+    if tls {
+        req.extensions_mut().insert(https::Https);
+    }
     let decision = policy
         .cors
         .decide(cors::classify(req.method(), req.headers()));
+    if policy.redirect_http && !tls {
+        // Fetch checks CORS on a redirect of a CORS request, so the decision's headers go on
+        // it too; a preflight fails all the same (a browser follows no redirect there).
+        counters.outcome(Outcome::RedirectedHttps);
+        let mut resp = https::redirect(&host, req.uri());
+        finish(
+            policy,
+            (!policy.shadow).then_some(&decision),
+            resp.headers_mut(),
+        );
+        return resp;
+    }
     if tracing::enabled!(tracing::Level::DEBUG) {
         // Shadow: the action is what the policy would do; the request is forwarded untouched.
         tracing::debug!(
@@ -244,6 +266,8 @@ impl Source {
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
     pub listen: SocketAddr,
+    /// HTTPS, certificates by SNI from the policies' `spec.tls`; `None`: off.
+    pub listen_tls: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub drain: Duration,
     pub source: Source,
@@ -259,8 +283,13 @@ pub async fn run(
     let store = Arc::new(Store::new(metrics, upstreams, opts.source.describe()));
     let traffic = serve::bind("traffic", opts.listen).await?;
     let admin = serve::bind("admin", opts.admin).await?;
+    let traffic_tls = match opts.listen_tls {
+        Some(a) => Some(serve::bind("traffic-tls", a).await?),
+        None => None,
+    };
     tracing::info!(
         listen = %traffic.local_addr()?,
+        listen_tls = %traffic_tls.as_ref().and_then(|l| l.local_addr().ok()).map_or("off".to_string(), |a| a.to_string()),
         admin = %admin.local_addr()?,
         source = %opts.source.describe(),
         "corsgate proxy serving"
@@ -301,20 +330,44 @@ pub async fn run(
         store: store.clone(),
     });
     let admin_task = tokio::spawn(admin::admin(&store).serve(admin, shutdown.clone()));
-    serve::serve(
-        traffic,
-        Listener::plain("traffic", opts.drain),
+    let make = |tls: bool| {
+        let shared = shared.clone();
         move |peer: SocketAddr| {
             let shared = shared.clone();
             let peer = forward::peer_value(peer.ip());
             move |req: Request<Incoming>| {
                 let (shared, peer) = (shared.clone(), peer.clone());
-                async move { handle(&shared, &peer, req).await }
+                async move { handle(&shared, &peer, tls, req).await }
             }
-        },
+        }
+    };
+    let tls_task = match traffic_tls {
+        Some(listener) => {
+            let source = serve::TlsSource::sni(Arc::new(https::SnapshotCerts(store.clone())))
+                .map_err(std::io::Error::other)?;
+            let how = Listener {
+                tls: Some(Arc::new(source)),
+                ..Listener::plain("traffic-tls", opts.drain)
+            };
+            Some(tokio::spawn(serve::serve(
+                listener,
+                how,
+                make(true),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    serve::serve(
+        traffic,
+        Listener::plain("traffic", opts.drain),
+        make(false),
         shutdown,
     )
     .await;
+    if let Some(t) = tls_task {
+        let _ = t.await;
+    }
     let _ = admin_task.await;
     if let Some((client, o)) = last_report {
         let _ = tokio::time::timeout(

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use admin::{Admin, Readiness};
-pub use tls::{TlsError, TlsSource, server_config};
+pub use tls::{CertResolver, HandshakeError, TlsError, TlsSource, server_config};
 
 /// The media type of every plain-text answer.
 pub const TEXT: &str = "text/plain; charset=utf-8";
@@ -164,29 +164,26 @@ pub async fn serve<M, H, Fut, B>(
             });
             continue;
         };
-        // Loaded per connection: a certificate rotated on disk is used at once.
-        let config = match tls.config() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(listener = name, error = %e, "cannot load the TLS certificate; dropping the connection");
-                continue;
-            }
-        };
+        // Loaded per connection: a certificate rotated on disk (or in the snapshot) is used
+        // at once.
+        let tls = tls.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(tls::HandshakeError::Config(e))) => {
+                    tracing::error!(listener = name, error = %e, "cannot load the TLS certificate; dropping the connection");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), svc));
             if let Err(e) = conn.await {
                 tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");

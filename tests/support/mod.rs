@@ -215,6 +215,8 @@ pub fn free_port() -> u16 {
 pub struct Proxy {
     pub child: Child,
     pub addr: SocketAddr,
+    /// `--listen-tls` (HTTPS by SNI).
+    pub tls_addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub policies: PathBuf,
@@ -240,6 +242,7 @@ impl Proxy {
 
     pub async fn start_at(dir: tempfile::TempDir, policies: PathBuf, expect_ready: bool) -> Proxy {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let tls_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("proxy.log");
         let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
@@ -248,6 +251,8 @@ impl Proxy {
             .args([
                 "--listen",
                 &addr.to_string(),
+                "--listen-tls",
+                &tls_addr.to_string(),
                 "--admin",
                 &admin.to_string(),
                 "--poll-interval-seconds",
@@ -262,6 +267,7 @@ impl Proxy {
         let p = Proxy {
             child,
             addr,
+            tls_addr,
             admin,
             dir,
             policies,
@@ -473,6 +479,8 @@ pub fn spawn_stream_proxy(controller: SocketAddr, id: &str, extra: &[&str]) -> S
         .args([
             "--listen",
             &listen.to_string(),
+            "--listen-tls",
+            "off",
             "--admin",
             &admin.to_string(),
             "--drain-timeout-seconds",

@@ -127,6 +127,8 @@ impl Corsgate {
             .args([
                 "--listen",
                 &listen.to_string(),
+                "--listen-tls",
+                "off",
                 "--admin",
                 &admin.to_string(),
                 "--workers",
