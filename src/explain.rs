@@ -188,6 +188,21 @@ fn browser_preflight_check(h: &HeaderMap, req: &Request) -> Result<(), String> {
     Ok(())
 }
 
+/// The `tls` lines: the policy's Secret, and what `config::certs::check` said of it.
+fn tls_lines(o: &mut String, t: &crate::config::TlsReport) {
+    match &t.problem {
+        None => {
+            let _ = writeln!(o, "tls        HTTPS with the certificate of secret {}", t.secret);
+        }
+        Some(p) => {
+            let _ = writeln!(o, "tls        not served over HTTPS: {p}");
+        }
+    }
+    for w in &t.warnings {
+        let _ = writeln!(o, "           warning: {w}");
+    }
+}
+
 /// Explains `req` against `snap`; returns the text and the verdict.
 pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
     let mut out = String::new();
@@ -248,6 +263,9 @@ pub fn explain(snap: &Snapshot, req: &Request) -> (String, Verdict) {
         policy.id,
         policy.hosts.join(", ")
     );
+    if let Some(t) = snap.tls_report(&policy.id) {
+        tls_lines(o, t);
+    }
     if policy.shadow {
         let _ = writeln!(
             o,

@@ -295,6 +295,12 @@ impl Snapshot {
         snap
     }
 
+    /// What became of `id`'s `spec.tls`, when it has one.
+    pub fn tls_report(&self, id: &PolicyId) -> Option<&TlsReport> {
+        let id = id.to_string();
+        self.tls.iter().find(|r| r.policy == id)
+    }
+
     /// The `spec.tls` problems of accepted policies, with the policy and where it came from.
     pub fn tls_problems(&self) -> impl Iterator<Item = (&TlsReport, &TlsProblem)> {
         self.tls
