@@ -192,7 +192,11 @@ fn browser_preflight_check(h: &HeaderMap, req: &Request) -> Result<(), String> {
 fn tls_lines(o: &mut String, t: &crate::config::TlsReport) {
     match &t.problem {
         None => {
-            let _ = writeln!(o, "tls        HTTPS with the certificate of secret {}", t.secret);
+            let _ = writeln!(
+                o,
+                "tls        HTTPS with the certificate of secret {}",
+                t.secret
+            );
         }
         Some(p) => {
             let _ = writeln!(o, "tls        not served over HTTPS: {p}");

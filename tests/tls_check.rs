@@ -72,7 +72,10 @@ fn check_accepts_kubectls_secret_and_names_each_unusable_one() {
     );
     assert!(ok, "{err}");
     assert!(out.starts_with("ok: 1 policies valid"), "{out}");
-    assert_eq!(err, "", "a CA-signed certificate valid for decades: no warning");
+    assert_eq!(
+        err, "",
+        "a CA-signed certificate valid for decades: no warning"
+    );
 
     let (ok, _, err) = check(dir.path(), &tls_policy("missing-tls"));
     assert!(!ok);
@@ -82,17 +85,29 @@ fn check_accepts_kubectls_secret_and_names_each_unusable_one() {
     );
 
     let opaque = FIXTURE_SECRET.replace("type: kubernetes.io/tls", "type: Opaque");
-    let (ok, _, err) = check(dir.path(), &format!("{opaque}---\n{}", tls_policy("api-tls")));
+    let (ok, _, err) = check(
+        dir.path(),
+        &format!("{opaque}---\n{}", tls_policy("api-tls")),
+    );
     assert!(!ok);
-    assert!(err.contains("has type \"Opaque\", not kubernetes.io/tls"), "{err}");
+    assert!(
+        err.contains("has type \"Opaque\", not kubernetes.io/tls"),
+        "{err}"
+    );
 
     let other_ns = FIXTURE_SECRET.replace("namespace: test", "namespace: other");
-    let (ok, _, err) = check(dir.path(), &format!("{other_ns}---\n{}", tls_policy("api-tls")));
+    let (ok, _, err) = check(
+        dir.path(),
+        &format!("{other_ns}---\n{}", tls_policy("api-tls")),
+    );
     assert!(!ok, "a Secret in another namespace is not the policy's");
     assert!(err.contains("secret test/api-tls not found"), "{err}");
 
     let broken = FIXTURE_SECRET.replacen("tls.crt: LS0t", "tls.crt: L$$t", 1);
-    let (ok, _, err) = check(dir.path(), &format!("{broken}---\n{}", tls_policy("api-tls")));
+    let (ok, _, err) = check(
+        dir.path(),
+        &format!("{broken}---\n{}", tls_policy("api-tls")),
+    );
     assert!(!ok);
     assert!(err.contains("data.tls.crt: not base64"), "{err}");
 }
@@ -109,7 +124,10 @@ fn check_and_explain_warn_of_a_self_signed_certificate_that_expires_soon() {
     let (ok, _, err) = check(dir.path(), &yaml);
     assert!(ok, "warnings do not fail the check: {err}");
     assert!(err.contains("warning: "), "{err}");
-    assert!(err.contains("expires on") && err.contains("(in 3 days)"), "{err}");
+    assert!(
+        err.contains("expires on") && err.contains("(in 3 days)"),
+        "{err}"
+    );
     assert!(err.contains("is self-signed"), "{err}");
 
     let (out, stdout, stderr) = run(&["explain", "--policies"], dir.path(), &yaml);
@@ -118,6 +136,11 @@ fn check_and_explain_warn_of_a_self_signed_certificate_that_expires_soon() {
         stdout.contains("tls        HTTPS with the certificate of secret api-tls"),
         "{stdout}"
     );
-    assert!(stdout.contains("warning: spec.tls.secretName: the certificate in secret test/api-tls expires on"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: spec.tls.secretName: the certificate in secret test/api-tls expires on"
+        ),
+        "{stdout}"
+    );
     assert!(stdout.contains("is self-signed"), "{stdout}");
 }
