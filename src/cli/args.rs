@@ -191,6 +191,15 @@ pub struct ProxyArgs {
     /// With --controller: bound on connecting to the controller.
     #[arg(long, default_value_t = 5)]
     pub stream_connect_timeout_seconds: u64,
+    /// With an https:// --controller: this proxy's client certificate (PEM) for the mutually authenticated config stream; needs --client-key and --controller-ca.
+    #[arg(long, requires_all = ["client_key", "controller_ca", "controller"])]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// CA (PEM) that issued the controller's stream certificate.
+    #[arg(long, requires = "client_cert")]
+    pub controller_ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -198,6 +207,15 @@ pub struct ControllerArgs {
     /// Config stream address (proxies long-poll GET /v1/config here).
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub listen: SocketAddr,
+    /// Serve the config stream over mutually authenticated TLS with this certificate (PEM); needs --stream-tls-key and --stream-client-ca. Default: cleartext.
+    #[arg(long, requires_all = ["stream_tls_key", "stream_client_ca"])]
+    pub stream_tls_cert: Option<PathBuf>,
+    /// The config stream's private key (PEM).
+    #[arg(long, requires = "stream_tls_cert")]
+    pub stream_tls_key: Option<PathBuf>,
+    /// CA (PEM) that issued the proxies' client certificates: a client without one gets nothing from the stream.
+    #[arg(long, requires = "stream_tls_cert")]
+    pub stream_client_ca: Option<PathBuf>,
     /// Admin address: /healthz, /readyz, /metrics, /config.
     #[arg(long, default_value = "0.0.0.0:9902")]
     pub admin: SocketAddr,
@@ -314,6 +332,12 @@ impl ProxyArgs {
                 poll_timeout: Duration::from_secs(self.stream_poll_timeout_seconds.max(1)),
                 shadow_report: Duration::from_secs(self.shadow_report_seconds.max(1)),
                 connect_timeout: Duration::from_secs(self.stream_connect_timeout_seconds.max(1)),
+                tls: match (self.client_cert, self.client_key, self.controller_ca) {
+                    (Some(cert), Some(key), Some(ca)) => {
+                        Some(crate::serve::MutualFiles { cert, key, ca })
+                    }
+                    _ => None,
+                },
             }),
             (None, path) => Source::Files {
                 // clap requires --policies without --controller.
@@ -366,6 +390,16 @@ impl ControllerArgs {
         });
         ControllerOptions {
             listen: self.listen,
+            stream_tls: match (
+                self.stream_tls_cert,
+                self.stream_tls_key,
+                self.stream_client_ca,
+            ) {
+                (Some(cert), Some(key), Some(ca)) => {
+                    Some(crate::serve::MutualFiles { cert, key, ca })
+                }
+                _ => None,
+            },
             admin: self.admin,
             namespaces: self.namespaces,
             debounce: Duration::from_millis(self.debounce_ms),

@@ -312,9 +312,10 @@ pub async fn run(
             });
         }
         Source::Controller(o) => {
+            let connector = stream::connector(&o).map_err(std::io::Error::other)?;
             let client: stream::ReportClient =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http();
+                    .build(connector.clone());
             tokio::spawn(stream::report_shadow(
                 client.clone(),
                 store.metrics.clone(),
@@ -322,7 +323,12 @@ pub async fn run(
                 shutdown.clone(),
             ));
             last_report = Some((client, o.clone()));
-            tokio::spawn(stream::subscribe(store.clone(), o, shutdown.clone()));
+            tokio::spawn(stream::subscribe(
+                store.clone(),
+                o,
+                shutdown.clone(),
+                connector,
+            ));
         }
     }
 

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use admin::{Admin, Readiness};
-pub use tls::{CertResolver, HandshakeError, TlsError, TlsSource, server_config};
+pub use tls::{CertResolver, HandshakeError, MutualFiles, TlsError, TlsSource, server_config};
 
 /// The media type of every plain-text answer.
 pub const TEXT: &str = "text/plain; charset=utf-8";

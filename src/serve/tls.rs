@@ -175,3 +175,93 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// PEM files of one side of a mutually authenticated TLS connection (the config stream):
+/// this side's certificate and key, and the CA that must have issued the peer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutualFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+fn read_file(p: &PathBuf) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(p).map_err(|source| TlsError::ReadFile {
+        path: p.display().to_string(),
+        source,
+    })
+}
+
+fn roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        let c = c.map_err(|e| TlsError::Pem {
+            what: "the CA certificate",
+            message: e.to_string(),
+        })?;
+        roots.add(c).map_err(TlsError::Rustls)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::Pem {
+            what: "the CA certificate",
+            message: "no CERTIFICATE block found".into(),
+        });
+    }
+    Ok(roots)
+}
+
+fn chain_and_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem {
+            what: "the certificate",
+            message: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem {
+        what: "the private key",
+        message: e.to_string(),
+    })?;
+    Ok((certs, key))
+}
+
+/// The config stream's server side: its certificate, and a client certificate issued by
+/// `files.ca` required of every client (a client without one fails the handshake).
+pub fn mutual_server(files: &MutualFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (certs, key) = chain_and_key(&read_file(&files.cert)?, &read_file(&files.key)?)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(&read_file(&files.ca)?)?),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| TlsError::Pem {
+        what: "the client CA",
+        message: e.to_string(),
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(TlsError::Rustls)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The config stream's client side: trusts only `files.ca` and presents its certificate.
+pub fn mutual_client(files: &MutualFiles) -> Result<rustls::ClientConfig, TlsError> {
+    let (certs, key) = chain_and_key(&read_file(&files.cert)?, &read_file(&files.key)?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsError::Rustls)?
+    .with_root_certificates(roots(&read_file(&files.ca)?)?)
+    .with_client_auth_cert(certs, key)
+    .map_err(TlsError::Rustls)?;
+    // No ALPN here: hyper-rustls sets it (and refuses a config that has it already).
+    Ok(config)
+}

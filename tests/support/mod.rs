@@ -466,16 +466,15 @@ impl Drop for StreamProxy {
 /// Starts `corsgate proxy --controller http://CONTROLLER --proxy-id ID` on free loopback
 /// ports, with `extra` flags.
 pub fn spawn_stream_proxy(controller: SocketAddr, id: &str, extra: &[&str]) -> StreamProxy {
+    spawn_stream_proxy_url(&format!("http://{controller}"), id, extra)
+}
+
+/// As [`spawn_stream_proxy`], with the controller's URL as given (e.g. `https://localhost:P`).
+pub fn spawn_stream_proxy_url(controller: &str, id: &str, extra: &[&str]) -> StreamProxy {
     let port = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
     let (listen, admin) = (port(), port());
     let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args([
-            "proxy",
-            "--controller",
-            &format!("http://{controller}"),
-            "--proxy-id",
-            id,
-        ])
+        .args(["proxy", "--controller", controller, "--proxy-id", id])
         .args([
             "--listen",
             &listen.to_string(),

@@ -58,6 +58,18 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A client certificate (EKU clientAuth) named `name`: (certificate PEM, key PEM).
+    pub fn issue_client(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.issuer).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
 /// A Secret document exactly as `kubectl create secret tls NAME --cert C --key K -n NS
 /// --dry-run=client -o yaml` lays it out.
 pub fn secret_yaml(namespace: &str, name: &str, cert_pem: &str, key_pem: &str) -> String {
