@@ -334,7 +334,7 @@ impl ProxyArgs {
                 connect_timeout: Duration::from_secs(self.stream_connect_timeout_seconds.max(1)),
                 tls: match (self.client_cert, self.client_key, self.controller_ca) {
                     (Some(cert), Some(key), Some(ca)) => {
-                        Some(crate::serve::MutualFiles { cert, key, ca })
+                        Some(Box::new(crate::serve::MutualFiles { cert, key, ca }))
                     }
                     _ => None,
                 },

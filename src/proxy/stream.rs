@@ -59,7 +59,7 @@ pub struct StreamOptions {
     /// Bound on connecting to the controller.
     pub connect_timeout: Duration,
     /// Mutually authenticated TLS to an `https://` controller; `None`: only `http://` works.
-    pub tls: Option<serve::MutualFiles>,
+    pub tls: Option<Box<serve::MutualFiles>>,
 }
 
 /// The connector to the controller: `http://` in cleartext, `https://` with `tls` (an
