@@ -129,6 +129,22 @@ pub struct ExportArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// A listener address, or "off".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(ListenAddr(None));
+        }
+        s.parse().map(|a| ListenAddr(Some(a))).map_err(|e| {
+            format!("{s:?} is not an address such as 0.0.0.0:8443 ({e}); use \"off\" to disable")
+        })
+    }
+}
+
 #[derive(clap::Args)]
 pub struct ProxyArgs {
     /// Policy file (multi-document YAML) or directory of them.
@@ -147,6 +163,9 @@ pub struct ProxyArgs {
     /// Traffic address.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// HTTPS traffic address (certificates by SNI from the policies' spec.tls.secretName; ALPN h2 and http/1.1), or "off".
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen_tls: ListenAddr,
     /// Admin address: /healthz, /readyz, /metrics, /config.
     #[arg(long, default_value = "0.0.0.0:9901")]
     pub admin: SocketAddr,
@@ -180,6 +199,15 @@ pub struct ProxyArgs {
     /// Upstream requests one client connection may have in flight (requests whose client went away and that are finishing included); also its HTTP/2 concurrent streams. More wait for a slot, within the policy's upstream timeout.
     #[arg(long, default_value_t = crate::proxy::forward::DEFAULT_MAX_UPSTREAM_PER_CONNECTION, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_upstream_requests_per_connection: u32,
+    /// With an https:// --controller: this proxy's client certificate (PEM) for the mutually authenticated config stream; needs --client-key and --controller-ca.
+    #[arg(long, requires_all = ["client_key", "controller_ca", "controller"])]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// CA (PEM) that issued the controller's stream certificate.
+    #[arg(long, requires = "client_cert")]
+    pub controller_ca: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -239,6 +267,15 @@ pub struct ControllerArgs {
     /// Config stream address (proxies long-poll GET /v1/config here).
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub listen: SocketAddr,
+    /// Serve the config stream over mutually authenticated TLS with this certificate (PEM); needs --stream-tls-key and --stream-client-ca. Default: cleartext.
+    #[arg(long, requires_all = ["stream_tls_key", "stream_client_ca"])]
+    pub stream_tls_cert: Option<PathBuf>,
+    /// The config stream's private key (PEM).
+    #[arg(long, requires = "stream_tls_cert")]
+    pub stream_tls_key: Option<PathBuf>,
+    /// CA (PEM) that issued the proxies' client certificates: a client without one gets nothing from the stream.
+    #[arg(long, requires = "stream_tls_cert")]
+    pub stream_client_ca: Option<PathBuf>,
     /// Admin address: /healthz, /readyz, /metrics, /config.
     #[arg(long, default_value = "0.0.0.0:9902")]
     pub admin: SocketAddr,
@@ -363,6 +400,12 @@ impl ProxyArgs {
                 poll_timeout: Duration::from_secs(self.stream_poll_timeout_seconds.max(1)),
                 shadow_report: Duration::from_secs(self.shadow_report_seconds.max(1)),
                 connect_timeout: Duration::from_secs(self.stream_connect_timeout_seconds.max(1)),
+                tls: match (self.client_cert, self.client_key, self.controller_ca) {
+                    (Some(cert), Some(key), Some(ca)) => {
+                        Some(Box::new(crate::serve::MutualFiles { cert, key, ca }))
+                    }
+                    _ => None,
+                },
             }),
             (None, path) => Source::Files {
                 // clap requires --policies without --controller.
@@ -373,6 +416,7 @@ impl ProxyArgs {
         let (header_timeout, conn) = self.conn.into_limits();
         ProxyOptions {
             listen: self.listen,
+            listen_tls: self.listen_tls.0,
             admin: self.admin,
             drain: Duration::from_secs(self.drain_timeout_seconds),
             source,
@@ -421,6 +465,16 @@ impl ControllerArgs {
         });
         ControllerOptions {
             listen: self.listen,
+            stream_tls: match (
+                self.stream_tls_cert,
+                self.stream_tls_key,
+                self.stream_client_ca,
+            ) {
+                (Some(cert), Some(key), Some(ca)) => {
+                    Some(crate::serve::MutualFiles { cert, key, ca })
+                }
+                _ => None,
+            },
             admin: self.admin,
             namespaces: self.namespaces,
             debounce: Duration::from_millis(self.debounce_ms),

@@ -1,9 +1,12 @@
 //! `corsgate check`: validates policy files offline with the same code as the webhook and
-//! the controller (`config::load_inputs`, `Snapshot::build`), and reports every problem.
+//! the controller (`config::load_manifests`, `Snapshot::build_with`), and reports every
+//! problem: a `spec.tls` Secret that cannot serve is an error, one that expires soon or is
+//! self-signed a warning (`config::certs::check`, as the controller's ResolvedRefs).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::config::certs::Secrets;
 use crate::config::{self, ConflictAudience, Rejected, Snapshot, conflict_message};
 
 /// What `check` found: the lines for stderr, the line for stdout, and whether it failed.
@@ -21,9 +24,15 @@ pub fn check(paths: &[PathBuf]) -> Report {
     let mut report = Report::default();
     let out = &mut report.problems;
     let mut inputs = Vec::new();
+    let mut secrets = Secrets::default();
     for p in paths {
-        match config::load_inputs(p) {
-            Ok(i) => inputs.extend(i),
+        match config::load_manifests(p) {
+            Ok(m) => {
+                inputs.extend(m.policies);
+                for s in m.secrets {
+                    secrets.insert(s);
+                }
+            }
             Err(errors) => {
                 report.failed = true;
                 for e in errors {
@@ -32,7 +41,7 @@ pub fn check(paths: &[PathBuf]) -> Report {
             }
         }
     }
-    let snap = Snapshot::build(inputs);
+    let snap = Snapshot::build_with(inputs, &secrets);
     for r in &snap.rejected {
         let at = r.source.as_deref().unwrap_or("?");
         match &r.rejected {
@@ -46,6 +55,16 @@ pub fn check(paths: &[PathBuf]) -> Report {
                 let why = conflict_message(ConflictAudience::Check, &r.policy, winner, host, path);
                 let _ = writeln!(out, "warning: {at}: {why}");
             }
+        }
+    }
+    for t in &snap.tls {
+        let at = t.source.as_deref().unwrap_or("?");
+        if let Some(p) = &t.problem {
+            report.failed = true;
+            let _ = writeln!(out, "error: {at}: policy {}: {p}", t.policy);
+        }
+        for w in &t.warnings {
+            let _ = writeln!(out, "warning: {at}: policy {}: {w}", t.policy);
         }
     }
     if !report.failed {

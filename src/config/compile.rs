@@ -106,6 +106,8 @@ pub struct CompiledPolicy {
     pub websocket_check_origin: bool,
     /// `spec.debug.rejectionReasons`: rejections say why on the wire.
     pub rejection_reasons: bool,
+    /// `spec.tls.redirectHTTP`: plain-HTTP requests get 308 to https.
+    pub redirect_http: bool,
     /// As written (hashed into the version, sent on the config stream).
     pub spec: CorsPolicySpec,
     /// `spec` with presets expanded: what was compiled, and what `effective` shows.
@@ -399,6 +401,7 @@ impl CompiledPolicy {
                 .as_ref()
                 .and_then(|d| d.rejection_reasons)
                 .unwrap_or(false),
+            redirect_http: spec.tls.as_ref().is_some_and(|t| t.redirect_http),
             spec: spec.clone(),
             expanded,
             created: None,

@@ -1,11 +1,17 @@
 //! Reading `CorsPolicy` documents from a YAML file or a directory of them (standalone mode,
-//! `corsgate check`, `corsgate explain`). Every problem names the file, the document (1-based)
-//! and the field path; a load with any problem yields no snapshot at all (all-or-nothing).
+//! `corsgate check`, `corsgate explain`), and the `kind: Secret` documents (type
+//! kubernetes.io/tls, as `kubectl create secret tls --dry-run=client -o yaml` prints them)
+//! their `spec.tls.secretName` refers to. Every problem names the file, the document
+//! (1-based) and the field path; a load with any problem, a policy's Secret that cannot
+//! serve included, yields no snapshot at all (all-or-nothing).
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use base64::Engine as _;
+
+use super::certs::{Secrets, TlsSecret};
 use super::compile::PolicyId;
 use super::snapshot::{PolicyInput, Rejected, Snapshot};
 use crate::policy::limits::{DEFAULT_NAMESPACE, is_dns_label, is_dns_subdomain};
@@ -190,6 +196,13 @@ fn inode(_: &std::fs::Metadata) -> u64 {
     0
 }
 
+/// What policy files hold: CorsPolicies and Secrets.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub policies: Vec<PolicyInput>,
+    pub secrets: Vec<TlsSecret>,
+}
+
 /// The objects of one YAML (or JSON) text: every document, and every item of a v1 `List`
 /// (what `kubectl get -o yaml` prints), each with its location, such as
 /// `f.yaml (document 2, item 1)`. Documents are numbered as they are read; an empty
@@ -225,9 +238,14 @@ pub fn objects(file: &str, text: &str) -> Result<Vec<(String, serde_json::Value)
     Ok(out)
 }
 
-/// Parses the policies of one YAML text (several documents allowed).
+/// Parses the policies of one YAML text (several documents allowed); Secrets are skipped.
 pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<PolicyInput> {
-    let mut out = Vec::new();
+    parse_manifests(file, text, errors).policies
+}
+
+/// Parses the policies and Secrets of one YAML text (several documents allowed).
+pub fn parse_manifests(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Manifests {
+    let mut out = Manifests::default();
     match objects(file, text) {
         Ok(objects) => {
             for (location, value) in objects {
@@ -239,12 +257,71 @@ pub fn parse_documents(file: &str, text: &str, errors: &mut Vec<LoadError>) -> V
     out
 }
 
-/// One CorsPolicy object (a document, or an item of a List).
+/// A `v1` Secret document; only what a TLS Secret needs, the rest ignored.
+#[derive(Deserialize)]
+struct SecretDocument {
+    metadata: Metadata,
+    #[serde(default, rename = "type")]
+    secret_type: Option<String>,
+    #[serde(default)]
+    data: std::collections::BTreeMap<String, Option<String>>,
+}
+
+/// One Secret document: its `data` values decoded from base64.
+fn parse_secret(
+    location: &str,
+    value: serde_json::Value,
+    errors: &mut Vec<LoadError>,
+) -> Option<TlsSecret> {
+    let doc_err = |message: String| LoadError::Document {
+        location: location.to_string(),
+        message,
+    };
+    let doc: SecretDocument = match serde_path_to_error::deserialize(value) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(doc_err(format!(
+                "{}: {}; fix: write the Secret as `kubectl create secret tls NAME --cert CERT --key KEY --dry-run=client -o yaml` prints it",
+                e.path(),
+                e.inner()
+            )));
+            return None;
+        }
+    };
+    let namespace = doc
+        .metadata
+        .namespace
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+    let mut decode = |key: &str| -> Option<Vec<u8>> {
+        let text = doc.data.get(key).cloned().flatten().unwrap_or_default();
+        let compact: String = text.split_whitespace().collect();
+        match base64::engine::general_purpose::STANDARD.decode(compact) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                errors.push(doc_err(format!(
+                    "data.{key}: not base64: {e}; fix: base64-encode the PEM file (base64 -w0 FILE), or let kubectl create secret tls write it"
+                )));
+                None
+            }
+        }
+    };
+    let cert_pem = decode("tls.crt");
+    let key_pem = decode("tls.key");
+    Some(TlsSecret {
+        namespace,
+        name: doc.metadata.name,
+        secret_type: doc.secret_type.unwrap_or_default(),
+        cert_pem: cert_pem?,
+        key_pem: key_pem?,
+    })
+}
+
+/// One CorsPolicy or Secret object (a document, or an item of a List).
 fn parse_value(
     location: String,
     value: serde_json::Value,
     errors: &mut Vec<LoadError>,
-    out: &mut Vec<PolicyInput>,
+    out: &mut Manifests,
 ) {
     let doc_err = |message: String| LoadError::Document {
         location: location.clone(),
@@ -253,9 +330,15 @@ fn parse_value(
     let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
     match (field("apiVersion").as_deref(), field("kind").as_deref()) {
         (Some(API_VERSION), Some(KIND)) => {}
+        (Some("v1"), Some("Secret")) => {
+            if let Some(s) = parse_secret(&location, value, errors) {
+                out.secrets.push(s);
+            }
+            return;
+        }
         (api, kind) => {
             errors.push(doc_err(format!(
-                "apiVersion {:?} kind {:?} is not a CorsPolicy; fix: set apiVersion: {API_VERSION} and kind: {KIND}, or move this document elsewhere",
+                "apiVersion {:?} kind {:?} is not a CorsPolicy or a Secret; fix: set apiVersion: {API_VERSION} and kind: {KIND}, or move this document elsewhere",
                 api.unwrap_or("<missing>"),
                 kind.unwrap_or("<missing>")
             )));
@@ -285,7 +368,7 @@ fn parse_value(
         )));
         return;
     }
-    out.push(PolicyInput {
+    out.policies.push(PolicyInput {
         id: PolicyId::new(namespace, doc.metadata.name),
         created: doc.metadata.creation_timestamp,
         spec: doc.spec,
@@ -295,28 +378,56 @@ fn parse_value(
 
 /// Reads every policy under `path`. `Err` holds every problem found.
 pub fn load_inputs(path: &Path) -> Result<Vec<PolicyInput>, Vec<LoadError>> {
+    load_manifests(path).map(|m| m.policies)
+}
+
+/// Reads every policy and Secret under `path`. `Err` holds every problem found; two Secret
+/// documents with one namespace/name are one.
+pub fn load_manifests(path: &Path) -> Result<Manifests, Vec<LoadError>> {
     let files = policy_files(path).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
-    let mut inputs = Vec::new();
+    let mut all = Manifests::default();
     for f in files {
         let name = f.display().to_string();
         match std::fs::read_to_string(&f) {
-            Ok(text) => inputs.extend(parse_documents(&name, &text, &mut errors)),
+            Ok(text) => {
+                let m = parse_manifests(&name, &text, &mut errors);
+                all.policies.extend(m.policies);
+                for s in m.secrets {
+                    if all
+                        .secrets
+                        .iter()
+                        .any(|o| o.namespace == s.namespace && o.name == s.name)
+                    {
+                        errors.push(LoadError::Document {
+                            location: name.clone(),
+                            message: format!(
+                                "secret {}/{} is defined twice; fix: keep one Secret document per namespace/name",
+                                s.namespace, s.name
+                            ),
+                        });
+                    } else {
+                        all.secrets.push(s);
+                    }
+                }
+            }
             Err(source) => errors.push(LoadError::Read { path: name, source }),
         }
     }
     if errors.is_empty() {
-        Ok(inputs)
+        Ok(all)
     } else {
         Err(errors)
     }
 }
 
 /// Loads and compiles everything under `path`, all or nothing: any invalid document or
-/// policy is an error and no snapshot is returned. Conflicts are not errors: the snapshot
-/// reports them and serves the winners.
+/// policy, or a policy whose `spec.tls` Secret cannot serve, is an error and no snapshot is
+/// returned. Conflicts are not errors: the snapshot reports them and serves the winners.
 pub fn load_snapshot(path: &Path) -> Result<Snapshot, Vec<LoadError>> {
-    let snap = Snapshot::build(load_inputs(path)?);
+    let m = load_manifests(path)?;
+    let secrets: Secrets = m.secrets.into_iter().collect();
+    let snap = Snapshot::build_with(m.policies, &secrets);
     let errors: Vec<LoadError> = snap
         .rejected
         .iter()
@@ -331,6 +442,11 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, Vec<LoadError>> {
             Rejected::Conflicted { .. } => None,
         })
         .flatten()
+        .chain(snap.tls_problems().map(|(r, p)| LoadError::Invalid {
+            location: r.source.clone().unwrap_or_default(),
+            policy: r.policy.clone(),
+            error: p.to_string(),
+        }))
         .collect();
     if errors.is_empty() {
         Ok(snap)

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::certs::{self, CertTable, Secrets, TlsProblem};
 use super::compile::{CompiledPolicy, PolicyId};
 use crate::policy::{CorsPolicySpec, FieldError};
 
@@ -151,6 +152,28 @@ impl RouteTable {
     }
 }
 
+/// What became of one accepted policy's `spec.tls`: served, or why not (ResolvedRefs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsReport {
+    pub policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub secret: String,
+    /// `None`: the certificate serves the policy's hosts.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "display")]
+    pub problem: Option<TlsProblem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+fn display<S: serde::Serializer>(p: &Option<TlsProblem>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(&p.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 /// The compiled configuration the proxy serves.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -160,6 +183,10 @@ pub struct Snapshot {
     pub routes: RouteTable,
     /// Policies that were given but do not serve, and why.
     pub rejected: Vec<PolicyReport>,
+    /// The certificates of accepted policies with `spec.tls`, by host (SNI).
+    pub certs: CertTable,
+    /// One report per accepted policy with `spec.tls`, in policy order.
+    pub tls: Vec<TlsReport>,
 }
 
 /// The order in which policies claim (host, path) pairs: older first (creationTimestamp;
@@ -172,14 +199,22 @@ pub fn claim_order<'a>(
 }
 
 impl Snapshot {
-    /// Builds a snapshot from every policy known. Never fails: invalid and conflicting
-    /// policies are left out and reported in `rejected`.
-    pub fn build(mut inputs: Vec<PolicyInput>) -> Snapshot {
+    /// Builds a snapshot from every policy known, with no Secrets: a policy's `spec.tls`
+    /// then reports SecretNotFound. See [`Snapshot::build_with`].
+    pub fn build(inputs: Vec<PolicyInput>) -> Snapshot {
+        Snapshot::build_with(inputs, &Secrets::default())
+    }
+
+    /// Builds a snapshot from every policy known and the Secrets they may name. Never
+    /// fails: invalid and conflicting policies are left out and reported in `rejected`; a
+    /// policy whose Secret cannot serve still routes (plain HTTP) and is reported in `tls`.
+    pub fn build_with(mut inputs: Vec<PolicyInput>, secrets: &Secrets) -> Snapshot {
         // Older first: the order in which policies claim (host, path) pairs.
         inputs.sort_by(|a, b| claim_order(&a.created, &a.id).cmp(&claim_order(&b.created, &b.id)));
         let mut snap = Snapshot::default();
         let mut claimed: HashMap<(String, String), PolicyId> = HashMap::new();
         let mut seen: HashMap<PolicyId, ()> = HashMap::new();
+        let mut digests: Vec<(PolicyId, [u8; 32])> = Vec::new();
         for input in inputs {
             let report = |rejected| PolicyReport {
                 policy: input.id.to_string(),
@@ -229,10 +264,50 @@ impl Snapshot {
                 snap.routes.insert(&h, &p, idx);
                 claimed.insert((h, p), compiled.id.clone());
             }
+            if let Some(tls) = &input.spec.tls {
+                let ns = &compiled.id.namespace;
+                let checked = certs::check(
+                    ns,
+                    tls,
+                    &compiled.hosts,
+                    secrets.get(ns, &tls.secret_name),
+                    std::time::SystemTime::now(),
+                );
+                let (problem, warnings) = match checked {
+                    Ok(c) => {
+                        for h in &compiled.hosts {
+                            snap.certs.insert(h, &c.key);
+                        }
+                        digests.push((compiled.id.clone(), c.digest));
+                        (None, c.warnings)
+                    }
+                    Err(p) => (Some(p), Vec::new()),
+                };
+                snap.tls.push(TlsReport {
+                    policy: compiled.id.to_string(),
+                    source: input.source.clone(),
+                    secret: tls.secret_name.clone(),
+                    problem,
+                    warnings,
+                });
+            }
             snap.policies.push(compiled);
         }
-        snap.version = version_of(&snap.policies);
+        snap.version = version_of(&snap.policies, &mut digests);
         snap
+    }
+
+    /// What became of `id`'s `spec.tls`, when it has one.
+    pub fn tls_report(&self, id: &PolicyId) -> Option<&TlsReport> {
+        let id = id.to_string();
+        self.tls.iter().find(|r| r.policy == id)
+    }
+
+    /// The `spec.tls` problems of accepted policies, with the policy and where it came from.
+    pub fn tls_problems(&self) -> impl Iterator<Item = (&TlsReport, &TlsProblem)> {
+        self.tls
+            .iter()
+            .filter_map(|r| r.problem.as_ref().map(|p| (r, p)))
     }
 
     /// The policy serving `host` (normalised) and `path`.
@@ -242,7 +317,9 @@ impl Snapshot {
     }
 }
 
-fn version_of(policies: &[CompiledPolicy]) -> String {
+/// `digests`: each serving certificate's, so a rotated Secret is a new version (nothing is
+/// added without certificates: versions of TLS-less snapshots are unchanged).
+fn version_of(policies: &[CompiledPolicy], digests: &mut [(PolicyId, [u8; 32])]) -> String {
     let mut sorted: Vec<&CompiledPolicy> = policies.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let mut h = Sha256::new();
@@ -253,6 +330,12 @@ fn version_of(policies: &[CompiledPolicy]) -> String {
         // weaken the version, never break serving.
         h.update(serde_json::to_vec(&p.spec).unwrap_or_default());
         h.update([0]);
+    }
+    digests.sort();
+    for (id, d) in digests.iter() {
+        h.update(b"tls\0");
+        h.update(id.to_string().as_bytes());
+        h.update(d);
     }
     let digest = h.finalize();
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()

@@ -309,3 +309,84 @@ items:
         matches!(&snap.rejected[0].rejected, Rejected::InvalidSpec { errors } if errors[0].starts_with("spec.upstream: exactly one of service or url"))
     );
 }
+
+/// A self-signed certificate and key for `host` (rcgen), as PEM.
+fn cert_for(host: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn secret_doc(ns: Option<&str>, name: &str, (cert, key): &(String, String)) -> String {
+    use base64::Engine as _;
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ns = ns.map_or(String::new(), |n| format!("\n  namespace: {n}"));
+    format!(
+        "apiVersion: v1\ndata:\n  tls.crt: {}\n  tls.key: {}\nkind: Secret\nmetadata:\n  creationTimestamp: null\n  name: {name}{ns}\ntype: kubernetes.io/tls\n",
+        b(cert),
+        b(key)
+    )
+}
+
+const TLS_POLICY: &str = "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {name: api}\nspec:\n  hosts: [api.example.com]\n  upstream: {url: \"http://127.0.0.1:1\"}\n  tls: {secretName: api-tls}\n";
+
+fn snapshot_of(text: &str) -> Snapshot {
+    let mut errors = Vec::new();
+    let m = super::load::parse_manifests("p.yaml", text, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    Snapshot::build_with(m.policies, &m.secrets.into_iter().collect())
+}
+
+#[test]
+fn secrets_in_policy_files_serve_by_sni_and_a_new_certificate_is_a_new_version() {
+    let a = cert_for("api.example.com");
+    // No namespace: "default", as for the policy; also inside a v1 List.
+    let listed = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- {}",
+        serde_json::to_string(
+            &serde_saphyr::from_str::<serde_json::Value>(&secret_doc(None, "api-tls", &a)).unwrap()
+        )
+        .unwrap()
+    );
+    let s1 = snapshot_of(&format!("{listed}\n---\n{TLS_POLICY}"));
+    assert_eq!(s1.tls.len(), 1);
+    assert_eq!(s1.tls[0].problem, None, "{:?}", s1.tls);
+    assert!(s1.certs.lookup("api.example.com").is_some());
+    assert!(s1.certs.lookup("www.example.com").is_none());
+
+    // The same certificate: the same version; an unreferenced Secret changes nothing.
+    let other = secret_doc(None, "unused", &cert_for("x.example.com"));
+    let s2 = snapshot_of(&format!(
+        "{}---\n{TLS_POLICY}---\n{other}",
+        secret_doc(None, "api-tls", &a)
+    ));
+    assert_eq!(s1.version, s2.version);
+    // A rotated certificate: a new version (the proxy installs it).
+    let s3 = snapshot_of(&format!(
+        "{}---\n{TLS_POLICY}",
+        secret_doc(None, "api-tls", &cert_for("api.example.com"))
+    ));
+    assert_ne!(s1.version, s3.version);
+    // Without spec.tls the version is what it was before TLS existed (no certificate hashed).
+    let plain = TLS_POLICY.replace("  tls: {secretName: api-tls}\n", "");
+    assert_eq!(
+        snapshot_of(&format!("{}---\n{plain}", secret_doc(None, "api-tls", &a))).version,
+        snapshot_of(&plain).version
+    );
+}
+
+#[test]
+fn a_secret_in_another_namespace_is_not_found_and_the_policy_still_routes() {
+    let s = snapshot_of(&format!(
+        "{}---\n{TLS_POLICY}",
+        secret_doc(Some("other"), "api-tls", &cert_for("api.example.com"))
+    ));
+    assert_eq!(s.policies.len(), 1, "it still routes over plain HTTP");
+    assert!(s.route("api.example.com", "/").is_some());
+    let reason = s.tls[0].problem.as_ref().map(|p| p.reason());
+    assert_eq!(reason, Some("SecretNotFound"));
+    assert!(s.certs.is_empty());
+}

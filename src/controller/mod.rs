@@ -115,6 +115,8 @@ impl Error {
 pub struct ControllerOptions {
     /// The config stream.
     pub listen: SocketAddr,
+    /// The config stream over mutually authenticated TLS; `None`: cleartext.
+    pub stream_tls: Option<crate::serve::MutualFiles>,
     pub admin: SocketAddr,
     /// Empty: every namespace.
     pub namespaces: Vec<String>,
@@ -228,8 +230,17 @@ pub async fn run(
     let mut tasks: JoinSet<Result<(), Error>> = JoinSet::new();
     {
         let (stream_hub, wait, stop) = (hub.clone(), opts.long_poll, shutdown.clone());
+        let stream_tls = match &opts.stream_tls {
+            Some(files) => Some(Arc::new(crate::serve::TlsSource::Memory(Arc::new(
+                arc_swap::ArcSwap::new(
+                    crate::serve::tls::mutual_server(files)
+                        .map_err(|e| Error::Listen(std::io::Error::other(e)))?,
+                ),
+            )))),
+            None => None,
+        };
         tasks.spawn(async move {
-            server::serve_stream(stream_listener, stream_hub, wait, stop).await;
+            server::serve_stream_with(stream_listener, stream_hub, wait, stop, stream_tls).await;
             Ok(())
         });
         let (admin, stop) = (server::admin(&hub, &health, &metrics), shutdown.clone());

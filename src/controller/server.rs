@@ -55,17 +55,33 @@ pub fn admin(hub: &Arc<Hub>, health: &Arc<Health>, metrics: &Arc<Metrics>) -> Ad
     }
 }
 
-/// Serves the config stream on `listener` until `shutdown`.
+/// Serves the config stream on `listener` until `shutdown`, in cleartext.
 pub async fn serve_stream(
     listener: TcpListener,
     hub: Arc<Hub>,
     wait: Duration,
     shutdown: watch::Receiver<bool>,
 ) {
+    serve_stream_with(listener, hub, wait, shutdown, None).await;
+}
+
+/// Serves the config stream; with `tls` (`serve::tls::mutual_server`), only clients that
+/// present a certificate from the proxies' CA complete the handshake: a client without one
+/// gets no configuration and cannot post shadow reports.
+pub async fn serve_stream_with(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    wait: Duration,
+    shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<serve::TlsSource>>,
+) {
     let stop = shutdown.clone();
     serve::serve(
         listener,
-        Listener::plain("stream", DRAIN),
+        Listener {
+            tls,
+            ..Listener::plain("stream", DRAIN)
+        },
         move |_: SocketAddr| {
             let (hub, stop) = (hub.clone(), stop.clone());
             move |req: Request<Incoming>| {

@@ -581,7 +581,10 @@ fn more_requested_headers_than_the_cap_are_rejected_unreflected() {
         let d = decide(&c, &preflight(APP_ORIGIN, "PUT", Some(&names(n))));
         assert_eq!(d.rejection, Some(Rejection::TooManyHeaders), "{n}");
         assert_eq!(d.action, Action::Reject);
-        assert_eq!(d.rejection.as_ref().map(Rejection::reason), Some(crate::cors::Reason::Header));
+        assert_eq!(
+            d.rejection.as_ref().map(Rejection::reason),
+            Some(crate::cors::Reason::Header)
+        );
         let mut h = HeaderMap::new();
         d.apply_to_response(&mut h);
         assert_eq!(pairs(&h), vec![p("vary", "Origin")], "nothing reflected");

@@ -234,6 +234,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
     proxy::run(
         ProxyOptions {
             listen: opts.listen,
+            listen_tls: None,
             admin: opts.admin,
             drain: Duration::from_secs(2),
             source: proxy::Source::Files {

@@ -193,6 +193,25 @@ fn browser_preflight_check(h: &HeaderMap, req: &Request) -> Result<(), String> {
     Ok(())
 }
 
+/// The `tls` lines: the policy's Secret, and what `config::certs::check` said of it.
+fn tls_lines(o: &mut String, t: &crate::config::TlsReport) {
+    match &t.problem {
+        None => {
+            let _ = writeln!(
+                o,
+                "tls        HTTPS with the certificate of secret {}",
+                t.secret
+            );
+        }
+        Some(p) => {
+            let _ = writeln!(o, "tls        not served over HTTPS: {p}");
+        }
+    }
+    for w in &t.warnings {
+        let _ = writeln!(o, "           warning: {w}");
+    }
+}
+
 /// What `explain` said: the step-by-step text, the verdict, and the facts a client wants
 /// without parsing the text (the demo page shows `reason` beside what the browser said).
 #[derive(Debug, Clone)]
@@ -279,6 +298,9 @@ fn walk(snap: &Snapshot, req: &Request, o: &mut String, facts: &mut Facts) -> Ve
         policy.id,
         policy.hosts.join(", ")
     );
+    if let Some(t) = snap.tls_report(&policy.id) {
+        tls_lines(o, t);
+    }
     if policy.shadow {
         let _ = writeln!(
             o,

@@ -390,6 +390,7 @@ pub fn import(
                     response_headers: None,
                     websocket: None,
                     debug: None,
+                    tls: None,
                 },
             });
         }

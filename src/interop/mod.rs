@@ -309,6 +309,7 @@ pub fn star_with_credentials_accepted(field: &str) -> bool {
         response_headers: None,
         websocket: None,
         debug: None,
+        tls: None,
     };
     spec.cors.allow_origins = vec!["https://probe.example".into()];
     spec.cors.allow_credentials = true;

@@ -316,6 +316,7 @@ fn decorate(crd: &mut Value) {
         ("responseHeaders.security.contentSecurityPolicy.value", 4096),
         ("responseHeaders.security.xssProtection.reportUri", 2048),
         ("upstream.url", 2048),
+        ("tls.secretName", 253),
     ] {
         if let Some(node) = node_mut(spec, path).and_then(Value::as_object_mut) {
             node.insert("maxLength".into(), json!(max_len));

@@ -83,6 +83,11 @@ pub struct CorsPolicySpec {
     /// Help for whoever debugs this policy's CORS errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debug: Option<DebugSpec>,
+
+    /// HTTPS at the edge: the certificate the proxy's --listen-tls listener serves for these
+    /// hosts (chosen by SNI), and whether plain HTTP is redirected there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
 
 /// How the edge treats WebSocket handshakes. CORS does not cover them: a browser opens a
@@ -112,6 +117,28 @@ pub struct DebugSpec {
     /// still answer the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reasons: Option<bool>,
+}
+
+/// HTTPS for a policy's hosts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSpec {
+    /// A Secret of type kubernetes.io/tls in the policy's namespace (data tls.crt: the PEM
+    /// certificate chain, leaf first; tls.key: its PEM private key), as `kubectl create
+    /// secret tls` and cert-manager write it. Its certificate must cover every host of the
+    /// policy (a host "*.example.com" needs the SAN "*.example.com"). Standalone, the Secret
+    /// is a document in the --policies files.
+    pub secret_name: String,
+    /// true: a plain-HTTP request (the --listen listener) for these hosts is answered with
+    /// 308 to the same URL on https (port 443). A browser follows no redirect on a preflight,
+    /// so a page calling http:// cross-origin fails its preflight: call https:// directly.
+    /// Default false.
+    #[serde(
+        default,
+        rename = "redirectHTTP",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub redirect_http: bool,
 }
 
 /// Whether the edge enforces the policy or only counts what it would do.

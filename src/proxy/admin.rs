@@ -150,6 +150,7 @@ pub fn config_json(store: &Store) -> serde_json::Value {
             "loadedAtUnixSeconds": l.loaded_at,
             "policies": l.snapshot.policies.iter().map(|p| p.effective()).collect::<Vec<_>>(),
             "rejected": l.snapshot.rejected,
+            "tls": l.snapshot.tls,
             "lastLoad": status,
         }),
         None => serde_json::json!({

@@ -163,7 +163,15 @@ pub fn prepare(
         None => peer.clone(),
     };
     h.insert(X_FORWARDED_FOR, xff);
-    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if parts.extensions.get::<super::https::Https>().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    let h = &mut parts.headers;
     h.insert(X_FORWARDED_HOST, host.clone());
 }
 

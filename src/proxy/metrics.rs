@@ -35,9 +35,11 @@ pub enum Outcome {
     ClientError,
     /// An upgrade (WebSocket) the upstream accepted with 101: the connection is a tunnel.
     Upgrade,
+    /// `spec.tls.redirectHTTP`: a plain-HTTP request answered with 308 to https.
+    RedirectedHttps,
 }
 
-const OUTCOMES: [(Outcome, &str); 9] = [
+const OUTCOMES: [(Outcome, &str); 10] = [
     (Outcome::PreflightAllowed, "preflight_allowed"),
     (Outcome::PreflightRejected, "preflight_rejected"),
     (Outcome::ActualAllowed, "actual_allowed"),
@@ -47,6 +49,7 @@ const OUTCOMES: [(Outcome, &str); 9] = [
     (Outcome::Shadow, "shadow"),
     (Outcome::ClientError, "client_error"),
     (Outcome::Upgrade, "upgrade"),
+    (Outcome::RedirectedHttps, "redirected_https"),
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

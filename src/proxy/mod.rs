@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod forward;
 pub mod host;
+pub mod https;
 pub mod metrics;
 pub mod rejections;
 pub mod rescue;
@@ -48,11 +49,13 @@ pub struct Shared {
     pub forward: ForwardOptions,
 }
 
-/// Handles one request from `client` (its connection: address and upstream slots).
+/// Handles one request from `client` (its connection: address and upstream slots); `tls`:
+/// it came over the `--listen-tls` listener.
 pub async fn handle(
     shared: &Shared,
     client: &ClientConn,
-    req: Request<Incoming>,
+    tls: bool,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
     let Some(live) = shared.store.load() else {
         return rescue(&ProxyError::NotReady);
@@ -77,16 +80,32 @@ pub async fn handle(
     let Some(store::Serving { counters, idle }) = live.serving.get(idx) else {
         return rescue(&ProxyError::NotReady);
     };
+    if tls {
+        req.extensions_mut().insert(https::Https);
+    }
+    let decision = policy
+        .cors
+        .decide(cors::classify(req.method(), req.headers()));
+    if policy.redirect_http && !tls {
+        // Fetch checks CORS on a redirect of a CORS request, so the decision's headers go on
+        // it too; a preflight fails all the same (a browser follows no redirect there).
+        counters.outcome(Outcome::RedirectedHttps);
+        let mut resp = https::redirect(name, req.uri());
+        finish(
+            policy,
+            (!policy.shadow).then_some(&decision),
+            resp.headers_mut(),
+        );
+        return resp;
+    }
     let host_value = host.map(|h| h.value);
     if upgrade::is_upgrade(&req) {
+        drop(decision);
         let mut resp = relay_upgrade(shared, policy, counters, req, client, host_value).await;
         // No CORS headers on a handshake (browsers ignore them there); responseHeaders apply.
         finish(policy, None, resp.headers_mut());
         return resp;
     }
-    let decision = policy
-        .cors
-        .decide(cors::classify(req.method(), req.headers()));
     if tracing::enabled!(tracing::Level::DEBUG) {
         // Shadow: the action is what the policy would do; the request is forwarded untouched.
         tracing::debug!(
@@ -388,6 +407,8 @@ impl Source {
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
     pub listen: SocketAddr,
+    /// HTTPS, certificates by SNI from the policies' `spec.tls`; `None`: off.
+    pub listen_tls: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub drain: Duration,
     pub source: Source,
@@ -409,8 +430,13 @@ pub async fn run(
     let store = Arc::new(Store::new(metrics, upstreams, opts.source.describe()));
     let traffic = serve::bind("traffic", opts.listen).await?;
     let admin = serve::bind("admin", opts.admin).await?;
+    let traffic_tls = match opts.listen_tls {
+        Some(a) => Some(serve::bind("traffic-tls", a).await?),
+        None => None,
+    };
     tracing::info!(
         listen = %traffic.local_addr()?,
+        listen_tls = %traffic_tls.as_ref().and_then(|l| l.local_addr().ok()).map_or("off".to_string(), |a| a.to_string()),
         admin = %admin.local_addr()?,
         source = %opts.source.describe(),
         "corsgate proxy serving"
@@ -433,9 +459,10 @@ pub async fn run(
             });
         }
         Source::Controller(o) => {
+            let connector = stream::connector(&o).map_err(std::io::Error::other)?;
             let client: stream::ReportClient =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http();
+                    .build(connector.clone());
             tokio::spawn(stream::report_shadow(
                 client.clone(),
                 store.metrics.clone(),
@@ -443,7 +470,12 @@ pub async fn run(
                 shutdown.clone(),
             ));
             last_report = Some((client, o.clone()));
-            tokio::spawn(stream::subscribe(store.clone(), o, shutdown.clone()));
+            tokio::spawn(stream::subscribe(
+                store.clone(),
+                o,
+                shutdown.clone(),
+                connector,
+            ));
         }
     }
 
@@ -452,29 +484,50 @@ pub async fn run(
         forward: opts.forward,
     });
     let admin_task = tokio::spawn(admin::serve(store.clone(), admin, shutdown.clone()));
-    serve::serve(
-        traffic,
-        // An HTTP/2 client may open as many streams as it may have upstream requests.
+    // An HTTP/2 client may open as many streams as it may have upstream requests.
+    let traffic_listener = |name: &'static str| {
         Listener {
             header_timeout: opts.header_timeout,
             conn: serve::ConnLimits {
                 metrics: store.metrics.conn.clone(),
-                ..opts.conn
+                ..opts.conn.clone()
             },
-            ..Listener::plain("traffic", opts.drain)
+            ..Listener::plain(name, opts.drain)
         }
-        .max_concurrent_streams(opts.forward.max_upstream_per_connection.max(1)),
+        .max_concurrent_streams(opts.forward.max_upstream_per_connection.max(1))
+    };
+    let make = |tls: bool| {
+        let shared = shared.clone();
         move |peer: SocketAddr| {
             let shared = shared.clone();
             let client = Arc::new(ClientConn::new(peer.ip(), &shared.forward));
             move |req: Request<Incoming>| {
                 let (shared, client) = (shared.clone(), client.clone());
-                async move { handle(&shared, &client, req).await }
+                async move { handle(&shared, &client, tls, req).await }
             }
-        },
-        shutdown,
-    )
-    .await;
+        }
+    };
+    let tls_task = match traffic_tls {
+        Some(listener) => {
+            let source = serve::TlsSource::sni(Arc::new(https::SnapshotCerts(store.clone())))
+                .map_err(std::io::Error::other)?;
+            let how = Listener {
+                tls: Some(Arc::new(source)),
+                ..traffic_listener("traffic-tls")
+            };
+            Some(tokio::spawn(serve::serve(
+                listener,
+                how,
+                make(true),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    serve::serve(traffic, traffic_listener("traffic"), make(false), shutdown).await;
+    if let Some(t) = tls_task {
+        let _ = t.await;
+    }
     let _ = admin_task.await;
     if let Some((client, o)) = last_report {
         let _ = tokio::time::timeout(

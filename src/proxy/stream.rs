@@ -12,6 +12,10 @@
 //! Shadow-mode counts go the other way: every `shadow_report` the proxy drains its tallies
 //! and `POST`s them to `{URL}/v1/shadow` (a failed report is added back for the next one,
 //! and a last one is sent on shutdown).
+//!
+//! With `tls` (`--client-cert`, `--client-key`, `--controller-ca`, an `https://` URL), both
+//! go over mutually authenticated TLS: the proxy trusts only the controller's CA and presents
+//! its own certificate. Without, `http://` stays cleartext (a laptop, the loopback tests).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +58,36 @@ pub struct StreamOptions {
     pub shadow_report: Duration,
     /// Bound on connecting to the controller.
     pub connect_timeout: Duration,
+    /// Mutually authenticated TLS to an `https://` controller; `None`: only `http://` works.
+    pub tls: Option<Box<serve::MutualFiles>>,
+}
+
+/// The connector to the controller: `http://` in cleartext, `https://` with `tls` (an
+/// `https://` URL without it fails each connection, naming the missing flags).
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Builds the [`Connector`]; fails when the TLS files cannot be read or used.
+pub fn connector(opts: &StreamOptions) -> Result<Connector, serve::TlsError> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(opts.connect_timeout));
+    http.enforce_http(false);
+    let config = match &opts.tls {
+        Some(files) => serve::tls::mutual_client(files)?,
+        // No roots: an https:// controller without --controller-ca is refused.
+        None => rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(serve::TlsError::Rustls)?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    };
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
 }
 
 /// Why talking to the controller failed. The message is what `/config` shows in `lastLoad`.
@@ -131,7 +165,7 @@ pub enum PollResult {
     Failed(StreamError),
 }
 
-type StreamClient = Client<HttpConnector, Empty<Bytes>>;
+type StreamClient = Client<Connector, Empty<Bytes>>;
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -218,10 +252,8 @@ pub async fn subscribe(
     store: Arc<Store>,
     opts: StreamOptions,
     mut shutdown: watch::Receiver<bool>,
+    connector: Connector,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(opts.connect_timeout));
     let client: StreamClient = Client::builder(TokioExecutor::new()).build(connector);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
     loop {
@@ -255,7 +287,7 @@ pub async fn subscribe(
     }
 }
 
-pub type ReportClient = Client<HttpConnector, Full<Bytes>>;
+pub type ReportClient = Client<Connector, Full<Bytes>>;
 
 /// Sends one shadow report.
 async fn send_report(
@@ -356,6 +388,7 @@ mod tests {
             poll_timeout: Duration::from_secs(1),
             shadow_report: every,
             connect_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 
@@ -387,8 +420,10 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let dead = format!("http://{}", closed.local_addr().expect("addr"));
         drop(closed);
-        let client: ReportClient = Client::builder(TokioExecutor::new()).build_http();
-        report_once(&client, &metrics, &opts(&dead, Duration::from_secs(1))).await;
+        let o = opts(&dead, Duration::from_secs(1));
+        let client: ReportClient =
+            Client::builder(TokioExecutor::new()).build(connector(&o).expect("connector"));
+        report_once(&client, &metrics, &o).await;
         let kept = metrics.take_shadow();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].0, "shop/api");

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 pub use admin::{Admin, Readiness};
 pub use conn::{ConnLimits, ConnMetrics};
 use conn::{TimedIo, Tracked};
-pub use tls::{TlsError, TlsSource, server_config};
+pub use tls::{CertResolver, HandshakeError, MutualFiles, TlsError, TlsSource, server_config};
 
 /// The media type of every plain-text answer.
 pub const TEXT: &str = "text/plain; charset=utf-8";
@@ -196,29 +196,28 @@ pub async fn serve<M, H, Fut, B>(
             tokio::spawn(async move { task.run_plain(&builder, stream, svc).await });
             continue;
         };
-        // Loaded per connection: a certificate rotated on disk is used at once.
-        let config = match tls.config() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(listener = name, error = %e, "cannot load the TLS certificate; dropping the connection");
-                continue;
-            }
-        };
+        // Loaded per connection: a certificate rotated on disk (or in the snapshot) is used
+        // at once.
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let stream =
-                match tokio::time::timeout(task.limits.first_byte, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        task.limits.metrics.first_byte_timeouts.inc();
-                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let stream = match tokio::time::timeout(task.limits.first_byte, tls.accept(stream))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(tls::HandshakeError::Config(e))) => {
+                    tracing::error!(listener = name, error = %e, "cannot load the TLS certificate; dropping the connection");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    task.limits.metrics.first_byte_timeouts.inc();
+                    tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             task.run(&builder, stream, svc).await;
         });
     }

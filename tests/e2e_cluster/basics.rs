@@ -152,6 +152,8 @@ pub fn controller_and_proxy() {
             .args([
                 "--listen",
                 &proxy_listen.to_string(),
+                "--listen-tls",
+                "off",
                 "--admin",
                 &proxy_admin.to_string(),
             ])

@@ -330,6 +330,7 @@ pub fn proxy(controller: &str, id: &str) -> Proxy {
         Command::new(BIN)
             .args(["proxy", "--controller", controller, "--proxy-id", id])
             .args(["--listen", &listen.to_string()])
+            .args(["--listen-tls", "off"])
             .args(["--admin", &admin.to_string()])
             .spawn()
             .expect("spawn proxy"),

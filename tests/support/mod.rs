@@ -249,6 +249,8 @@ pub fn corsgate_bin() -> PathBuf {
 pub struct Proxy {
     pub child: Child,
     pub addr: SocketAddr,
+    /// `--listen-tls` (HTTPS by SNI).
+    pub tls_addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub policies: PathBuf,
@@ -304,6 +306,7 @@ impl Proxy {
         nofile: Option<u32>,
     ) -> Proxy {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let tls_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.path().join("proxy.log");
         let mut cmd = match nofile {
@@ -321,6 +324,8 @@ impl Proxy {
             .args([
                 "--listen",
                 &addr.to_string(),
+                "--listen-tls",
+                &tls_addr.to_string(),
                 "--admin",
                 &admin.to_string(),
                 "--poll-interval-seconds",
@@ -336,6 +341,7 @@ impl Proxy {
         let p = Proxy {
             child,
             addr,
+            tls_addr,
             admin,
             dir,
             policies,
@@ -534,19 +540,20 @@ impl Drop for StreamProxy {
 /// Starts `corsgate proxy --controller http://CONTROLLER --proxy-id ID` on free loopback
 /// ports, with `extra` flags.
 pub fn spawn_stream_proxy(controller: SocketAddr, id: &str, extra: &[&str]) -> StreamProxy {
+    spawn_stream_proxy_url(&format!("http://{controller}"), id, extra)
+}
+
+/// As [`spawn_stream_proxy`], with the controller's URL as given (e.g. `https://localhost:P`).
+pub fn spawn_stream_proxy_url(controller: &str, id: &str, extra: &[&str]) -> StreamProxy {
     let port = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
     let (listen, admin) = (port(), port());
     let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args([
-            "proxy",
-            "--controller",
-            &format!("http://{controller}"),
-            "--proxy-id",
-            id,
-        ])
+        .args(["proxy", "--controller", controller, "--proxy-id", id])
         .args([
             "--listen",
             &listen.to_string(),
+            "--listen-tls",
+            "off",
             "--admin",
             &admin.to_string(),
             "--drain-timeout-seconds",

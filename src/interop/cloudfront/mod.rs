@@ -271,6 +271,7 @@ pub fn import(
         response_headers: None,
         websocket: None,
         debug: None,
+        tls: None,
     };
     let text_name = input.text.trim();
     let mut found = Vec::new();

@@ -514,6 +514,7 @@ pub fn import(
                     response_headers: None,
                     websocket: None,
                     debug: None,
+                    tls: None,
                 },
             });
         }

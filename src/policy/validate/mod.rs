@@ -125,6 +125,15 @@ pub fn parse(spec: &CorsPolicySpec) -> Result<Parsed, Vec<FieldError>> {
     if let Some(rh) = &spec.response_headers {
         response_headers(rh, &mut errs);
     }
+    if let Some(tls) = &spec.tls
+        && !limits::is_dns_subdomain(&tls.secret_name)
+    {
+        errs.push(FieldError::new(
+            "spec.tls.secretName",
+            format!("{:?} is not a valid Secret name", tls.secret_name),
+            "name a kubernetes.io/tls Secret in the policy's namespace: lower-case letters, digits, '-' and '.', at most 253 characters",
+        ));
+    }
     if let Some(sec) = effective
         .response_headers
         .as_ref()

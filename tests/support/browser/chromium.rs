@@ -106,6 +106,12 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a Chromium session; logs go to `log_dir`.
     pub async fn start(log_dir: &Path) -> Browser {
+        Browser::start_with(log_dir, &[]).await
+    }
+
+    /// As [`Browser::start`], with more Chromium flags (e.g.
+    /// `--ignore-certificate-errors-spki-list=HASH` to trust a test certificate).
+    pub async fn start_with(log_dir: &Path, extra_args: &[String]) -> Browser {
         let (chromium, chromedriver) = locate();
         let dir = tempfile::Builder::new()
             .prefix("corsgate-chromium-")
@@ -134,7 +140,7 @@ impl Browser {
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({ "binary": chromium, "args": chromium_args(&profile) }),
+            json!({ "binary": chromium, "args": chromium_args(&profile).into_iter().chain(extra_args.iter().cloned()).collect::<Vec<_>>() }),
         );
         // Not yet a Browser: if the session fails, `driver` and `dir` drop here, and the
         // sweep below finds any Chromium the half-made session left.

@@ -119,6 +119,16 @@ pub struct Corsgate {
 impl Corsgate {
     /// `corsgate proxy --policies FILE` on free loopback ports, once `/readyz` says ready.
     pub async fn proxy(policies: &Path, log: &Path) -> Result<Corsgate, String> {
+        Corsgate::proxy_tls(policies, log, None).await
+    }
+
+    /// As [`Corsgate::proxy`], with `--listen-tls` on `tls` (`None`: off).
+    pub async fn proxy_tls(
+        policies: &Path,
+        log: &Path,
+        tls: Option<SocketAddr>,
+    ) -> Result<Corsgate, String> {
+        let tls = tls.map_or_else(|| "off".to_string(), |a| a.to_string());
         let [listen, admin] = free_addrs();
         let mut cmd = Command::new(corsgate_bin());
         cmd.arg("proxy")
@@ -127,6 +137,8 @@ impl Corsgate {
             .args([
                 "--listen",
                 &listen.to_string(),
+                "--listen-tls",
+                &tls,
                 "--admin",
                 &admin.to_string(),
                 "--workers",
