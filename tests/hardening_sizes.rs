@@ -18,7 +18,7 @@ const APP: &str = "https://app.example.com";
 
 async fn setup() -> (Upstream, Proxy) {
     let up = Upstream::start().await;
-    let cors = "  cors:\n    allowOrigins: [\"https://app.example.com\"]\n    allowMethods: [\"PUT\"]\n    allowHeaders: [\"*\"]";
+    let cors = "  cors:\n    allowOrigins: [\"https://app.example.com\"]\n    allowMethods: [\"PUT\"]\n    allowHeaders: [\"*\"]\n  debug: {rejectionReasons: true}";
     let yaml = policy("api", "[\"api.example.com\"]", cors, &up.url());
     let p = Proxy::start(&yaml, true).await;
     (up, p)

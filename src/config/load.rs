@@ -211,7 +211,10 @@ pub struct Manifests {
 pub fn objects(file: &str, text: &str) -> Result<Vec<(String, serde_json::Value)>, LoadError> {
     let mut out = Vec::new();
     let mut reader = std::io::Cursor::new(text.as_bytes());
-    for (i, doc) in serde_saphyr::read::<_, serde_json::Value>(&mut reader).enumerate() {
+    // YAML 1.2 booleans only (as before with serde_yaml): `name: on` is the string "on".
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let docs = serde_saphyr::read_with_options::<_, serde_json::Value>(&mut reader, options);
+    for (i, doc) in docs.enumerate() {
         let location = format!("{file} (document {})", i + 1);
         let value = match doc {
             Ok(serde_json::Value::Null) => continue,

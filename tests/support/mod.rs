@@ -305,63 +305,85 @@ impl Proxy {
         extra: &[&str],
         nofile: Option<u32>,
     ) -> Proxy {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let tls_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.path().join("proxy.log");
-        let mut cmd = match nofile {
-            None => Command::new(corsgate_bin()),
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
-                    .arg(corsgate_bin());
-                c
+        // A port picked free can be taken by another test before the proxy binds it: the
+        // proxy then exits naming the address, and is started again on other ports.
+        let mut dir = dir;
+        for attempt in 1.. {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let tls_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let log = dir.path().join("proxy.log");
+            let mut cmd = match nofile {
+                None => Command::new(corsgate_bin()),
+                Some(n) => {
+                    let mut c = Command::new("sh");
+                    c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                        .arg(corsgate_bin());
+                    c
+                }
+            };
+            let child = cmd
+                .args(["proxy", "--policies"])
+                .arg(&policies)
+                .args([
+                    "--listen",
+                    &addr.to_string(),
+                    "--listen-tls",
+                    &tls_addr.to_string(),
+                    "--admin",
+                    &admin.to_string(),
+                    "--poll-interval-seconds",
+                    "1",
+                ])
+                .args(["--drain-timeout-seconds", "5"])
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start corsgate");
+            let mut p = Proxy {
+                child,
+                addr,
+                tls_addr,
+                admin,
+                dir,
+                policies: policies.clone(),
+                log,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut lost_port = false;
+            loop {
+                if let Ok(r) = admin_get(admin, "/readyz").await
+                    && (!expect_ready || r.0 == 200)
+                {
+                    break;
+                }
+                if p.child.try_wait().ok().flatten().is_some()
+                    && p.log_text().contains("cannot listen on")
+                    && attempt < 5
+                {
+                    lost_port = true;
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "proxy did not become ready; log:\n{}",
+                    p.log_text()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        };
-        let child = cmd
-            .args(["proxy", "--policies"])
-            .arg(&policies)
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--listen-tls",
-                &tls_addr.to_string(),
-                "--admin",
-                &admin.to_string(),
-                "--poll-interval-seconds",
-                "1",
-            ])
-            .args(["--drain-timeout-seconds", "5"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start corsgate");
-        let p = Proxy {
-            child,
-            addr,
-            tls_addr,
-            admin,
-            dir,
-            policies,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = admin_get(admin, "/readyz").await
-                && (!expect_ready || r.0 == 200)
-            {
-                break;
+            if !lost_port {
+                return p;
             }
-            assert!(
-                Instant::now() < deadline,
-                "proxy did not become ready; log:\n{}",
-                p.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            dir = p.take_dir();
         }
-        p
+        unreachable!("the loop returns or panics")
+    }
+
+    /// The temp dir (with the policies), for a restart; this process is stopped on drop.
+    fn take_dir(&mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     pub fn log_text(&self) -> String {
