@@ -741,14 +741,27 @@ async fn upstream_never_saw_a_preflight(fx: &Fixture) -> Result<(), String> {
 }
 
 /// The rows `corsgate demo`'s page must show, in order.
-const DEMO_ROWS: [(&str, &str); 7] = [
-    ("simple-get", "allowed"),
-    ("preflight-put", "allowed"),
-    ("method-blocked", "blocked"),
-    ("header-blocked", "blocked"),
-    ("origin-blocked", "blocked"),
-    ("upstream-500", "allowed"),
-    ("upstream-down", "allowed"),
+/// `(row, what the browser did, the reason the page shows from the proxy's /explain)`.
+const DEMO_ROWS: [(&str, &str, Option<&str>); 7] = [
+    ("simple-get", "allowed", None),
+    ("preflight-put", "allowed", None),
+    (
+        "method-blocked",
+        "blocked",
+        Some("method DELETE is not in allowMethods"),
+    ),
+    (
+        "header-blocked",
+        "blocked",
+        Some("request header \"x-secret\" is not in allowHeaders"),
+    ),
+    (
+        "origin-blocked",
+        "blocked",
+        Some("the origin is not in allowOrigins, allowOriginPatterns or a rule"),
+    ),
+    ("upstream-500", "allowed", None),
+    ("upstream-down", "allowed", None),
 ];
 
 async fn demo_page(fx: &Fixture) -> Result<(), String> {
@@ -832,7 +845,8 @@ async fn check_demo_page(fx: &Fixture, url: &str) -> Result<(), String> {
     let rows = client
         .execute(
             "return Array.from(document.querySelectorAll('#rows tr')).map(tr =>
-               ({id: tr.id, verdict: tr.dataset.verdict || null, expected: tr.dataset.expected || null}));",
+               ({id: tr.id, verdict: tr.dataset.verdict || null, expected: tr.dataset.expected || null,
+                 reason: tr.dataset.reason || null}));",
             vec![],
         )
         .await
@@ -842,9 +856,15 @@ async fn check_demo_page(fx: &Fixture, url: &str) -> Result<(), String> {
     if rows.len() != DEMO_ROWS.len() {
         wrong.push(format!("{} rows, expected {}", rows.len(), DEMO_ROWS.len()));
     }
-    for (i, (id, want)) in DEMO_ROWS.iter().enumerate() {
+    for (i, (id, want, reason)) in DEMO_ROWS.iter().enumerate() {
         let row = rows.get(i).cloned().unwrap_or(Value::Null);
         let (got_id, verdict, expected) = (&row["id"], &row["verdict"], &row["expected"]);
+        if row["reason"].as_str() != *reason {
+            wrong.push(format!(
+                "row {i} ({id}) should show the reason {reason:?}, shows {}",
+                row["reason"]
+            ));
+        }
         if *got_id != format!("case-{id}") || *verdict != *want || *expected != *want {
             wrong.push(format!(
                 "row {i} should be case-{id} {want}, got id {got_id} verdict {verdict} expected {expected}"

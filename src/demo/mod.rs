@@ -81,11 +81,13 @@ async fn echo(counter: Arc<AtomicU64>, req: Request<Incoming>) -> Response<Full<
 
 /// `/probe?method=PUT&path=/hello&headers=x-custom`: sends what a browser on the page's
 /// origin would send first (the preflight when one is needed, else the request) and returns
-/// the edge's status and headers as JSON, so the page can show why a call was blocked —
-/// which JavaScript itself is never told.
+/// the edge's status and headers as JSON, with the proxy's own verdict and reason from its
+/// admin `/explain`, so the page can show why a call was blocked — which JavaScript itself
+/// is never told.
 async fn probe(
     client: &Client<HttpConnector, Empty<Bytes>>,
     api: SocketAddr,
+    admin: SocketAddr,
     origin: &str,
     query: &str,
 ) -> Response<Full<Bytes>> {
@@ -141,6 +143,32 @@ async fn probe(
         }
         Err(e) => serde_json::json!({"error": e.to_string()}),
     };
+    let mut result = result;
+    // Why, from the proxy itself: its admin /explain on the live configuration (the same
+    // answer as `corsgate explain`), for the row's "why" line.
+    let query = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("host", "localhost")
+            .append_pair("path", &path)
+            .append_pair("method", &method)
+            .append_pair("origin", origin);
+        for h in headers.split(',').filter(|h| !h.is_empty()) {
+            q.append_pair("header", h);
+        }
+        q.finish()
+    };
+    let explained = Request::builder()
+        .uri(format!("http://{admin}/explain?{query}"))
+        .header(header::ACCEPT, "application/json")
+        .body(Empty::new());
+    if let Ok(req) = explained
+        && let Ok(resp) = client.request(req).await
+        && let Ok(body) = resp.into_body().collect().await
+        && let Ok(e) = serde_json::from_slice::<serde_json::Value>(&body.to_bytes())
+    {
+        result["verdict"] = e["verdict"].clone();
+        result["why"] = e["reason"].clone();
+    }
     reply(
         StatusCode::OK,
         "application/json",
@@ -183,7 +211,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
         },
         shutdown.clone(),
     ));
-    let api = opts.listen;
+    let (api, admin) = (opts.listen, opts.admin);
     let page_origin = format!("http://{}", opts.page);
     let client: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
@@ -201,7 +229,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
                     match req.uri().path() {
                         "/" => reply(StatusCode::OK, "text/html; charset=utf-8", page.clone()),
                         "/probe" => {
-                            probe(client, api, origin, req.uri().query().unwrap_or("")).await
+                            probe(client, api, admin, origin, req.uri().query().unwrap_or("")).await
                         }
                         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
                     }
