@@ -390,3 +390,25 @@ fn a_secret_in_another_namespace_is_not_found_and_the_policy_still_routes() {
     assert_eq!(reason, Some("SecretNotFound"));
     assert!(s.certs.is_empty());
 }
+
+/// The document splitter (serde-saphyr): empty documents take no number, YAML 1.2 booleans
+/// only (`on` stays a string, as serde_yaml read it), List items numbered, and a syntax
+/// error names its document.
+#[test]
+fn yaml_objects_number_documents_and_keep_yaml_1_2_booleans() {
+    let text = "---\n---\nkind: A\nname: on\n---\nkind: List\nitems: [{kind: B}, {kind: C}]\n";
+    let objects = crate::config::load::objects("f.yaml", text).expect("valid");
+    let got: Vec<(String, serde_json::Value)> = objects;
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].0, "f.yaml (document 1)");
+    assert_eq!(got[0].1["name"], "on");
+    assert_eq!(got[1].0, "f.yaml (document 2, item 1)");
+    assert_eq!(got[2].0, "f.yaml (document 2, item 2)");
+    let err = crate::config::load::objects("f.yaml", "kind: A\n---\nkind: [B\n")
+        .expect_err("syntax error");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("f.yaml (document 2): not valid YAML:"),
+        "{text}"
+    );
+}
