@@ -95,3 +95,30 @@ async fn a_dangling_link_in_a_directory_is_an_error_not_a_smaller_configuration(
     assert_eq!(s.serving(), 2, "both still serve");
     assert_eq!(s.status().reason, Some("read"), "{:?}", s.status());
 }
+
+#[tokio::test]
+async fn a_policy_removed_from_the_files_takes_its_rejection_ring_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let two = format!(
+        "{ONE}---\n{}",
+        ONE.replace("name: a,", "name: b,")
+            .replace("a.example.com", "b.example.com")
+    );
+    std::fs::write(&path, &two).expect("write");
+    let s = store();
+    reload(&s, &path).await;
+    assert_eq!(s.serving(), 2);
+    assert!(s.metrics.rings.get("t/a").is_some() && s.metrics.rings.get("t/b").is_some());
+    std::fs::write(&path, ONE).expect("write");
+    reload(&s, &path).await;
+    assert_eq!(s.serving(), 1);
+    assert!(
+        s.metrics.rings.get("t/a").is_some(),
+        "the served one keeps its ring"
+    );
+    assert!(
+        s.metrics.rings.get("t/b").is_none(),
+        "the removed one's ring is gone"
+    );
+}

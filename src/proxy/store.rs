@@ -104,6 +104,10 @@ impl Store {
                 idle: self.upstreams.idle_for(&p.upstream),
             })
             .collect();
+        // A policy no longer served takes its last rejections with it.
+        let ids: std::collections::HashSet<String> =
+            snapshot.policies.iter().map(|p| p.id.to_string()).collect();
+        self.metrics.rings.retain(|k| ids.contains(k));
         self.metrics.reload(true);
         self.metrics.serving(&snapshot.version);
         self.metrics
