@@ -7,9 +7,9 @@
 //! a preflighted PUT answered at the edge, a disallowed origin blocked, and what
 //! `redirectHTTP` does to a preflight from a page that still calls http://.
 //!
-//! Chromium missing is a failure with the install command, as in tests/browser.rs.
+//! Chromium missing is a failure with the install command, as in tests/browser/main.rs.
 
-// Shared with tests/browser.rs, which uses all of it.
+// Shared with tests/browser/main.rs, which uses all of it.
 #[allow(dead_code)]
 mod support {
     pub mod browser;

@@ -1,4 +1,4 @@
-//! What the Chromium end-to-end suite (`tests/browser.rs`) stands on: the browser driven
+//! What the Chromium end-to-end suite (`tests/browser/main.rs`) stands on: the browser driven
 //! through chromedriver (`chromium`), the processes it starts and always stops (`process`),
 //! the in-test upstream and page servers (`servers`) and a plain HTTP/1.1 client for
 //! checking headers a page cannot read (`http`).
