@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod conn;
+pub mod proto;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -24,8 +25,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -139,7 +139,7 @@ pub async fn serve<M, H, Fut, B>(
 {
     let name = how.name;
     let limits = Arc::new(how.conn.clone());
-    let builder = Arc::new(builder(&how));
+    let builder = Arc::new(proto::Builders::new(&how));
     let slots = (limits.max_connections > 0)
         .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_connections)));
     let mut refusals = Refusals::default();
@@ -218,7 +218,8 @@ pub async fn serve<M, H, Fut, B>(
                     return;
                 }
             };
-            task.run(&builder, stream, svc).await;
+            let proto = proto::Proto::from_alpn(stream.get_ref().1.alpn_protocol());
+            task.run(&builder, proto, stream, svc).await;
         });
     }
     drop(listener);
@@ -234,27 +235,6 @@ pub async fn serve<M, H, Fut, B>(
             "drain deadline passed; closing the remaining connections"
         );
     }
-}
-
-/// The connection builder of a listener: HTTP/1.1 and HTTP/2 with its limits.
-fn builder(how: &Listener) -> auto::Builder<TokioExecutor> {
-    let limits = &how.conn;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(how.header_timeout)
-        // hyper answers 431 when a request head does not fit (it needs at least 8 KiB).
-        .max_buf_size(limits.max_header_bytes.max(conn::MIN_HEADER_BYTES))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.h2_keepalive_interval)
-        .keep_alive_timeout(limits.h2_keepalive_timeout)
-        .max_concurrent_streams(how.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    builder
 }
 
 /// Logs refused connections at most every 10 seconds (the counter has every one).
@@ -296,13 +276,10 @@ struct Connection {
 
 impl Connection {
     /// Cleartext: the first byte must come within the first-byte timeout (hyper's own
-    /// header timeout starts only after its protocol detection has read some).
-    async fn run_plain<S, B>(
-        self,
-        builder: &auto::Builder<TokioExecutor>,
-        stream: TcpStream,
-        svc: S,
-    ) where
+    /// header timeout starts only after its protocol detection has read some). The bytes
+    /// peeked then also tell HTTP/2's preface from HTTP/1.1.
+    async fn run_plain<S, B>(self, builder: &proto::Builders, stream: TcpStream, svc: S)
+    where
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
             + Send
             + 'static,
@@ -310,9 +287,12 @@ impl Connection {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let mut byte = [0u8; 1];
-        match tokio::time::timeout(self.limits.first_byte, stream.peek(&mut byte)).await {
-            Ok(Ok(n)) if n > 0 => self.run(builder, stream, svc).await,
+        let mut first = [0u8; proto::H2_PREFACE.len()];
+        match tokio::time::timeout(self.limits.first_byte, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {
+                let proto = proto::Proto::sniff(first.get(..n).unwrap_or_default());
+                self.run(builder, proto, stream, svc).await;
+            }
             Ok(_) => {}
             Err(_) => {
                 self.limits.metrics.first_byte_timeouts.inc();
@@ -323,7 +303,7 @@ impl Connection {
 
     /// Serves the connection until it ends, shutting it down gracefully when it has been
     /// idle too long or the listener drains.
-    async fn run<I, S, B>(mut self, builder: &auto::Builder<TokioExecutor>, io: I, svc: S)
+    async fn run<I, S, B>(self, builder: &proto::Builders, proto: proto::Proto, io: I, svc: S)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -333,52 +313,114 @@ impl Connection {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let (name, peer) = (self.name, self.peer);
         let metrics = &self.limits.metrics;
         metrics.open.inc();
-        let io = TimedIo::new(io, self.limits.send, metrics.send_timeouts.clone());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-        tokio::pin!(conn);
-        let mut closing = false;
-        // After an idle close began: HTTP/2 waits for the PING that follows its GOAWAY to
-        // be answered; a client that never answers is dropped after the keep-alive timeout.
-        let hard_stop = tokio::time::sleep(Duration::MAX);
-        tokio::pin!(hard_stop);
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        let timeout = e
-                            .downcast_ref::<hyper::Error>()
-                            .is_some_and(hyper::Error::is_timeout);
-                        if timeout {
-                            metrics.header_timeouts.inc();
-                        }
-                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-                    }
-                    break;
-                }
-                () = self.activity.idle_for(self.limits.idle), if !closing => {
-                    metrics.idle_timeouts.inc();
-                    tracing::debug!(listener = name, %peer, "idle; closing");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                    hard_stop
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + self.limits.h2_keepalive_timeout);
-                }
-                () = &mut hard_stop => {
-                    tracing::debug!(listener = name, %peer, "idle close not acknowledged; dropping");
-                    break;
-                }
-                () = stopped(&mut self.shutdown), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
+        let io = TokioIo::new(TimedIo::new(
+            io,
+            self.limits.send,
+            metrics.send_timeouts.clone(),
+        ));
+        match proto {
+            proto::Proto::Http1 => {
+                self.drive(builder.http1.serve_connection(io, svc).with_upgrades())
+                    .await;
+            }
+            proto::Proto::Http2 => self.drive(builder.http2.serve_connection(io, svc)).await,
+            proto::Proto::Sniff => {
+                self.drive(builder.auto.serve_connection_with_upgrades(io, svc))
+                    .await;
             }
         }
         metrics.open.dec();
     }
+
+    /// Drives one connection to its end; see [`Connection::run`].
+    async fn drive<C>(&self, conn: C)
+    where
+        C: proto::Graceful,
+    {
+        let (name, peer) = (self.name, self.peer);
+        let metrics = &self.limits.metrics;
+        tokio::pin!(conn);
+        // The idle and drain timers run in a task of their own, which wakes only when one of
+        // them is due: the connection's own task polls one channel beside hyper per wake-up,
+        // not two timers and a watch (issue 14).
+        let mut close = watch_closing(
+            self.activity.clone(),
+            self.limits.clone(),
+            self.shutdown.clone(),
+            name,
+            peer,
+        );
+        let ended = tokio::select! {
+            biased;
+            result = conn.as_mut() => Some(result),
+            why = &mut close => {
+                conn.as_mut().graceful();
+                match why {
+                    // After an idle close began: HTTP/2 waits for the PING that follows its
+                    // GOAWAY to be answered; a client that never answers is dropped after the
+                    // keep-alive timeout.
+                    Ok(Closing::Idle) => {
+                        match tokio::time::timeout(self.limits.h2_keepalive_timeout, conn.as_mut()).await {
+                            Ok(result) => Some(result),
+                            Err(_) => {
+                                tracing::debug!(listener = name, %peer, "idle close not acknowledged; dropping");
+                                None
+                            }
+                        }
+                    }
+                    // Draining: in-flight requests finish, up to the listener's drain deadline.
+                    Ok(Closing::Drain) | Err(_) => Some(conn.as_mut().await),
+                }
+            }
+        };
+        if let Some(Err(e)) = ended {
+            let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+            let timeout = e
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout);
+            if timeout {
+                metrics.header_timeouts.inc();
+            }
+            tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, Copy)]
+enum Closing {
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// The listener is draining.
+    Drain,
+}
+
+/// Watches one connection's idle timer and the listener's shutdown in a task of its own;
+/// the receiver resolves with the first that is due. The task ends with the connection
+/// (the receiver dropped).
+fn watch_closing(
+    activity: Arc<conn::Activity>,
+    limits: Arc<ConnLimits>,
+    mut shutdown: watch::Receiver<bool>,
+    name: &'static str,
+    peer: SocketAddr,
+) -> tokio::sync::oneshot::Receiver<Closing> {
+    let (mut tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let why = tokio::select! {
+            () = tx.closed() => return,
+            () = activity.idle_for(limits.idle) => {
+                limits.metrics.idle_timeouts.inc();
+                tracing::debug!(listener = name, %peer, "idle; closing");
+                Closing::Idle
+            }
+            () = stopped(&mut shutdown) => Closing::Drain,
+        };
+        let _ = tx.send(why);
+    });
+    rx
 }
 
 #[cfg(test)]
