@@ -50,9 +50,13 @@ pub fn add_sample(sample: &mut Vec<String>, origin: &str) {
     if sample.len() >= SAMPLE {
         return;
     }
-    let cut: String = origin.chars().take(SAMPLE_CHARS).collect();
-    if !sample.contains(&cut) {
-        sample.push(cut);
+    // Compared before it is copied: a repeated origin (the usual case) allocates nothing.
+    let cut = origin
+        .char_indices()
+        .nth(SAMPLE_CHARS)
+        .map_or(origin, |(end, _)| &origin[..end]);
+    if !sample.iter().any(|s| s == cut) {
+        sample.push(cut.to_string());
     }
 }
 

@@ -144,6 +144,11 @@ impl LogGate {
         self.suppressed[i].fetch_add(1, Ordering::Relaxed);
         None
     }
+
+    /// A rejection that was not logged (nor kept): counted in the next line's `suppressed`.
+    pub fn suppress(&self, reason: Reason) {
+        self.suppressed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What the proxy keeps of one policy's rejections.
@@ -151,14 +156,48 @@ impl LogGate {
 pub struct PolicyRejections {
     pub ring: Ring,
     pub log: LogGate,
+    pub repeat: RepeatGate,
     /// Counts by reason and sample origins since the last report to the controller.
     pub unreported: ShadowTally,
 }
 
 impl PolicyRejections {
-    /// Records a rejected decision: the ring, and the rate-limited INFO line.
+    /// Records a rejected decision on the request path: always counted for the controller;
+    /// kept in the ring (and maybe logged) unless it repeats the last kept rejection of its
+    /// reason (same origin, method and requested headers) within [`REPEAT_MS`], so a flood
+    /// of one rejected request costs a few atomics each, not an entry of cut strings.
+    pub fn rejected(
+        &self,
+        policy: &dyn std::fmt::Display,
+        d: &Decision<'_>,
+        method: &http::Method,
+        version: &str,
+        shadow: bool,
+    ) {
+        let Some(r) = d.rejection.as_ref() else {
+            return;
+        };
+        let req = d.request();
+        self.unreported
+            .record_reason(Some(r.reason()), req.origin.as_ref());
+        let now = now_millis();
+        if !self.repeat.admit(r.reason(), repeat_key(d, method), now) {
+            self.log.suppress(r.reason());
+            return;
+        }
+        if let Some(e) = Entry::of(d, method, version, shadow) {
+            self.keep(&policy.to_string(), e);
+        }
+    }
+
+    /// Records a rejection already made into an entry: counted, kept and maybe logged.
     pub fn record(&self, policy: &str, origin: Option<&HeaderValue>, e: Entry) {
         self.unreported.record_reason(Some(e.reason), origin);
+        self.keep(policy, e);
+    }
+
+    /// The ring, and the rate-limited INFO line.
+    fn keep(&self, policy: &str, e: Entry) {
         if let Some(suppressed) = self.log.admit(e.reason, e.unix_millis) {
             tracing::info!(
                 policy,
@@ -173,6 +212,57 @@ impl PolicyRejections {
         }
         self.ring.push(e);
     }
+}
+
+/// A repeat of the last kept rejection of a reason within this many milliseconds is
+/// counted, not kept again.
+pub const REPEAT_MS: u64 = 1_000;
+
+/// Which rejection was last kept, per reason, and when (lock-free).
+#[derive(Debug, Default)]
+pub struct RepeatGate {
+    key: [AtomicU64; Reason::ALL.len()],
+    at_ms: [AtomicU64; Reason::ALL.len()],
+}
+
+impl RepeatGate {
+    /// Whether a rejection with this reason and key should be kept.
+    pub fn admit(&self, reason: Reason, key: u64, now_ms: u64) -> bool {
+        let i = reason.index();
+        let last = self.at_ms[i].load(Ordering::Relaxed);
+        if last != 0
+            && self.key[i].load(Ordering::Relaxed) == key
+            && now_ms.saturating_sub(last) < REPEAT_MS
+        {
+            return false;
+        }
+        self.key[i].store(key, Ordering::Relaxed);
+        self.at_ms[i].store(now_ms.max(1), Ordering::Relaxed);
+        true
+    }
+}
+
+fn value_bytes(v: Option<&HeaderValue>) -> &[u8] {
+    v.map_or(&[], HeaderValue::as_bytes)
+}
+
+/// What makes two rejections of one reason the same request: origin, method, requested
+/// headers.
+fn repeat_key(d: &Decision<'_>, method: &http::Method) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let req = d.request();
+    let mut h = foldhash::fast::FixedState::default().build_hasher();
+    h.write(value_bytes(req.origin.as_ref()));
+    h.write_u8(0);
+    match &req.preflight {
+        Some(pf) => {
+            h.write(pf.method.as_bytes());
+            h.write_u8(0);
+            h.write(value_bytes(pf.headers.as_ref()));
+        }
+        None => h.write(method.as_str().as_bytes()),
+    }
+    h.finish()
 }
 
 /// Every policy's rejections, by `namespace/name`.
@@ -278,6 +368,55 @@ mod tests {
         rings.restore(&taken);
         assert_eq!(rings.take()[0].1.by_reason, [1, 1, 0, 0]);
         assert_eq!(p.ring.newest_first().len(), 2, "the ring is not drained");
+    }
+
+    #[test]
+    fn a_repeated_rejection_is_counted_but_kept_once_a_second() {
+        let g = RepeatGate::default();
+        let t0 = 5_000_000;
+        assert!(g.admit(Reason::Origin, 7, t0), "the first is kept");
+        assert!(!g.admit(Reason::Origin, 7, t0 + 1), "the same again is not");
+        assert!(g.admit(Reason::Method, 7, t0 + 2), "per reason");
+        assert!(
+            g.admit(Reason::Origin, 8, t0 + 3),
+            "another request is kept"
+        );
+        assert!(
+            g.admit(Reason::Origin, 7, t0 + 4),
+            "and the first again after it"
+        );
+        assert!(!g.admit(Reason::Origin, 7, t0 + 4 + REPEAT_MS - 1));
+        assert!(
+            g.admit(Reason::Origin, 7, t0 + 4 + REPEAT_MS),
+            "a second later"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_one_rejection_counts_every_one_and_keeps_one() {
+        let spec = serde_saphyr::from_str(
+            "hosts: [a.test]\nupstream: {url: 'http://127.0.0.1:9'}\ncors: {allowOrigins: ['https://app.test']}",
+        )
+        .expect("spec");
+        let p = crate::config::CompiledPolicy::from_spec(
+            crate::config::PolicyId::new("ns", "p"),
+            &spec,
+        )
+        .expect("valid");
+        let mut h = http::HeaderMap::new();
+        h.insert("origin", HeaderValue::from_static("https://evil.test"));
+        let rings = Rings::default();
+        let r = rings.ring("ns/p");
+        for _ in 0..100 {
+            let d = p.cors.decide(crate::cors::classify(&http::Method::GET, &h));
+            r.rejected(&"ns/p", &d, &http::Method::GET, "v1", false);
+        }
+        assert_eq!(r.ring.newest_first().len(), 1, "kept once");
+        assert_eq!(
+            rings.take()[0].1.by_reason[Reason::Origin.index()],
+            100,
+            "all counted"
+        );
     }
 
     #[test]
