@@ -56,7 +56,17 @@ pub async fn load_settled(
             tokio::time::sleep((quiet - quiet_for).min(quiet)).await;
             continue;
         }
-        let loaded = load_snapshot(path);
+        // Parsing and compiling thousands of policies takes a while: off the runtime, so
+        // requests keep being served meanwhile (issue 14).
+        let owned = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || load_snapshot(&owned))
+            .await
+            .unwrap_or_else(|e| {
+                Err(vec![LoadError::Read {
+                    path: path.display().to_string(),
+                    source: std::io::Error::other(e),
+                }])
+            });
         if Fingerprint::of(path) == before {
             return loaded;
         }

@@ -116,11 +116,18 @@ impl Store {
         self.metrics
             .rejected_policies
             .set(i64::try_from(snapshot.rejected.len()).unwrap_or(i64::MAX));
-        self.live.store(Some(Arc::new(Live {
+        let old = self.live.swap(Some(Arc::new(Live {
             snapshot,
             serving,
             loaded_at: t,
         })));
+        // Freeing thousands of compiled policies takes a while too: off the runtime when
+        // there is one (requests may still hold the old snapshot; the last one frees it).
+        if let Some(old) = old
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn_blocking(move || drop(old));
+        }
         true
     }
 

@@ -221,7 +221,12 @@ async fn try_poll(
             let body = tokio::time::timeout(opts.poll_timeout, read_body(resp.into_body()))
                 .await
                 .map_err(|_| StreamError::BodyTimeout)??;
-            let snap = ConfigDocument::parse(&body).and_then(ConfigDocument::into_snapshot)?;
+            // Off the runtime: a large document takes a while to parse and compile.
+            let snap = tokio::task::spawn_blocking(move || {
+                ConfigDocument::parse(&body).and_then(ConfigDocument::into_snapshot)
+            })
+            .await
+            .map_err(|e| StreamError::Body(Box::new(e)))??;
             let v = snap.version.clone();
             let policies = snap.policies.len();
             if store.install(snap) {
