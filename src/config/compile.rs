@@ -76,6 +76,11 @@ impl HeaderOps {
 
     /// `remove` first, then `set`: each header replaces one of the same name, or, without
     /// `override_upstream`, is added only when the response lacks it.
+    /// How many headers `apply` may add.
+    pub fn added(&self) -> usize {
+        self.set.len()
+    }
+
     pub fn apply(&self, headers: &mut HeaderMap) {
         for n in &self.remove {
             headers.remove(n);

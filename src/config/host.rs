@@ -58,6 +58,8 @@ impl Host<'_> {
 /// already lower case — the common case.
 pub fn parse_host(authority: &str) -> Result<Host<'_>, HostError> {
     let b = authority.as_bytes();
+    // Upper case in the name (an IPv6 literal's is looked for below).
+    let mut upper = false;
     // The end of the name (exclusive) and where the port text starts.
     let (name_end, rest) = if b.first() == Some(&b'[') {
         let close = b.iter().position(|c| *c == b']').ok_or(HostError::Ipv6)?;
@@ -67,13 +69,22 @@ pub fn parse_host(authority: &str) -> Result<Host<'_>, HostError> {
         }
         (close + 1, &authority[close + 1..])
     } else {
-        let end = b.iter().position(|c| *c == b':').unwrap_or(b.len());
+        // One pass up to the port: characters, empty labels, and upper case seen.
         let mut prev_dot = true;
-        for &c in &b[..end] {
+        let mut end = b.len();
+        for (i, &c) in b.iter().enumerate() {
             match c {
+                b':' => {
+                    end = i;
+                    break;
+                }
                 b'.' if prev_dot => return Err(HostError::EmptyLabel),
                 b'.' => prev_dot = true,
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => prev_dot = false,
+                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => prev_dot = false,
+                b'A'..=b'Z' => {
+                    prev_dot = false;
+                    upper = true;
+                }
                 b'@' => return Err(HostError::UserInfo),
                 _ => return Err(HostError::Char),
             }
@@ -112,7 +123,10 @@ pub fn parse_host(authority: &str) -> Result<Host<'_>, HostError> {
         return Err(HostError::TooLong);
     }
     let trimmed = name.len() != raw.len() || rest == ":";
-    let name = if name.bytes().any(|c| c.is_ascii_uppercase()) {
+    if b.first() == Some(&b'[') {
+        upper = name.bytes().any(|c| c.is_ascii_uppercase());
+    }
+    let name = if upper {
         Cow::Owned(name.to_ascii_lowercase())
     } else {
         Cow::Borrowed(name)

@@ -88,10 +88,14 @@ pub struct PolicyReport {
 /// longest prefix first.
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
-    exact: HashMap<Box<str>, Vec<(Box<str>, usize)>>,
+    exact: RouteMap,
     /// Keyed by the suffix after "*.": `example.com` for `*.example.com`.
-    wildcard: HashMap<Box<str>, Vec<(Box<str>, usize)>>,
+    wildcard: RouteMap,
 }
+
+/// Host → path table. foldhash, seeded per process, instead of SipHash: one lookup per
+/// request (and one per suffix for wildcards) is on the request path (issue 14).
+type RouteMap = HashMap<Box<str>, Vec<(Box<str>, usize)>, foldhash::fast::RandomState>;
 
 /// Segment-aware prefix match: "/v1" matches "/v1" and "/v1/x", not "/v10".
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {

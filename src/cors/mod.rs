@@ -354,9 +354,20 @@ impl Cors {
             (Some(_), Some(_)) => Kind::Preflight,
             (Some(_), None) => Kind::Actual,
         };
-        let grant = match (req.parsed_origin(), &req.origin) {
-            (Some(parsed), Some(raw)) => self.grant_for(&parsed, raw.as_bytes()),
-            _ => None,
+        let grant = match &req.origin {
+            // The common case, an origin listed exactly and no rules to try first: found
+            // without parsing it (`lists_exactly` holds only canonical, valid origins).
+            Some(raw)
+                if !req.multiple_origins
+                    && self.rules.is_empty()
+                    && self.base.origins.lists_exactly(raw.as_bytes()) =>
+            {
+                Some((Matched::Base, &self.base.settings, OriginMatch::Listed))
+            }
+            Some(raw) => req
+                .parsed_origin()
+                .and_then(|parsed| self.grant_for(&parsed, raw.as_bytes())),
+            None => None,
         };
         let mut d = Decision {
             kind,

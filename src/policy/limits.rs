@@ -81,3 +81,41 @@ pub const HOP_BY_HOP: [http::HeaderName; 9] = [
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
 ];
+
+/// Whether `name` is one of [`HOP_BY_HOP`]: a length check and at most one comparison, so
+/// scanning a request's names costs little on the request path.
+pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_hop_by_hop_is_the_list() {
+        for h in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(h), "{h}");
+        }
+        for h in [
+            "host",
+            "origin",
+            "content-length",
+            "x-connection",
+            "upgrade-insecure-requests",
+        ] {
+            assert!(!is_hop_by_hop(&http::HeaderName::from_static(h)), "{h}");
+        }
+    }
+}

@@ -25,7 +25,7 @@ use super::metrics::Latency;
 use super::rescue::ProxyError;
 use super::upstream::{ClientBody, Idle, PooledBody, UpstreamError, Upstreams};
 use crate::config::CompiledPolicy;
-use crate::policy::limits::HOP_BY_HOP;
+use crate::policy::limits::{HOP_BY_HOP, is_hop_by_hop};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -73,8 +73,18 @@ impl ClientConn {
 /// Removes hop-by-hop headers, including those named by `Connection`. `keep_upgrade`: an
 /// upgrade the proxy relays keeps `Upgrade` and gets `Connection: upgrade` back.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Usually there are none: one pass over the few names present beats nine lookups.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // One pass over the names present (usually none is hop-by-hop, or only `Connection`),
+    // then a removal for each found: no lookup for the names that are absent.
+    let mut found: [Option<HeaderName>; 9] = Default::default();
+    let mut n = 0;
+    // `keys()` yields each name once, so at most `HOP_BY_HOP.len()` (9) are found.
+    for k in headers.keys().filter(|k| is_hop_by_hop(k)) {
+        if let Some(slot) = found.get_mut(n) {
+            *slot = Some(k.clone());
+            n += 1;
+        }
+    }
+    if n == 0 {
         return;
     }
     let upgrade = if keep_upgrade {
@@ -84,15 +94,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     };
     if let Some(conn) = headers.remove(header::CONNECTION) {
         for name in conn.as_bytes().split(|b| *b == b',') {
-            if let Ok(name) = std::str::from_utf8(name.trim_ascii())
+            let name = name.trim_ascii();
+            // A hop-by-hop name (`keep-alive`, the usual one) is among `found` if present.
+            let hop = HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().as_bytes().eq_ignore_ascii_case(name));
+            if !hop
+                && let Ok(name) = std::str::from_utf8(name)
                 && !name.is_empty()
             {
                 headers.remove(name);
             }
         }
     }
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
+    for h in found.iter().flatten() {
+        if h != header::CONNECTION {
+            headers.remove(h);
+        }
     }
     if let Some(u) = upgrade {
         headers.insert(header::UPGRADE, u);
@@ -153,16 +171,19 @@ pub fn prepare(
     }
     h.insert(header::HOST, host.clone());
     let peer = &client.peer;
-    let xff = match h.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = prev.as_bytes().to_vec();
+    // One lookup: appended to the client's own list, or set.
+    match h.entry(X_FORWARDED_FOR) {
+        header::Entry::Occupied(mut e) => {
+            let mut v = e.get().as_bytes().to_vec();
             v.extend_from_slice(b", ");
             v.extend_from_slice(peer.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or_else(|_| peer.clone())
+            let joined = HeaderValue::from_bytes(&v).unwrap_or_else(|_| peer.clone());
+            e.insert(joined);
         }
-        None => peer.clone(),
-    };
-    h.insert(X_FORWARDED_FOR, xff);
+        header::Entry::Vacant(e) => {
+            e.insert(peer.clone());
+        }
+    }
     let proto = if parts.extensions.get::<super::https::Https>().is_some() {
         "https"
     } else {
@@ -216,7 +237,12 @@ pub async fn forward(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + policy.upstream.timeout;
     // A slot first: a request whose client goes away while it waits costs nothing upstream.
-    let sent = match tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await {
+    // Nearly always a slot is free: taking it directly skips arming a timer for the wait.
+    let permit = match client.slots.clone().try_acquire_owned() {
+        Ok(p) => Ok(Ok(p)),
+        Err(_) => tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await,
+    };
+    let sent = match permit {
         Err(elapsed) => Err(elapsed),
         Ok(permit) => {
             let (upstreams, idle) = (upstreams.clone(), idle.clone());

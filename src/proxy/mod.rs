@@ -49,6 +49,10 @@ pub struct Shared {
     pub forward: ForwardOptions,
 }
 
+/// Headers of an edge-answered preflight: Vary, Allow-Origin, -Credentials, -Methods,
+/// -Headers, -Max-Age, -Private-Network and Expose-Headers.
+const PREFLIGHT_HEADERS: usize = 8;
+
 /// Handles one request from `client` (its connection: address and upstream slots); `tls`:
 /// it came over the `--listen-tls` listener.
 pub async fn handle(
@@ -120,19 +124,14 @@ pub async fn handle(
         );
     }
     if decision.rejection.is_some() {
-        // Only here, on a rejection: the ring entry and the rate-limited log line.
-        if let Some(e) = rejections::Entry::of(
+        // Only here, on a rejection: the counts, the ring entry, the rate-limited log line.
+        counters.recent.rejected(
+            &policy.id,
             &decision,
             req.method(),
             &live.snapshot.version,
             policy.shadow,
-        ) {
-            counters.recent.record(
-                &policy.id.to_string(),
-                decision.request().origin.as_ref(),
-                e,
-            );
-        }
+        );
     }
     if policy.shadow {
         // Shadow: count what the policy would do, then forward untouched by CORS: no
@@ -176,6 +175,9 @@ pub async fn handle(
             counters.outcome(outcome);
             let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
             *r.status_mut() = StatusCode::NO_CONTENT;
+            // Room for the preflight headers and Vary up front: one allocation, no regrowth.
+            *r.headers_mut() =
+                http::HeaderMap::with_capacity(PREFLIGHT_HEADERS + policy.response_headers.added());
             r
         }
         Action::Reject => {
@@ -503,7 +505,9 @@ pub async fn run(
             let client = Arc::new(ClientConn::new(peer.ip(), &shared.forward));
             move |req: Request<Incoming>| {
                 let (shared, client) = (shared.clone(), client.clone());
-                async move { handle(&shared, &client, tls, req).await }
+                // Boxed once: the handler's future is large, and hyper and the serving
+                // layer move it several times before it first runs (issue 14).
+                Box::pin(async move { handle(&shared, &client, tls, req).await })
             }
         }
     };

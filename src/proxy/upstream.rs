@@ -200,7 +200,10 @@ impl Upstreams {
                 Some(s) if !fresh => s,
                 _ => {
                     fresh = true;
-                    self.connect(target, false).await?
+                    // Boxed: connecting (TCP, maybe TLS, the handshake) is a large future
+                    // that most requests never run; inline, every request's future would
+                    // carry (and copy) its space (issue 14).
+                    Box::pin(self.connect(target, false)).await?
                 }
             };
             match sender.try_send_request(req).await {

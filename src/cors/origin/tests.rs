@@ -255,3 +255,80 @@ proptest! {
         prop_assert_eq!(allows(&m, &with_port).is_some(), port == 443);
     }
 }
+
+#[test]
+fn the_exact_fast_path_only_hits_what_parsing_would_list() {
+    let m = matcher(&["https://example.com", "http://a.test:8080", "null"], &[]);
+    for (raw, fast) in [
+        ("https://example.com", true),
+        ("http://a.test:8080", true),
+        // Allowed, but not byte for byte: parsing decides (and allows).
+        ("HTTPS://EXAMPLE.COM", false),
+        ("https://example.com:443", false),
+        // Never on the fast path: `null` is not an exact tuple origin.
+        ("null", false),
+        ("https://example.com/", false),
+        ("https://example.co", false),
+        ("", false),
+    ] {
+        assert_eq!(m.lists_exactly(raw.as_bytes()), fast, "{raw:?}");
+        if fast {
+            assert_eq!(allows(&m, raw), Some(OriginMatch::Listed), "{raw:?}");
+        }
+    }
+}
+
+#[test]
+fn one_pattern_is_compiled_once_and_a_bad_one_is_named() {
+    let set = compile_patterns(&["https://[a-z]+\\.test".to_string()])
+        .expect("valid")
+        .expect("a set");
+    assert!(set.is_match("https://abc.test"));
+    assert!(!set.is_match("https://abc.test.evil"), "anchored");
+    let err =
+        compile_patterns(&["https://ok\\.test".to_string(), "(".to_string()]).expect_err("invalid");
+    assert_eq!(err.0, 1, "names the bad entry");
+    let err = compile_patterns(&["(".to_string()]).expect_err("invalid");
+    assert_eq!(err.0, 0);
+    assert!(
+        err.1.message.contains("not a valid regular expression"),
+        "{}",
+        err.1.message
+    );
+}
+
+#[test]
+fn host_labels_are_checked_in_order_as_before() {
+    assert_eq!(host_shape("a..b"), Err("the host has an empty label"));
+    assert_eq!(host_shape(".a"), Err("the host has an empty label"));
+    assert_eq!(host_shape("a.b."), Ok(()), "one trailing dot");
+    assert_eq!(host_shape("a.b.."), Err("the host has an empty label"));
+    let long = "x".repeat(64);
+    assert_eq!(
+        host_shape(&format!("{long}$.test")),
+        Err("a host label is longer than 63 characters"),
+        "length before characters, within a label"
+    );
+    assert_eq!(
+        host_shape(&format!("a$.{long}")),
+        Err("the host has a character that is not a letter, digit, '-' or '_'"),
+        "labels in order"
+    );
+}
+
+proptest! {
+    #[test]
+    fn the_fast_path_agrees_with_parsing(host in label(), port in proptest::option::of(1u16..65535), upper in any::<bool>()) {
+        let listed = match port {
+            Some(p) => format!("https://{host}.test:{p}"),
+            None => format!("https://{host}.test"),
+        };
+        let m = matcher(&[&listed], &[]);
+        let raw = if upper { listed.to_uppercase() } else { listed.clone() };
+        // Every spelling of the listed origin is allowed by parsing; the fast path takes
+        // exactly the canonical one (lower case, no default port).
+        prop_assert_eq!(allows(&m, &raw), Some(OriginMatch::Listed));
+        let canonical = !upper && port != Some(443);
+        prop_assert_eq!(m.lists_exactly(raw.as_bytes()), canonical);
+    }
+}
