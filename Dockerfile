@@ -16,7 +16,9 @@ ENV CARGO_PROFILE_RELEASE_STRIP=true \
 # 1. Dependencies only. With just the manifests and empty targets this layer is rebuilt when
 #    Cargo.toml or Cargo.lock change, not on every source edit. The empty crate's own artifacts
 #    are removed, so the real build below never mistakes them for fresh.
+# .cargo/config.toml holds jemalloc's built-in settings (it returns freed memory).
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

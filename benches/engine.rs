@@ -32,7 +32,16 @@ fn snapshot(n: usize) -> Snapshot {
     }];
     for i in 0..n {
         let mut s = spec.clone();
-        s.hosts = vec![format!("api{i}.example.test")];
+        // Scenario D's mix (bench/many_policies.py): exact hosts, wildcard hosts, and hosts
+        // shared by several policies through their path prefixes.
+        if i % 10 == 0 {
+            s.hosts = vec![format!("*.t{i}.example.test")];
+        } else if i % 3 == 0 {
+            s.hosts = vec![format!("shared{}.example.test", i / 30)];
+            s.paths = vec![format!("/svc{i}"), format!("/api/v{}/s{i}", i % 7)];
+        } else {
+            s.hosts = vec![format!("api{i}.example.test")];
+        }
         inputs.push(PolicyInput {
             id: PolicyId::new("bench", format!("p{i}")),
             created: None,
@@ -96,5 +105,29 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// Scenario D (issue 14): 10,000 policies, built and routed.
+fn scenario_d(c: &mut Criterion) {
+    c.bench_function("snapshot build: 10,001 policies (parse done)", |b| {
+        b.iter(|| black_box(snapshot(10_000)))
+    });
+    let snap = snapshot(10_000);
+    c.bench_function("route among 10,001 policies: exact host", |b| {
+        b.iter(|| black_box(snap.route(black_box("api.example.test"), black_box("/v1/items"))))
+    });
+    c.bench_function("route among 10,001 policies: shared host, path", |b| {
+        b.iter(|| {
+            black_box(snap.route(
+                black_box("shared300.example.test"),
+                black_box("/api/v1/s9003/x"),
+            ))
+        })
+    });
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+criterion_group! {
+    name = many;
+    config = Criterion::default().sample_size(10);
+    targets = scenario_d
+}
+criterion_main!(benches, many);

@@ -39,7 +39,9 @@ fn grant(s: &Spec<'_>) -> Grant {
         .iter()
         .map(|o| OriginPattern::parse(o).unwrap())
         .collect();
-    let patterns = origin::compile_patterns(&strings(s.patterns)).unwrap();
+    let sources = strings(s.patterns);
+    origin::compile_patterns(&sources).unwrap();
+    let patterns = origin::Patterns::checked(&sources);
     Grant {
         origins: OriginMatcher::new(&origins, patterns),
         settings: Settings::new(

@@ -344,10 +344,14 @@ const SETTLE_MAX_WAIT: Duration = Duration::from_secs(2);
 /// A source that yields no policy while some are serving is refused (issue 13: a file read
 /// between truncate and write must not take every route down); an empty source at startup
 /// is served as it always was (ready, every request 404).
-pub async fn reload(store: &Store, path: &std::path::Path) {
+pub async fn reload(store: &Arc<Store>, path: &std::path::Path) {
+    use tracing::Instrument;
     let span = tracing::info_span!("reload", source = %path.display());
+    reload_in_span(store, path).instrument(span).await;
+}
+
+async fn reload_in_span(store: &Arc<Store>, path: &std::path::Path) {
     let loaded = config::watch::load_settled(path, SETTLE_QUIET, SETTLE_MAX_WAIT).await;
-    let _enter = span.enter();
     let serving = store.serving();
     let loaded = loaded.and_then(|snap| {
         if snap.policies.is_empty() && snap.rejected.is_empty() && serving > 0 {
@@ -365,7 +369,7 @@ pub async fn reload(store: &Store, path: &std::path::Path) {
                 tracing::warn!(policy = %r.policy, rejected = ?r.rejected, "policy not serving");
             }
             let (version, policies) = (snap.version.clone(), snap.policies.len());
-            if store.install(snap) {
+            if store.install_off_runtime(snap).await {
                 tracing::info!(version = %version, policies, "configuration loaded");
             }
         }

@@ -7,12 +7,12 @@ use super::reload;
 use super::store::Store;
 use super::upstream::Upstreams;
 
-fn store() -> Store {
-    Store::new(
+fn store() -> Arc<Store> {
+    Arc::new(Store::new(
         Arc::new(Metrics::new()),
         Arc::new(Upstreams::new().expect("upstreams")),
         "test",
-    )
+    ))
 }
 
 const ONE: &str = "apiVersion: corsgate.dev/v1alpha1\nkind: CorsPolicy\nmetadata: {name: a, namespace: t}\nspec:\n  hosts: [a.example.com]\n  upstream: {url: \"http://127.0.0.1:9\"}\n";

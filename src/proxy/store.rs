@@ -84,6 +84,15 @@ impl Store {
 
     /// Installs a snapshot. Returns false (and keeps the current one) when the version is
     /// unchanged, so polling the same files does nothing.
+    /// [`Store::install`] on a blocking thread: setting up thousands of policies' counters
+    /// and queues takes a while, and requests keep being served meanwhile (issue 14).
+    pub async fn install_off_runtime(self: &Arc<Self>, snapshot: Snapshot) -> bool {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.install(snapshot))
+            .await
+            .unwrap_or(false)
+    }
+
     pub fn install(&self, snapshot: Snapshot) -> bool {
         let t = now();
         {

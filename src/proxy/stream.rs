@@ -193,7 +193,11 @@ pub fn poll_uri(base: &Uri, have: Option<&str>, proxy: &str) -> Result<Uri, http
 }
 
 /// One long poll; installs what it gets.
-pub async fn poll_once(client: &StreamClient, store: &Store, opts: &StreamOptions) -> PollResult {
+pub async fn poll_once(
+    client: &StreamClient,
+    store: &Arc<Store>,
+    opts: &StreamOptions,
+) -> PollResult {
     match try_poll(client, store, opts).await {
         Ok(r) => r,
         Err(e) => PollResult::Failed(e),
@@ -202,7 +206,7 @@ pub async fn poll_once(client: &StreamClient, store: &Store, opts: &StreamOption
 
 async fn try_poll(
     client: &StreamClient,
-    store: &Store,
+    store: &Arc<Store>,
     opts: &StreamOptions,
 ) -> Result<PollResult, StreamError> {
     let have = store.version();
@@ -229,7 +233,7 @@ async fn try_poll(
             .map_err(|e| StreamError::Body(Box::new(e)))??;
             let v = snap.version.clone();
             let policies = snap.policies.len();
-            if store.install(snap) {
+            if store.install_off_runtime(snap).await {
                 tracing::info!(version = %v, policies, "configuration from the controller installed");
             }
             Ok(PollResult::Installed(v))

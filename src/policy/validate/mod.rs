@@ -7,12 +7,10 @@
 
 use std::fmt;
 
-use regex::RegexSet;
-
 use super::limits::{self, MAX_AGE_SECONDS, PORT, TIMEOUT_SECONDS};
 use super::{CorsPolicySpec, CorsPreset, CorsRule, Upstream};
 use crate::cors::lists::is_token;
-use crate::cors::origin::{OriginPattern, compile_patterns};
+use crate::cors::origin::{OriginPattern, Patterns, compile_patterns};
 
 /// One problem in a policy: `path` is a JSON path such as `spec.cors.allowOrigins[1]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +45,8 @@ impl FieldError {
 #[derive(Debug, Clone, Default)]
 pub struct ParsedOrigins {
     pub origins: Vec<OriginPattern>,
-    pub patterns: Option<RegexSet>,
+    /// Checked here, compiled when a request first needs them.
+    pub patterns: Option<Patterns>,
 }
 
 /// A spec that passed every check, with what was parsed on the way: `config::compile`
@@ -381,9 +380,9 @@ fn origins(
     parsed
 }
 
-fn patterns(path: &str, patterns: &[String], errs: &mut Vec<FieldError>) -> Option<RegexSet> {
+fn patterns(path: &str, patterns: &[String], errs: &mut Vec<FieldError>) -> Option<Patterns> {
     match compile_patterns(patterns) {
-        Ok(set) => set,
+        Ok(_) => Patterns::checked(patterns),
         Err((i, e)) => {
             errs.push(FieldError::new(format!("{path}[{i}]"), e.message, e.fix));
             None
