@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use corsgate::config::certs::{Secrets, TlsSecret};
 use corsgate::config::shadow::{PolicyShadow, ShadowReport};
 use corsgate::config::wire::ConfigDocument;
 use corsgate::config::{PolicyId, PolicyInput, Snapshot};
 use corsgate::controller::server::serve_stream_with;
 use corsgate::controller::stream::Hub;
 use corsgate::serve::{MutualFiles, TlsSource};
-use support::{eventually, spawn_stream_proxy_url};
+use support::{eventually, free_port, spawn_stream_proxy_tls, spawn_stream_proxy_url};
 use tls_support::TestCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -214,6 +215,145 @@ async fn only_proxies_with_a_certificate_from_the_ca_get_config_or_post_reports(
     );
 
     drop((good, rogue));
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+}
+
+/// A document serving `api.test` over HTTPS with `cert`/`key` (secret default/api-tls).
+fn tls_document(cert: &str, key: &str) -> ConfigDocument {
+    let spec = serde_saphyr::from_str(
+        "{hosts: [api.test], upstream: {url: 'http://127.0.0.1:9'}, tls: {secretName: api-tls}, cors: {allowOrigins: ['https://a.test']}}",
+    )
+    .expect("spec");
+    let inputs = vec![PolicyInput {
+        id: PolicyId::new("default", "api"),
+        created: None,
+        spec,
+        source: None,
+    }];
+    let secrets: Secrets = [TlsSecret {
+        namespace: "default".into(),
+        name: "api-tls".into(),
+        secret_type: "kubernetes.io/tls".into(),
+        cert_pem: cert.as_bytes().to_vec(),
+        key_pem: key.as_bytes().to_vec(),
+    }]
+    .into_iter()
+    .collect();
+    let snap = Snapshot::build_with(inputs.clone(), &secrets);
+    assert!(snap.tls_problems().next().is_none(), "{:?}", snap.tls);
+    ConfigDocument::of_with(&snap, &inputs, &secrets)
+}
+
+/// Issue 15 item 5: the certificate of a Secret reaches a proxy that holds no API token over
+/// the mutually authenticated stream; the proxy serves HTTPS with it; a rotated Secret is a
+/// new version whose certificate new handshakes get while an open connection carries on.
+#[tokio::test]
+async fn certificates_reach_the_proxy_over_the_authenticated_stream_and_rotate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let stream_ca = TestCa::new();
+    let (srv_cert, srv_key) = stream_ca.issue(&["localhost"]);
+    let pair = stream_ca.issue_client("proxy");
+    let server = MutualFiles {
+        cert: write(d, "server.pem", &srv_cert),
+        key: write(d, "server.key", &srv_key),
+        ca: write(d, "ca.pem", &stream_ca.pem),
+    };
+    let config = corsgate::serve::tls::mutual_server(&server).expect("server config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hub = Arc::new(Hub::new(Duration::from_secs(30)));
+    let edge_ca = TestCa::new();
+    let first = edge_ca.issue(&["api.test"]);
+    let doc = tls_document(&first.0, &first.1);
+    assert_eq!(doc.secrets.len(), 1);
+    assert!(
+        !format!("{:?}", doc.secrets).contains("PRIVATE"),
+        "Debug never shows a key"
+    );
+    let v1 = doc.version.clone();
+    hub.publish(&doc).expect("publish");
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(serve_stream_with(
+        listener,
+        hub.clone(),
+        Duration::from_secs(2),
+        rx,
+        Some(Arc::new(TlsSource::Memory(Arc::new(
+            arc_swap::ArcSwap::new(config),
+        )))),
+    ));
+    let tls_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let (cert_file, key_file) = (write(d, "p.pem", &pair.0), write(d, "p.key", &pair.1));
+    let args = [
+        "--client-cert",
+        cert_file.to_str().expect("path"),
+        "--client-key",
+        key_file.to_str().expect("path"),
+        "--controller-ca",
+        server.ca.to_str().expect("path"),
+    ];
+    let url = format!("https://localhost:{}", addr.port());
+    let proxy = spawn_stream_proxy_tls(&url, "edge", Some(tls_addr), &args);
+    let acked = |hub: Arc<Hub>, v: String| {
+        move || {
+            hub.proxies()
+                .iter()
+                .any(|(p, have)| p == "edge" && have.as_deref() == Some(v.as_str()))
+        }
+    };
+    eventually("the proxy serves the first version", acked(hub.clone(), v1)).await;
+
+    let edge = tls_support::client_config(&edge_ca.pem, &[b"http/1.1"]);
+    let mut open = tls_support::connect(tls_addr, "api.test", edge.clone())
+        .await
+        .expect("handshake with the delivered certificate");
+    assert_eq!(
+        tls_support::negotiated(&open).0,
+        tls_support::leaf_der(&first.0)
+    );
+
+    // Rotation: a new certificate in the Secret is a new version.
+    let second = edge_ca.issue(&["api.test"]);
+    let doc2 = tls_document(&second.0, &second.1);
+    assert_ne!(
+        doc2.version, doc.version,
+        "a rotated Secret is a new version"
+    );
+    let v2 = doc2.version.clone();
+    hub.publish(&doc2).expect("publish");
+    eventually(
+        "the proxy serves the rotated version",
+        acked(hub.clone(), v2),
+    )
+    .await;
+    let fresh = tls_support::connect(tls_addr, "api.test", edge)
+        .await
+        .expect("handshake after rotation");
+    assert_eq!(
+        tls_support::negotiated(&fresh).0,
+        tls_support::leaf_der(&second.0)
+    );
+    // The connection opened before the rotation still answers.
+    open.write_all(
+        b"GET / HTTP/1.1\r\nhost: api.test\r\norigin: https://a.test\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write on the old connection");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), open.read_to_end(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    assert!(
+        text.contains("access-control-allow-origin: https://a.test"),
+        "{text}"
+    );
+
+    drop(proxy);
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

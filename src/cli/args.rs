@@ -276,6 +276,18 @@ pub struct ControllerArgs {
     /// CA (PEM) that issued the proxies' client certificates: a client without one gets nothing from the stream.
     #[arg(long, requires = "stream_tls_cert")]
     pub stream_client_ca: Option<PathBuf>,
+    /// Serve the config stream over mutually authenticated TLS with certificates this controller issues: a CA and its serving certificate kept in this Secret, and the proxies' client certificate in --stream-proxy-secret (what the chart does). Needed for spec.tls: private keys only travel on an authenticated stream.
+    #[arg(long, conflicts_with = "stream_tls_cert")]
+    pub stream_certs_secret: Option<String>,
+    /// The Secret the proxies mount (ca.crt, tls.crt, tls.key): their client certificate for the config stream.
+    #[arg(long, default_value = "corsgate-stream-proxy")]
+    pub stream_proxy_secret: String,
+    /// The controller's Service: the stream certificate is for SERVICE.NAMESPACE.svc (and localhost).
+    #[arg(long, default_value = "corsgate-controller")]
+    pub stream_service: String,
+    /// Namespace of the stream Secrets and Service (default: $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub stream_namespace: Option<String>,
     /// Admin address: /healthz, /readyz, /metrics, /config.
     #[arg(long, default_value = "0.0.0.0:9902")]
     pub admin: SocketAddr,
@@ -475,6 +487,16 @@ impl ControllerArgs {
                 }
                 _ => None,
             },
+            stream_certs: self.stream_certs_secret.map(|secret| {
+                crate::controller::stream_certs::StreamCertOptions {
+                    service: self.stream_service,
+                    namespace: self
+                        .stream_namespace
+                        .unwrap_or_else(|| client.default_namespace().to_string()),
+                    secret,
+                    proxy_secret: self.stream_proxy_secret,
+                }
+            }),
             admin: self.admin,
             namespaces: self.namespaces,
             debounce: Duration::from_millis(self.debounce_ms),

@@ -40,9 +40,29 @@ pub struct TlsSecret {
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     by_name: BTreeMap<(String, String), TlsSecret>,
+    /// The controller does not deliver private keys (its config stream is not mutually
+    /// authenticated): every `spec.tls` reports [`TlsProblem::Withheld`].
+    withheld: bool,
 }
 
 impl Secrets {
+    /// No Secret is read or delivered: each `spec.tls` reports [`TlsProblem::Withheld`].
+    pub fn withheld() -> Secrets {
+        Secrets {
+            withheld: true,
+            ..Secrets::default()
+        }
+    }
+
+    pub fn is_withheld(&self) -> bool {
+        self.withheld
+    }
+
+    /// Every Secret held, in (namespace, name) order.
+    pub fn iter(&self) -> impl Iterator<Item = &TlsSecret> {
+        self.by_name.values()
+    }
+
     /// Adds a Secret; returns the one it replaced (two documents with one name).
     pub fn insert(&mut self, s: TlsSecret) -> Option<TlsSecret> {
         self.by_name
@@ -97,6 +117,10 @@ pub enum TlsProblem {
     )]
     KeyMismatch { namespace: String, secret: String },
     #[error(
+        "spec.tls.secretName: secret {namespace}/{secret} is not read: the controller's config stream is not mutually authenticated, so it delivers no private keys to proxies and this policy is served over plain HTTP only; fix: install with the Helm chart (it sets up the stream's certificates), or run the controller with --stream-certs-secret, or with --stream-tls-cert, --stream-tls-key and --stream-client-ca"
+    )]
+    Withheld { namespace: String, secret: String },
+    #[error(
         "spec.tls.secretName: the certificate in secret {namespace}/{secret} does not cover host {host} (its DNS names: {names}); fix: issue a certificate whose subjectAltName lists {host}, or move that host to a policy with another Secret"
     )]
     HostNotCovered {
@@ -116,6 +140,7 @@ impl TlsProblem {
             TlsProblem::Unparsable { .. } => "InvalidCertificate",
             TlsProblem::KeyMismatch { .. } => "KeyMismatch",
             TlsProblem::HostNotCovered { .. } => "HostNotCovered",
+            TlsProblem::Withheld { .. } => "CertificatesWithheld",
         }
     }
 }

@@ -226,3 +226,99 @@ fn the_table_prefers_the_exact_host_then_the_most_specific_wildcard() {
     t.insert("api.example.com", &wild);
     is(&t, "api.example.com", &exact);
 }
+
+fn tls_input(name: &str, host: &str, secret: &str) -> crate::config::PolicyInput {
+    crate::config::PolicyInput {
+        id: crate::config::PolicyId::new("shop", name),
+        created: None,
+        spec: serde_saphyr::from_str(&format!(
+            "{{hosts: [{host}], upstream: {{url: 'http://127.0.0.1:9'}}, tls: {{secretName: {secret}}}}}"
+        ))
+        .expect("spec"),
+        source: None,
+    }
+}
+
+fn tls_secret(name: &str, pair: &(String, String)) -> TlsSecret {
+    TlsSecret {
+        namespace: "shop".into(),
+        name: name.into(),
+        secret_type: SECRET_TYPE_TLS.into(),
+        cert_pem: pair.0.clone().into_bytes(),
+        key_pem: pair.1.clone().into_bytes(),
+    }
+}
+
+#[test]
+fn the_config_document_carries_only_serving_secrets_and_rebuilds_the_same_version() {
+    use crate::config::Snapshot;
+    use crate::config::wire::ConfigDocument;
+    let good = ca_signed(&["api.example.com"]);
+    let wrong = ca_signed(&["other.example.com"]);
+    let inputs = vec![
+        tls_input("api", "api.example.com", "api-tls"),
+        tls_input("bad", "bad.example.com", "wrong-tls"),
+        tls_input("missing", "m.example.com", "nowhere"),
+    ];
+    let secrets: Secrets = [
+        tls_secret("api-tls", &good),
+        tls_secret("wrong-tls", &wrong),
+        tls_secret("unused", &good),
+    ]
+    .into_iter()
+    .collect();
+    let snap = Snapshot::build_with(inputs.clone(), &secrets);
+    let doc = ConfigDocument::of_with(&snap, &inputs, &secrets);
+    let names: Vec<&str> = doc.secrets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["api-tls"],
+        "neither a Secret that cannot serve nor an unreferenced one is sent"
+    );
+    let json = serde_json::to_vec(&doc).expect("json");
+    let rebuilt = ConfigDocument::parse(&json)
+        .and_then(ConfigDocument::into_snapshot)
+        .expect("the proxy rebuilds it");
+    assert_eq!(rebuilt.version, snap.version);
+    assert!(rebuilt.certs.lookup("api.example.com").is_some());
+    assert!(rebuilt.certs.lookup("bad.example.com").is_none());
+    // Without TLS policies nothing changes on the wire.
+    let plain = ConfigDocument::of(&Snapshot::build(vec![]), &[]);
+    assert!(
+        !String::from_utf8_lossy(&serde_json::to_vec(&plain).expect("json")).contains("secrets")
+    );
+    // A tampered key is refused as a whole.
+    let mut bad = doc.clone();
+    bad.secrets[0].tls_key = "not base64!".into();
+    assert!(matches!(
+        bad.into_snapshot(),
+        Err(crate::config::wire::WireError::Secret {
+            field: "tls.key",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn withheld_secrets_report_why_and_keep_the_version_a_proxy_computes() {
+    use crate::config::Snapshot;
+    use crate::config::wire::ConfigDocument;
+    let inputs = vec![tls_input("api", "api.example.com", "api-tls")];
+    let snap = Snapshot::build_with(inputs.clone(), &Secrets::withheld());
+    let (report, problem) = snap.tls_problems().next().expect("a problem");
+    assert_eq!(report.policy, "shop/api");
+    assert_eq!(problem.reason(), "CertificatesWithheld");
+    let text = problem.to_string();
+    assert!(
+        text.starts_with("spec.tls.secretName: secret shop/api-tls is not read"),
+        "{text}"
+    );
+    assert!(text.contains("fix: install with the Helm chart"), "{text}");
+    let doc = ConfigDocument::of_with(&snap, &inputs, &Secrets::withheld());
+    assert!(doc.secrets.is_empty());
+    assert_eq!(
+        doc.into_snapshot().expect("rebuild").version,
+        snap.version,
+        "the proxy, with no Secret, builds the same version"
+    );
+}

@@ -270,13 +270,20 @@ impl Snapshot {
             }
             if let Some(tls) = &input.spec.tls {
                 let ns = &compiled.id.namespace;
-                let checked = certs::check(
-                    ns,
-                    tls,
-                    &compiled.hosts,
-                    secrets.get(ns, &tls.secret_name),
-                    std::time::SystemTime::now(),
-                );
+                let checked = if secrets.is_withheld() {
+                    Err(TlsProblem::Withheld {
+                        namespace: ns.clone(),
+                        secret: tls.secret_name.clone(),
+                    })
+                } else {
+                    certs::check(
+                        ns,
+                        tls,
+                        &compiled.hosts,
+                        secrets.get(ns, &tls.secret_name),
+                        std::time::SystemTime::now(),
+                    )
+                };
                 let (problem, warnings) = match checked {
                     Ok(c) => {
                         for h in &compiled.hosts {

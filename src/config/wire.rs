@@ -4,9 +4,16 @@
 //! snapshot with the same `Snapshot::build` as everyone else and checks that the version it
 //! computes is the one it was sent. A mismatch (a proxy of another corsgate version that
 //! compiles differently, a truncated body) is refused, and the proxy keeps what it serves.
+//!
+//! `secrets` carries the `kubernetes.io/tls` Secrets whose certificates serve (those of
+//! accepted policies whose check passed), private keys included: the controller only fills
+//! it on a mutually authenticated stream (`controller::stream_certs`). A document without
+//! TLS policies has none, and reads as before.
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use super::certs::{Secrets, TlsSecret};
 use super::compile::PolicyId;
 use super::snapshot::{PolicyInput, Snapshot};
 use crate::policy::CorsPolicySpec;
@@ -19,6 +26,31 @@ pub struct ConfigDocument {
     pub version: String,
     /// Only accepted policies: invalid and conflicting ones never reach proxies.
     pub policies: Vec<WirePolicy>,
+    /// The Secrets the serving certificates come from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<WireSecret>,
+}
+
+/// One `kubernetes.io/tls` Secret: its PEM texts, base64 as in the Secret's `data`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireSecret {
+    pub namespace: String,
+    pub name: String,
+    #[serde(rename = "tls.crt")]
+    pub tls_crt: String,
+    #[serde(rename = "tls.key")]
+    pub tls_key: String,
+}
+
+impl std::fmt::Debug for WireSecret {
+    /// Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireSecret")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One accepted policy.
@@ -44,12 +76,24 @@ pub enum WireError {
     VersionMismatch { sent: String, built: String },
     #[error("policy {policy} was sent as accepted but does not build here: {why}")]
     Rejected { policy: String, why: String },
+    #[error("secret {secret} was sent with {field} that is not base64")]
+    Secret { secret: String, field: &'static str },
 }
 
 impl ConfigDocument {
     /// The document for `snapshot`, whose accepted policies come from `inputs` (the same
     /// list it was built from).
     pub fn of(snapshot: &Snapshot, inputs: &[PolicyInput]) -> ConfigDocument {
+        ConfigDocument::of_with(snapshot, inputs, &Secrets::default())
+    }
+
+    /// [`ConfigDocument::of`] with the Secrets of the certificates that serve, taken from
+    /// `secrets` (the ones `snapshot` was built with).
+    pub fn of_with(
+        snapshot: &Snapshot,
+        inputs: &[PolicyInput],
+        secrets: &Secrets,
+    ) -> ConfigDocument {
         let mut policies: Vec<WirePolicy> = snapshot
             .policies
             .iter()
@@ -64,9 +108,32 @@ impl ConfigDocument {
             })
             .collect();
         policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+        let mut sent: Vec<WireSecret> = Vec::new();
+        for report in snapshot.tls.iter().filter(|r| r.problem.is_none()) {
+            let Some((ns, _)) = report.policy.split_once('/') else {
+                continue;
+            };
+            let Some(s) = secrets.get(ns, &report.secret) else {
+                continue;
+            };
+            if !sent
+                .iter()
+                .any(|w| w.namespace == s.namespace && w.name == s.name)
+            {
+                sent.push(WireSecret {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                    tls_crt: b64(&s.cert_pem),
+                    tls_key: b64(&s.key_pem),
+                });
+            }
+        }
+        sent.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         ConfigDocument {
             version: snapshot.version.clone(),
             policies,
+            secrets: sent,
         }
     }
 
@@ -77,6 +144,27 @@ impl ConfigDocument {
     /// Rebuilds the snapshot and checks it is the one that was sent.
     pub fn into_snapshot(self) -> Result<Snapshot, WireError> {
         let sent = self.version;
+        let secrets = self
+            .secrets
+            .into_iter()
+            .map(|w| {
+                let decode = |field: &'static str, v: &str| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .map_err(|_| WireError::Secret {
+                            secret: format!("{}/{}", w.namespace, w.name),
+                            field,
+                        })
+                };
+                Ok(TlsSecret {
+                    cert_pem: decode("tls.crt", &w.tls_crt)?,
+                    key_pem: decode("tls.key", &w.tls_key)?,
+                    namespace: w.namespace,
+                    name: w.name,
+                    secret_type: super::certs::SECRET_TYPE_TLS.into(),
+                })
+            })
+            .collect::<Result<Secrets, WireError>>()?;
         let inputs = self
             .policies
             .into_iter()
@@ -87,7 +175,7 @@ impl ConfigDocument {
                 source: Some("config stream".into()),
             })
             .collect();
-        let snap = Snapshot::build(inputs);
+        let snap = Snapshot::build_with(inputs, &secrets);
         if let Some(r) = snap.rejected.first() {
             return Err(WireError::Rejected {
                 policy: r.policy.clone(),

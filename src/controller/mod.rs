@@ -25,9 +25,11 @@ pub mod metrics;
 pub mod reconcile;
 pub mod rejections;
 pub mod rollout;
+pub mod secrets;
 pub mod server;
 pub mod status;
 pub mod stream;
+pub mod stream_certs;
 pub mod write;
 
 #[cfg(test)]
@@ -45,7 +47,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -90,6 +92,8 @@ pub enum Error {
     Listen(#[source] std::io::Error),
     #[error("admission webhook: {0}")]
     Webhook(#[source] Box<crate::webhook::Error>),
+    #[error("the config stream's certificates: {0}")]
+    StreamCerts(#[source] Box<crate::webhook::Error>),
     #[error("a controller task stopped unexpectedly: {0}")]
     TaskDied(String),
 }
@@ -105,6 +109,7 @@ impl Error {
             Error::Serialize(_) => "serialize",
             Error::Listen(_) => "listen",
             Error::Webhook(_) => "webhook",
+            Error::StreamCerts(_) => "stream_certs",
             Error::TaskDied(_) => "task_died",
         }
     }
@@ -115,8 +120,12 @@ impl Error {
 pub struct ControllerOptions {
     /// The config stream.
     pub listen: SocketAddr,
-    /// The config stream over mutually authenticated TLS; `None`: cleartext.
+    /// The config stream over mutually authenticated TLS with these files; `None`:
+    /// cleartext, unless `stream_certs`.
     pub stream_tls: Option<crate::serve::MutualFiles>,
+    /// The config stream over mutually authenticated TLS with certificates the controller
+    /// issues and keeps in Secrets (the chart's default).
+    pub stream_certs: Option<stream_certs::StreamCertOptions>,
     pub admin: SocketAddr,
     /// Empty: every namespace.
     pub namespaces: Vec<String>,
@@ -159,6 +168,7 @@ fn reflect<K>(
     what: &'static str,
     changed: Arc<Notify>,
     metrics: Arc<Metrics>,
+    config: &watcher::Config,
 ) -> Vec<Store<K>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -181,8 +191,7 @@ where
     for api in apis {
         let (reader, writer) = reflector::store();
         stores.push(reader);
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff();
+        let stream = reflector::reflector(writer, watcher(api, config.clone())).default_backoff();
         let (changed, metrics) = (changed.clone(), metrics.clone());
         tasks.spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -228,17 +237,34 @@ pub async fn run(
     );
 
     let mut tasks: JoinSet<Result<(), Error>> = JoinSet::new();
+    let authenticated;
     {
         let (stream_hub, wait, stop) = (hub.clone(), opts.long_poll, shutdown.clone());
-        let stream_tls = match &opts.stream_tls {
-            Some(files) => Some(Arc::new(crate::serve::TlsSource::Memory(Arc::new(
+        let stream_tls = match (&opts.stream_tls, &opts.stream_certs) {
+            (Some(files), _) => Some(Arc::new(crate::serve::TlsSource::Memory(Arc::new(
                 arc_swap::ArcSwap::new(
                     crate::serve::tls::mutual_server(files)
                         .map_err(|e| Error::Listen(std::io::Error::other(e)))?,
                 ),
             )))),
-            None => None,
+            (None, Some(sc)) => {
+                let bundle = stream_certs::ensure(&client, sc, time::OffsetDateTime::now_utc())
+                    .await
+                    .map_err(|e| Error::StreamCerts(Box::new(e)))?;
+                let config = stream_certs::server_config(&bundle)
+                    .map_err(|e| Error::Listen(std::io::Error::other(e)))?;
+                let current = Arc::new(arc_swap::ArcSwap::new(config));
+                tasks.spawn(stream_certs_task(
+                    client.clone(),
+                    sc.clone(),
+                    current.clone(),
+                    shutdown.clone(),
+                ));
+                Some(Arc::new(crate::serve::TlsSource::Memory(current)))
+            }
+            (None, None) => None,
         };
+        authenticated = stream_tls.is_some();
         tasks.spawn(async move {
             server::serve_stream_with(stream_listener, stream_hub, wait, stop, stream_tls).await;
             Ok(())
@@ -253,6 +279,7 @@ pub async fn run(
     // Policy events rebuild the snapshot; Service events only refresh status.
     let policies_changed = Arc::new(Notify::new());
     let services_changed = Arc::new(Notify::new());
+    let all = watcher::Config::default();
     let policies = reflect::<CorsPolicy>(
         &mut tasks,
         &client,
@@ -260,6 +287,7 @@ pub async fn run(
         "CorsPolicy",
         policies_changed.clone(),
         metrics.clone(),
+        &all,
     );
     let services = reflect::<Service>(
         &mut tasks,
@@ -268,7 +296,26 @@ pub async fn run(
         "Service",
         services_changed.clone(),
         metrics.clone(),
+        &all,
     );
+    // Private keys only travel on an authenticated stream: without one, no Secret is read.
+    // A Secret changing rebuilds like a policy (a rotated certificate is a new version).
+    let secret_source = if authenticated {
+        secrets::SecretSource::Watched(reflect::<Secret>(
+            &mut tasks,
+            &client,
+            &opts.namespaces,
+            "Secret",
+            policies_changed.clone(),
+            metrics.clone(),
+            &watcher::Config::default().fields(secrets::TLS_FIELD_SELECTOR),
+        ))
+    } else {
+        tracing::info!(
+            "config stream in cleartext: no Secret is read and no certificate is delivered (spec.tls reports CertificatesWithheld)"
+        );
+        secrets::SecretSource::Withheld
+    };
 
     let (_always_tx, mut is_leader) = lease::always(true);
     if let Some(lo) = &opts.lease {
@@ -281,7 +328,7 @@ pub async fn run(
         });
     }
 
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         policies,
         services,
@@ -293,6 +340,7 @@ pub async fn run(
         ),
         opts.status_min_interval,
     );
+    ctx.secrets = secret_source;
     if let Some(wo) = opts.webhook.clone() {
         // The webhook probes the snapshot the controller serves; before the first build
         // (caches still listing) it builds one from what is cached.
@@ -334,6 +382,14 @@ pub async fn run(
         () = stores_ready(&ctx.services) => {}
         () = serve::stopped(&mut stop) => return Ok(()),
         Some(done) = tasks.join_next() => return task_ended(done),
+    }
+    if let secrets::SecretSource::Watched(stores) = &ctx.secrets {
+        tokio::select! {
+            biased;
+            () = stores_ready(stores) => {}
+            () = serve::stopped(&mut stop) => return Ok(()),
+            Some(done) = tasks.join_next() => return task_ended(done),
+        }
     }
     health.synced.store(true, Ordering::Release);
     tracing::info!("caches synced");
@@ -399,6 +455,16 @@ pub async fn run(
         tokio::time::sleep(opts.debounce).await;
     }
     tasks.abort_all();
+    Ok(())
+}
+
+async fn stream_certs_task(
+    client: kube::Client,
+    opts: stream_certs::StreamCertOptions,
+    current: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    stream_certs::keep_rotated(client, opts, current, shutdown).await;
     Ok(())
 }
 

@@ -20,8 +20,9 @@ use super::metrics::Metrics;
 use super::status::{self, ServiceIndex};
 use super::stream::{Hub, policy_version};
 use super::{Error, write};
-use crate::config::Snapshot;
+use crate::config::certs::Secrets;
 use crate::config::wire::ConfigDocument;
+use crate::config::{Snapshot, TlsReport};
 use crate::policy::CorsPolicy;
 use tokio::time::Instant;
 
@@ -33,6 +34,9 @@ pub struct Context {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Where `spec.tls` Secrets come from (withheld unless the stream is mutually
+    /// authenticated).
+    pub secrets: super::secrets::SecretSource,
     /// The last build, read by every status pass until policies change again (and by the
     /// webhook's conflict check).
     pub built: Arc<Mutex<Option<Arc<Built>>>>,
@@ -62,6 +66,7 @@ impl Context {
             hub,
             metrics,
             recorder,
+            secrets: super::secrets::SecretSource::Withheld,
             built: Arc::new(Mutex::new(None)),
             quiet_from: Mutex::new(Instant::now()),
             min_interval,
@@ -123,10 +128,20 @@ pub fn build(
     hub: &Hub,
     metrics: &Metrics,
 ) -> Result<(Snapshot, bool), Error> {
+    build_with(policies, &Secrets::default(), hub, metrics)
+}
+
+/// [`build`] with the Secrets policies name: the serving ones travel in the document.
+pub fn build_with(
+    policies: &[Arc<CorsPolicy>],
+    secrets: &Secrets,
+    hub: &Hub,
+    metrics: &Metrics,
+) -> Result<(Snapshot, bool), Error> {
     let started = std::time::Instant::now();
     let inputs: Vec<_> = policies.iter().map(|p| status::input_of(p)).collect();
-    let snap = Snapshot::build(inputs.clone());
-    let doc = ConfigDocument::of(&snap, &inputs);
+    let snap = Snapshot::build_with(inputs.clone(), secrets);
+    let doc = ConfigDocument::of_with(&snap, &inputs, secrets);
     let published = hub.publish(&doc).map_err(Error::Serialize)?;
     metrics
         .build_seconds
@@ -145,11 +160,14 @@ pub fn build(
 /// Builds, publishes and remembers the snapshot of every cached policy. Facts of policies
 /// whose generation did not move are carried over from the previous build (warnings
 /// compile regexes; the config version hashes the spec).
-pub fn rebuild(ctx: &Context) -> Result<Arc<Built>, Error> {
+pub async fn rebuild(ctx: &Context) -> Result<Arc<Built>, Error> {
     let policies: Vec<Arc<CorsPolicy>> = ctx.policies.iter().flat_map(Store::state).collect();
-    let (snap, published) = build(&policies, &ctx.hub, &ctx.metrics)?;
+    let secrets = super::secrets::collect(&ctx.client, &ctx.secrets, &policies).await;
+    let (snap, published) = build_with(&policies, &secrets, &ctx.hub, &ctx.metrics)?;
     let previous = ctx.last_built();
     let verdicts = status::verdicts(&snap);
+    let tls: HashMap<&str, &TlsReport> = snap.tls.iter().map(|r| (r.policy.as_str(), r)).collect();
+    let built_tls = |id: &str| tls.get(id).map(|r| (*r).clone());
     let mut facts = HashMap::with_capacity(policies.len());
     for p in &policies {
         let id = status::id_of(p).to_string();
@@ -170,12 +188,14 @@ pub fn rebuild(ctx: &Context) -> Result<Arc<Built>, Error> {
                         .unwrap_or_else(|| policy_version(&id, &p.spec))
                 }),
                 warnings: old.warnings.clone(),
+                tls: built_tls(&id),
                 verdict,
             },
             None => status::Facts {
                 version: (verdict == status::Verdict::Accepted)
                     .then(|| policy_version(&id, &p.spec)),
                 warnings: status::warnings_of(p),
+                tls: built_tls(&id),
                 verdict,
             },
         };
@@ -192,7 +212,7 @@ pub fn rebuild(ctx: &Context) -> Result<Arc<Built>, Error> {
 
 /// A full pass: rebuild, publish, then (as leader) write what changed.
 pub async fn reconcile(ctx: &Context, leader: bool) -> Result<Outcome, Error> {
-    let built = rebuild(ctx)?;
+    let built = rebuild(ctx).await?;
     refresh_with(ctx, leader, &built).await
 }
 
@@ -201,7 +221,7 @@ pub async fn reconcile(ctx: &Context, leader: bool) -> Result<Outcome, Error> {
 pub async fn refresh(ctx: &Context, leader: bool) -> Result<Outcome, Error> {
     let built = match ctx.last_built() {
         Some(b) => b,
-        None => rebuild(ctx)?,
+        None => rebuild(ctx).await?,
     };
     refresh_with(ctx, leader, &built).await
 }

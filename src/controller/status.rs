@@ -60,6 +60,10 @@ pub enum Reason {
     ResolvedRefs,
     /// ResolvedRefs=False: the Service or its port does not exist.
     BackendNotFound,
+    /// ResolvedRefs=False: the `spec.tls` Secret cannot serve (`TlsProblem::reason`:
+    /// SecretNotFound, InvalidSecretType, InvalidCertificate, KeyMismatch, HostNotCovered,
+    /// CertificatesWithheld).
+    Tls(&'static str),
     /// Programmed=True.
     Programmed,
 }
@@ -74,6 +78,7 @@ impl Reason {
             Reason::Pending => "Pending",
             Reason::ResolvedRefs => "ResolvedRefs",
             Reason::BackendNotFound => "BackendNotFound",
+            Reason::Tls(r) => r,
             Reason::Programmed => "Programmed",
         }
     }
@@ -132,6 +137,9 @@ pub struct Facts {
     /// The policy's own config version (`stream::policy_version`), when accepted.
     pub version: Option<String>,
     pub warnings: Vec<String>,
+    /// What became of `spec.tls` in this build (a Secret changing moves it without a new
+    /// generation, so it is never carried over from an earlier build).
+    pub tls: Option<crate::config::TlsReport>,
 }
 
 /// The verdicts of a snapshot by policy id, for lookups in O(1).
@@ -169,6 +177,7 @@ pub fn facts(policy: &CorsPolicy, snap: &Snapshot) -> Facts {
         verdict,
         version,
         warnings: warnings_of(policy),
+        tls: snap.tls_report(&id).cloned(),
     }
 }
 
@@ -327,6 +336,7 @@ pub fn desired_from(
             ),
         },
     };
+    let resolved = with_tls(resolved, facts.tls.as_ref(), generation, now);
     let is_accepted = verdict == Verdict::Accepted;
     let v = facts.version.as_deref().unwrap_or("");
     // No proxy counts in the messages: they would change every policy's status whenever a
@@ -374,12 +384,57 @@ pub fn desired_from(
         observed_generation: generation,
         conditions: vec![accepted, resolved, programmed],
         config_version: facts.version.clone().filter(|_| is_accepted),
-        warnings: facts.warnings.clone(),
+        warnings: facts
+            .warnings
+            .iter()
+            .chain(facts.tls.iter().flat_map(|t| t.warnings.iter()))
+            .take(MAX_WARNINGS + 1)
+            .map(|w| cap(w.clone()))
+            .collect(),
         shadow: None,
         rejections: None,
     };
     keep_transition_times(&mut status, policy.status.as_ref());
     status
+}
+
+/// ResolvedRefs with the policy's Secret: False with the Secret's reason when its
+/// certificate cannot serve (after a missing backend, whose reason stays first); when both
+/// are fine, the message names the Secret too.
+fn with_tls(
+    resolved: Condition,
+    tls: Option<&crate::config::TlsReport>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let Some(tls) = tls else {
+        return resolved;
+    };
+    let backend_ok = resolved.status == "True";
+    match (&tls.problem, backend_ok) {
+        (None, true) => Condition {
+            message: cap(format!(
+                "{}; the certificate in secret {} serves its hosts over HTTPS",
+                resolved.message, tls.secret
+            )),
+            ..resolved
+        },
+        (None, false) => resolved,
+        (Some(p), true) => condition(
+            RESOLVED_REFS,
+            false,
+            Reason::Tls(p.reason()),
+            format!(
+                "{p}; until then these hosts are served over plain HTTP only, and an HTTPS handshake for them gets unrecognized_name"
+            ),
+            generation,
+            now,
+        ),
+        (Some(p), false) => Condition {
+            message: cap(format!("{}; and {p}", resolved.message)),
+            ..resolved
+        },
+    }
 }
 
 /// At most this many warnings in status; the rest are summarised in a last entry.

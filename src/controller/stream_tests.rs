@@ -6,6 +6,7 @@ fn doc(version: &str) -> ConfigDocument {
     ConfigDocument {
         version: version.into(),
         policies: vec![],
+        secrets: vec![],
     }
 }
 

@@ -263,9 +263,13 @@ pub async fn subscribe(
     mut shutdown: watch::Receiver<bool>,
     connector: Connector,
 ) {
-    let client: StreamClient = Client::builder(TokioExecutor::new()).build(connector);
+    let mut client: StreamClient = Client::builder(TokioExecutor::new()).build(connector);
+    let mut files = tls_fingerprint(&opts);
     let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
     loop {
+        if let Some(c) = reloaded(&opts, &mut files) {
+            client = Client::builder(TokioExecutor::new()).build(c);
+        }
         let result = tokio::select! {
             r = poll_once(&client, &store, &opts) => r,
             () = serve::stopped(&mut shutdown) => return,
@@ -292,6 +296,40 @@ pub async fn subscribe(
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = serve::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Size and modification time of each TLS file: the kubelet's update of a mounted Secret
+/// (a renewed client certificate, a new CA) changes them.
+pub type Fingerprint = Vec<(u64, Option<std::time::SystemTime>)>;
+
+pub fn tls_fingerprint(opts: &StreamOptions) -> Option<Fingerprint> {
+    let files = opts.tls.as_ref()?;
+    Some(
+        [&files.cert, &files.key, &files.ca]
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or((0, None), |m| (m.len(), m.modified().ok())))
+            .collect(),
+    )
+}
+
+/// A new connector when the TLS files changed since `seen` and can be used; a change that
+/// cannot be used (a half-written file) keeps the current connector and is retried.
+pub fn reloaded(opts: &StreamOptions, seen: &mut Option<Fingerprint>) -> Option<Connector> {
+    let now = tls_fingerprint(opts);
+    if now == *seen {
+        return None;
+    }
+    match connector(opts) {
+        Ok(c) => {
+            tracing::info!("config-stream certificate files changed; new connections use them");
+            *seen = now;
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "config-stream certificate files changed but cannot be used; keeping the current ones");
+            None
         }
     }
 }
@@ -356,7 +394,12 @@ pub async fn report_shadow(
     opts: StreamOptions,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut client = client;
+    let mut files = tls_fingerprint(&opts);
     loop {
+        if let Some(c) = reloaded(&opts, &mut files) {
+            client = Client::builder(TokioExecutor::new()).build(c);
+        }
         tokio::select! {
             () = tokio::time::sleep(opts.shadow_report) => report_once(&client, &metrics, &opts).await,
             () = serve::stopped(&mut shutdown) => return,

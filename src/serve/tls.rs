@@ -230,10 +230,23 @@ fn chain_and_key(
 /// The config stream's server side: its certificate, and a client certificate issued by
 /// `files.ca` required of every client (a client without one fails the handshake).
 pub fn mutual_server(files: &MutualFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    mutual_server_pem(
+        &read_file(&files.cert)?,
+        &read_file(&files.key)?,
+        &read_file(&files.ca)?,
+    )
+}
+
+/// [`mutual_server`] from PEM texts.
+pub fn mutual_server_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (certs, key) = chain_and_key(&read_file(&files.cert)?, &read_file(&files.key)?)?;
+    let (certs, key) = chain_and_key(cert_pem, key_pem)?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots(&read_file(&files.ca)?)?),
+        Arc::new(roots(ca_pem)?),
         provider.clone(),
     )
     .build()

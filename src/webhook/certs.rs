@@ -341,6 +341,16 @@ pub async fn ensure_secret(
     opts: &ManagedOptions,
     now: OffsetDateTime,
 ) -> Result<Bundle, Error> {
+    ensure_secret_for(client, opts, &opts.dns_names(), now).await
+}
+
+/// [`ensure_secret`] with a serving certificate for `names`.
+pub async fn ensure_secret_for(
+    client: &kube::Client,
+    opts: &ManagedOptions,
+    names: &[String],
+    now: OffsetDateTime,
+) -> Result<Bundle, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
     let where_ = format!("{}/{}", opts.namespace, opts.secret);
     let existing = api
@@ -348,11 +358,11 @@ pub async fn ensure_secret(
         .await
         .map_err(kube_err(format!("reading Secret {where_}")))?;
     let current = existing.as_ref().and_then(bundle_of);
-    let (bundle, renewal) = plan(current.as_ref(), &opts.dns_names(), now)?;
+    let (bundle, renewal) = plan(current.as_ref(), names, now)?;
     if renewal == Renewal::Unchanged {
         return Ok(bundle);
     }
-    tracing::info!(secret = %where_, renewal = ?renewal, "writing webhook certificates");
+    tracing::info!(secret = %where_, renewal = ?renewal, "writing managed certificates");
     let result = match &existing {
         None => {
             api.create(&PostParams::default(), &secret_of(opts, &bundle, None))

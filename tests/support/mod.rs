@@ -364,15 +364,26 @@ pub fn spawn_stream_proxy(controller: SocketAddr, id: &str, extra: &[&str]) -> S
 
 /// As [`spawn_stream_proxy`], with the controller's URL as given (e.g. `https://localhost:P`).
 pub fn spawn_stream_proxy_url(controller: &str, id: &str, extra: &[&str]) -> StreamProxy {
+    spawn_stream_proxy_tls(controller, id, None, extra)
+}
+
+/// [`spawn_stream_proxy_url`] with the HTTPS listener on `listen_tls` (None: off).
+pub fn spawn_stream_proxy_tls(
+    controller: &str,
+    id: &str,
+    listen_tls: Option<SocketAddr>,
+    extra: &[&str],
+) -> StreamProxy {
     let port = || -> SocketAddr { format!("127.0.0.1:{}", free_port()).parse().unwrap() };
     let (listen, admin) = (port(), port());
+    let tls = listen_tls.map_or("off".to_string(), |a| a.to_string());
     let child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
         .args(["proxy", "--controller", controller, "--proxy-id", id])
         .args([
             "--listen",
             &listen.to_string(),
             "--listen-tls",
-            "off",
+            &tls,
             "--admin",
             &admin.to_string(),
             "--drain-timeout-seconds",

@@ -404,3 +404,80 @@ fn risky_settings_appear_in_status_warnings_and_count_as_a_change() {
         "empty warnings are omitted"
     );
 }
+
+/// Issue 15 item 4: ResolvedRefs follows the policy's Secret (missing, withheld, serving,
+/// rotated away from its host), while a missing backend keeps its own reason first.
+#[test]
+fn resolved_refs_follows_the_tls_secret() {
+    use crate::config::certs::{Secrets, TlsSecret};
+    let now = time::OffsetDateTime::now_utc();
+    let (ca, ca_key) = crate::webhook::certs::new_ca(now).expect("ca");
+    let for_host = |h: &str| {
+        let (cert, key) =
+            crate::webhook::certs::issue(&ca, &ca_key, &[h.to_string()], now).expect("cert");
+        TlsSecret {
+            namespace: "shop".into(),
+            name: "api-tls".into(),
+            secret_type: "kubernetes.io/tls".into(),
+            cert_pem: cert.into_bytes(),
+            key_pem: key.into_bytes(),
+        }
+    };
+    let p = mk_policy(
+        "shop",
+        "api",
+        T0,
+        "{hosts: [api.example.com], upstream: {url: 'http://127.0.0.1:9000'}, tls: {secretName: api-tls}}",
+    );
+    let t = time(NOW);
+    let with = |secrets: &Secrets| {
+        let snap = Snapshot::build_with(vec![status::input_of(&p)], secrets);
+        desired(&p, &snap, &ServiceIndex::new(), Tally::default(), &t)
+    };
+    let reason = |s: &CorsPolicyStatus| {
+        let c = cond(s, status::RESOLVED_REFS);
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    };
+
+    let (st, r, m) = reason(&with(&Secrets::default()));
+    assert_eq!((st.as_str(), r.as_str()), ("False", "SecretNotFound"));
+    assert!(m.contains("secret shop/api-tls not found"), "{m}");
+    assert!(m.contains("served over plain HTTP only"), "{m}");
+
+    let (st, r, _) = reason(&with(&Secrets::withheld()));
+    assert_eq!((st.as_str(), r.as_str()), ("False", "CertificatesWithheld"));
+
+    let good: Secrets = [for_host("api.example.com")].into_iter().collect();
+    let s = with(&good);
+    let (st, r, m) = reason(&s);
+    assert_eq!((st.as_str(), r.as_str()), ("True", "ResolvedRefs"));
+    assert!(
+        m.ends_with("the certificate in secret api-tls serves its hosts over HTTPS"),
+        "{m}"
+    );
+    assert_eq!(
+        cond(&s, status::ACCEPTED).status,
+        "True",
+        "TLS never rejects a policy"
+    );
+
+    let elsewhere: Secrets = [for_host("other.example.com")].into_iter().collect();
+    let (st, r, m) = reason(&with(&elsewhere));
+    assert_eq!((st.as_str(), r.as_str()), ("False", "HostNotCovered"));
+    assert!(m.contains("does not cover host api.example.com"), "{m}");
+
+    // A missing Service stays the first reason; the Secret's problem is in the message.
+    let mut q = p.clone();
+    q.spec.upstream =
+        serde_saphyr::from_str("{service: {name: gone, port: 80}}").expect("upstream");
+    let snap = Snapshot::build_with(vec![status::input_of(&q)], &Secrets::default());
+    let s = desired(&q, &snap, &ServiceIndex::new(), Tally::default(), &t);
+    let c = cond(&s, status::RESOLVED_REFS);
+    assert_eq!(c.reason, "BackendNotFound");
+    assert!(
+        c.message
+            .contains("and spec.tls.secretName: secret shop/api-tls not found"),
+        "{}",
+        c.message
+    );
+}
