@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
             let f = status::Facts {
                 version: Some(policy_version(&id, &p.spec)),
                 warnings: status::warnings_of(p),
+                tls: None,
                 verdict,
             };
             (id, f)
