@@ -54,6 +54,7 @@ VALUE_SETS: dict[str, dict] = {
     "servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "grafana": {"grafanaDashboard": {"enabled": True}},
     "webhook-off": {"webhook": {"enabled": False}},
+    "tls-off": {"tls": {"enabled": False}},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "cert-manager": {"webhook": {"certManager": {"enabled": True}}},
     "connections": {"proxy": {"connections": {"idleTimeoutSeconds": 20, "maxConnections": 500,
@@ -466,6 +467,10 @@ def rbac_is_least_privilege(r: Render, _):
         ("", "services", None): {"get", "list", "watch"},
         ("events.k8s.io", "events", None): {"create", "patch"},
     }
+    tls = v["tls"]["enabled"]
+    if tls:
+        # The Secrets policies name (docs/tls.md: RBAC cannot narrow list/watch by type).
+        policy_rules[("", "secrets", None)] = {"get", "list", "watch"}
     expected: dict[tuple, dict] = {}  # (kind, namespace) -> {(group, resource, name): verbs}
     if v["watchNamespaces"]:
         for ns in v["watchNamespaces"]:
@@ -477,9 +482,12 @@ def rbac_is_least_privilege(r: Render, _):
         state[("coordination.k8s.io", "leases", None)] = {"create"}
         state[("coordination.k8s.io", "leases", lease)] = {"get", "patch"}
     self_managed = v["webhook"]["enabled"] and not v["webhook"]["certManager"]["enabled"]
-    if self_managed:
+    own = ([secret] if self_managed else []) + ([f"{full}-stream-tls", f"{full}-stream-proxy"] if tls else [])
+    if own:
         state[("", "secrets", None)] = {"create"}
-        state[("", "secrets", secret)] = {"get", "update"}
+        for name in own:
+            state[("", "secrets", name)] = {"get", "update"}
+    if self_managed:
         expected[("ClusterRole", "webhook")] = {
             ("admissionregistration.k8s.io", "validatingwebhookconfigurations", full): {"get", "patch"}}
     if state:
@@ -501,11 +509,16 @@ def rbac_is_least_privilege(r: Render, _):
                     for name in rule.get("resourceNames") or [None]:
                         got.setdefault((g, res, name), set()).update(rule["verbs"])
     assert found == expected, f"RBAC differs:\n found    {found}\n expected {expected}"
-    # Secrets: never list or watch (that would read every Secret), never read by any name.
+    # Secrets: list and watch only with tls.enabled, only where policies are watched, and
+    # only read (never written) there; everything else by name, or create.
     for (kind, ns), rules in found.items():
         for (g, res, name), verbs in rules.items():
-            if res == "secrets":
-                assert not verbs & {"list", "watch"}, (kind, ns, verbs)
+            if res != "secrets":
+                continue
+            if verbs & {"list", "watch"}:
+                assert tls and name is None and verbs == {"get", "list", "watch"}, (kind, ns, verbs)
+                assert (kind, ns) in {("ClusterRole", None)} | {("Role", n) for n in v["watchNamespaces"]}, (kind, ns)
+            else:
                 assert name or verbs == {"create"}, (kind, ns, name, verbs)
 
 
@@ -584,9 +597,27 @@ def services_select_their_pods_and_named_ports(r: Render, _):
 
 @check(each=True)
 def proxies_reach_the_controller_service(r: Render, _):
-    url = urlsplit(flag(args_of(r, "proxy"), "--controller")[0])
+    tls = merged(r.values)["tls"]["enabled"]
+    proxy_args = args_of(r, "proxy")
+    url = urlsplit(flag(proxy_args, "--controller")[0])
     svc_name, ns, svc = url.hostname.split(".")
-    assert (url.scheme, ns, svc) == ("http", NAMESPACE, "svc"), url
+    assert (url.scheme, ns, svc) == ("https" if tls else "http", NAMESPACE, "svc"), url
+    controller_args = args_of(r, "controller")
+    if tls:
+        # Mutual TLS with no manual step: the controller issues the proxies' Secret, for its
+        # own Service's name; the proxies mount it where their flags point.
+        full = svc_name.removesuffix("-controller")
+        assert flag(controller_args, "--stream-certs-secret") == [f"{full}-stream-tls"], controller_args
+        assert flag(controller_args, "--stream-proxy-secret") == [f"{full}-stream-proxy"], controller_args
+        assert flag(controller_args, "--stream-service") == [svc_name], controller_args
+        pod = r.one("Deployment", f"{full}-proxy")["spec"]["template"]["spec"]
+        (vol,) = [x for x in pod["volumes"] if x.get("secret", {}).get("secretName") == f"{full}-stream-proxy"]
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        for f, key in (("--client-cert", "tls.crt"), ("--client-key", "tls.key"), ("--controller-ca", "ca.crt")):
+            assert flag(proxy_args, f) == [f"{mount['mountPath']}/{key}"], (f, proxy_args)
+        assert flag(proxy_args, "--listen-tls") == [f"0.0.0.0:{merged(r.values)['proxy']['ports']['https']}"]
+    else:
+        assert flag(proxy_args, "--listen-tls") == ["off"] and not flag(controller_args, "--stream-certs-secret")
     s = r.one("Service", svc_name)
     port = next(p for p in s["spec"]["ports"] if p["port"] == url.port)
     assert port["targetPort"] == "config"
@@ -602,7 +633,8 @@ def proxy_service_and_autoscaling(r: Render, _):
     full = "edge" if merged(r.values)["fullnameOverride"] == "edge" else RELEASE
     svc = r.one("Service", f"{full}-proxy")
     assert svc["spec"]["type"] == v["service"]["type"]
-    assert [p["port"] for p in svc["spec"]["ports"]] == [v["service"]["port"]], "only traffic on the edge Service"
+    want = [v["service"]["port"]] + ([v["service"]["httpsPort"]] if merged(r.values)["tls"]["enabled"] else [])
+    assert [p["port"] for p in svc["spec"]["ports"]] == want, "only traffic on the edge Service"
     dep = r.one("Deployment", f"{full}-proxy")
     hpas = r.of("HorizontalPodAutoscaler")
     if v["autoscaling"]["enabled"]:

@@ -37,6 +37,8 @@ pub struct Context {
     /// Where `spec.tls` Secrets come from (withheld unless the stream is mutually
     /// authenticated).
     pub secrets: super::secrets::SecretSource,
+    /// The content of each Secret that last served (kept serving while its Secret is broken).
+    pub last_good: Mutex<super::secrets::LastGood>,
     /// The last build, read by every status pass until policies change again (and by the
     /// webhook's conflict check).
     pub built: Arc<Mutex<Option<Arc<Built>>>>,
@@ -67,6 +69,7 @@ impl Context {
             metrics,
             recorder,
             secrets: super::secrets::SecretSource::Withheld,
+            last_good: Mutex::new(super::secrets::LastGood::new()),
             built: Arc::new(Mutex::new(None)),
             quiet_from: Mutex::new(Instant::now()),
             min_interval,
@@ -128,20 +131,54 @@ pub fn build(
     hub: &Hub,
     metrics: &Metrics,
 ) -> Result<(Snapshot, bool), Error> {
-    build_with(policies, &Secrets::default(), hub, metrics)
+    build_with(
+        policies,
+        &Secrets::default(),
+        &mut super::secrets::LastGood::new(),
+        hub,
+        metrics,
+    )
 }
 
 /// [`build`] with the Secrets policies name: the serving ones travel in the document.
+///
+/// A Secret whose content broke (a bad edit, a renewal with the wrong key) keeps serving its
+/// last good content from `last_good`: the published snapshot is built with it, while the
+/// returned snapshot's `tls` reports say what is wrong now (ResolvedRefs=False), with a
+/// warning that the last good certificate still serves.
 pub fn build_with(
     policies: &[Arc<CorsPolicy>],
     secrets: &Secrets,
+    last_good: &mut super::secrets::LastGood,
     hub: &Hub,
     metrics: &Metrics,
 ) -> Result<(Snapshot, bool), Error> {
     let started = std::time::Instant::now();
     let inputs: Vec<_> = policies.iter().map(|p| status::input_of(p)).collect();
-    let snap = Snapshot::build_with(inputs.clone(), secrets);
-    let doc = ConfigDocument::of_with(&snap, &inputs, secrets);
+    let mut snap = Snapshot::build_with(inputs.clone(), secrets);
+    let doc = match super::secrets::with_last_good(&snap, secrets, last_good) {
+        None => {
+            super::secrets::remember(&snap, secrets, last_good);
+            ConfigDocument::of_with(&snap, &inputs, secrets)
+        }
+        Some((served, replaced)) => {
+            let mut truth = std::mem::take(&mut snap.tls);
+            snap = Snapshot::build_with(inputs.clone(), &served);
+            let doc = ConfigDocument::of_with(&snap, &inputs, &served);
+            super::secrets::remember(&snap, &served, last_good);
+            for r in &mut truth {
+                let ns = r.policy.split_once('/').map_or("", |(ns, _)| ns);
+                if replaced.contains(&(ns.to_string(), r.secret.clone())) {
+                    r.warnings.push(format!(
+                        "spec.tls.secretName: proxies keep serving the last good certificate of secret {ns}/{} until the Secret is fixed",
+                        r.secret
+                    ));
+                }
+            }
+            snap.tls = truth;
+            doc
+        }
+    };
     let published = hub.publish(&doc).map_err(Error::Serialize)?;
     metrics
         .build_seconds
@@ -163,7 +200,10 @@ pub fn build_with(
 pub async fn rebuild(ctx: &Context) -> Result<Arc<Built>, Error> {
     let policies: Vec<Arc<CorsPolicy>> = ctx.policies.iter().flat_map(Store::state).collect();
     let secrets = super::secrets::collect(&ctx.client, &ctx.secrets, &policies).await;
-    let (snap, published) = build_with(&policies, &secrets, &ctx.hub, &ctx.metrics)?;
+    let (snap, published) = {
+        let mut last_good = ctx.last_good.lock().unwrap_or_else(PoisonError::into_inner);
+        build_with(&policies, &secrets, &mut last_good, &ctx.hub, &ctx.metrics)?
+    };
     let previous = ctx.last_built();
     let verdicts = status::verdicts(&snap);
     let tls: HashMap<&str, &TlsReport> = snap.tls.iter().map(|r| (r.policy.as_str(), r)).collect();

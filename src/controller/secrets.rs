@@ -14,15 +14,71 @@
 //! - Only the Secrets that serve an accepted policy go into the config document, and only
 //!   when the stream is mutually authenticated ([`SecretSource::Withheld`] otherwise).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::config::certs::{SECRET_TYPE_TLS, Secrets, TlsSecret};
+use crate::config::Snapshot;
+use crate::config::certs::{SECRET_TYPE_TLS, Secrets, TlsProblem, TlsSecret};
 use crate::policy::CorsPolicy;
+
+/// The last content of each Secret that served, by (namespace, name).
+pub type LastGood = HashMap<(String, String), TlsSecret>;
+
+/// Whether a problem keeps the last good certificate serving: yes when the Secret's content
+/// is broken (a bad edit, a renewal with the wrong key); no when it is gone or withheld.
+pub fn keeps_last_good(p: &TlsProblem) -> bool {
+    !matches!(
+        p,
+        TlsProblem::SecretNotFound { .. } | TlsProblem::Withheld { .. }
+    )
+}
+
+/// The Secrets to serve when some in `secrets` cannot serve `snap`'s policies but served
+/// before: those replaced by their last good content. None when nothing is replaced.
+pub fn with_last_good(
+    snap: &Snapshot,
+    secrets: &Secrets,
+    last_good: &LastGood,
+) -> Option<(Secrets, Vec<(String, String)>)> {
+    let mut replaced: Vec<(String, String)> = Vec::new();
+    for (report, problem) in snap.tls_problems() {
+        let Some((ns, _)) = report.policy.split_once('/') else {
+            continue;
+        };
+        let key = (ns.to_string(), report.secret.clone());
+        if keeps_last_good(problem) && last_good.contains_key(&key) && !replaced.contains(&key) {
+            replaced.push(key);
+        }
+    }
+    if replaced.is_empty() {
+        return None;
+    }
+    let mut out = secrets.clone();
+    for key in &replaced {
+        if let Some(s) = last_good.get(key) {
+            out.insert(s.clone());
+        }
+    }
+    Some((out, replaced))
+}
+
+/// What `last_good` should hold after serving `snap` with `served`: the Secrets that serve
+/// now, and nothing no policy serves from.
+pub fn remember(snap: &Snapshot, served: &Secrets, last_good: &mut LastGood) {
+    let mut keep = LastGood::new();
+    for r in snap.tls.iter().filter(|r| r.problem.is_none()) {
+        if let Some((ns, _)) = r.policy.split_once('/')
+            && let Some(s) = served.get(ns, &r.secret)
+        {
+            keep.insert((ns.to_string(), r.secret.clone()), s.clone());
+        }
+    }
+    *last_good = keep;
+}
 
 /// The field selector of the Secret watch.
 pub const TLS_FIELD_SELECTOR: &str = "type=kubernetes.io/tls";

@@ -481,3 +481,80 @@ fn resolved_refs_follows_the_tls_secret() {
         c.message
     );
 }
+
+/// Issue 15 item 3: a Secret whose content breaks (the key of another certificate) keeps
+/// the last good certificate serving, reported; a deleted Secret is served no more.
+#[test]
+fn a_broken_secret_keeps_the_last_good_certificate_and_a_deleted_one_stops() {
+    use crate::config::certs::{Secrets, TlsSecret};
+    use crate::config::wire::ConfigDocument;
+    let now = time::OffsetDateTime::now_utc();
+    let (ca, ca_key) = crate::webhook::certs::new_ca(now).expect("ca");
+    let pair = || {
+        crate::webhook::certs::issue(&ca, &ca_key, &["api.example.com".to_string()], now)
+            .expect("cert")
+    };
+    let secret = |cert: &str, key: &str| TlsSecret {
+        namespace: "shop".into(),
+        name: "api-tls".into(),
+        secret_type: "kubernetes.io/tls".into(),
+        cert_pem: cert.as_bytes().to_vec(),
+        key_pem: key.as_bytes().to_vec(),
+    };
+    let policies = vec![Arc::new(mk_policy(
+        "shop",
+        "api",
+        T0,
+        "{hosts: [api.example.com], upstream: {url: 'http://127.0.0.1:9000'}, tls: {secretName: api-tls}}",
+    ))];
+    let hub = Hub::new(std::time::Duration::from_secs(1));
+    let metrics = super::super::metrics::Metrics::new();
+    let mut last_good = super::super::secrets::LastGood::new();
+    let published = |hub: &Hub| {
+        let body = hub.current().expect("published").body.clone();
+        ConfigDocument::parse(&body).expect("document")
+    };
+    let (good_cert, good_key) = pair();
+    let good: Secrets = [secret(&good_cert, &good_key)].into_iter().collect();
+    let (snap, _) =
+        reconcile::build_with(&policies, &good, &mut last_good, &hub, &metrics).expect("build");
+    assert!(snap.tls_problems().next().is_none());
+    let v1 = published(&hub);
+    assert_eq!(v1.secrets.len(), 1);
+
+    let (_, other_key) = pair();
+    let broken: Secrets = [secret(&pair().0, &other_key)].into_iter().collect();
+    let (snap, changed) =
+        reconcile::build_with(&policies, &broken, &mut last_good, &hub, &metrics).expect("build");
+    let (report, problem) = snap.tls_problems().next().expect("reported");
+    assert_eq!(problem.reason(), "KeyMismatch");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("keep serving the last good certificate of secret shop/api-tls")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(!changed, "proxies keep what they serve");
+    assert_eq!(published(&hub), v1);
+
+    let (snap, changed) = reconcile::build_with(
+        &policies,
+        &Secrets::default(),
+        &mut last_good,
+        &hub,
+        &metrics,
+    )
+    .expect("build");
+    assert_eq!(
+        snap.tls_problems().next().expect("reported").1.reason(),
+        "SecretNotFound"
+    );
+    assert!(changed);
+    assert!(
+        published(&hub).secrets.is_empty(),
+        "a deleted Secret is not served"
+    );
+    assert!(last_good.is_empty());
+}
