@@ -452,3 +452,124 @@ fn an_expired_old_ca_leaves_the_bundle_and_the_new_one_stays_as_written() {
         Renewal::Unchanged
     );
 }
+
+/// Issue 15 item 5: the config stream's certificates with no manual step. On a first start
+/// the controller writes its CA and serving certificate into one Secret and the proxies'
+/// client certificate (never the CA key) into the one they mount; the pair then completes a
+/// mutually authenticated handshake for the controller Service's name.
+#[tokio::test]
+async fn the_stream_certificates_are_issued_into_two_secrets_and_authenticate_each_other() {
+    use corsgate::controller::stream_certs::{self, StreamCertOptions};
+    let (client, mut handle) = mock();
+    let o = StreamCertOptions {
+        service: "corsgate-controller".into(),
+        namespace: "corsgate".into(),
+        secret: "corsgate-stream-tls".into(),
+        proxy_secret: "corsgate-stream-proxy".into(),
+    };
+    let task = tokio::spawn({
+        let (client, o) = (client.clone(), o.clone());
+        async move { stream_certs::ensure(&client, &o, OffsetDateTime::now_utc()).await }
+    });
+
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(
+        (req.method(), req.uri().path()),
+        (
+            &Method::GET,
+            format!("{SECRET_PATH}/corsgate-stream-tls").as_str()
+        )
+    );
+    not_found(send, "secret");
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(
+        (req.method(), req.uri().path()),
+        (&Method::POST, SECRET_PATH)
+    );
+    let own = body_json(req).await;
+    assert_eq!(own["metadata"]["name"], "corsgate-stream-tls");
+    let mut keys: Vec<&String> = own["data"].as_object().expect("data").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
+    respond(send, 201, &own);
+
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(
+        (req.method(), req.uri().path()),
+        (
+            &Method::GET,
+            format!("{SECRET_PATH}/corsgate-stream-proxy").as_str()
+        )
+    );
+    not_found(send, "secret");
+    let (req, send) = next(&mut handle).await;
+    assert_eq!(
+        (req.method(), req.uri().path()),
+        (&Method::POST, SECRET_PATH)
+    );
+    let proxies = body_json(req).await;
+    assert_eq!(proxies["metadata"]["name"], "corsgate-stream-proxy");
+    assert_eq!(proxies["metadata"]["namespace"], "corsgate");
+    let mut keys: Vec<&String> = proxies["data"].as_object().expect("data").keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["ca.crt", "tls.crt", "tls.key"],
+        "the proxies never get the CA key"
+    );
+    assert!(
+        proxies["metadata"]["annotations"][stream_certs::CA_ANNOTATION]
+            .as_str()
+            .is_some_and(|d| d.len() == 64)
+    );
+    respond(send, 201, &proxies);
+    let bundle = task.await.expect("task").expect("ensure");
+    no_more_calls(&mut handle).await;
+    assert_eq!(unb64(&own["data"]["ca.crt"]), bundle.ca);
+    assert_eq!(unb64(&proxies["data"]["ca.crt"]), bundle.ca);
+
+    // A real mutual handshake: the controller's config requires the proxies' certificate.
+    let server = stream_certs::server_config(&bundle).expect("server config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = tokio::spawn(async move {
+        let (io, _) = listener.accept().await.expect("accept");
+        tokio_rustls::TlsAcceptor::from(server)
+            .accept(io)
+            .await
+            .map(|s| s.get_ref().1.peer_certificates().map(<[_]>::len))
+            .map_err(|e| e.to_string())
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(bundle.ca.as_bytes()) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(unb64(&proxies["data"]["tls.crt"]).as_bytes())
+            .map(|c| c.expect("pem"))
+            .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(
+        unb64(&proxies["data"]["tls.key"]).as_bytes(),
+    )
+    .expect("key");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let sni =
+        rustls_pki_types::ServerName::try_from("corsgate-controller.corsgate.svc").expect("name");
+    let mut s = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(sni, tcp)
+        .await
+        .expect("the proxies' certificate is accepted");
+    // TLS 1.3: the server checks the client certificate after the client's handshake ends.
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut s, b"x").await;
+    assert_eq!(accepted.await.expect("task"), Ok(Some(1)));
+}

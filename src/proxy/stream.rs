@@ -501,4 +501,44 @@ mod tests {
             "http://ctl:9090/v1/config?version=&proxy=a%20b%26c"
         );
     }
+
+    #[test]
+    fn rotated_client_certificate_files_make_a_new_connector_and_broken_ones_keep_the_old() {
+        let dir = tempfile::tempdir().expect("dir");
+        let now = time::OffsetDateTime::now_utc();
+        let (ca, ca_key) = crate::webhook::certs::new_ca(now).expect("ca");
+        let issue =
+            || crate::controller::stream_certs::issue_client(&ca, &ca_key, now).expect("client");
+        let files = serve::MutualFiles {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+            ca: dir.path().join("ca.crt"),
+        };
+        let write = |(c, k): &(String, String)| {
+            std::fs::write(&files.cert, c).expect("write");
+            std::fs::write(&files.key, k).expect("write");
+        };
+        std::fs::write(&files.ca, &ca).expect("write");
+        write(&issue());
+        let mut o = opts("https://localhost:9", Duration::from_secs(1));
+        o.tls = Some(Box::new(files.clone()));
+        let mut seen = tls_fingerprint(&o);
+        assert!(seen.is_some());
+        assert!(reloaded(&o, &mut seen).is_none(), "unchanged: nothing new");
+        // The kubelet's update changes size or time; a renewed key pair differs in both.
+        std::thread::sleep(Duration::from_millis(20));
+        write(&issue());
+        let before = seen.clone();
+        assert!(
+            reloaded(&o, &mut seen).is_some(),
+            "renewed: a new connector"
+        );
+        assert_ne!(seen, before);
+        // Half written: kept, and retried on the next poll.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&files.key, "-----BEGIN PRIVATE KEY-----\n").expect("write");
+        let kept = seen.clone();
+        assert!(reloaded(&o, &mut seen).is_none());
+        assert_eq!(seen, kept);
+    }
 }

@@ -201,7 +201,10 @@ pub fn least_privilege() {
     let token = token_kubeconfig(dir.path(), &ns.0, &sa);
     // Not an admin: the token can do nothing beyond the chart's rules.
     for (verb, what, scope) in [
-        ("list", "secrets", ns.0.as_str()),
+        // With tls.enabled the token may read Secrets where policies are watched (docs/tls.md),
+        // and nowhere else.
+        ("list", "secrets", "default"),
+        ("update", "secrets", ns.0.as_str()),
         ("create", "namespaces", ""),
         ("list", "corspolicies.corsgate.dev", "default"),
         ("delete", "corspolicies.corsgate.dev", ns.0.as_str()),
@@ -223,7 +226,14 @@ pub fn least_privilege() {
     eventually("the controller ready on its token", || {
         ready(c.admin).then_some(())
     });
-    let p = proxy(&format!("http://{}", c.stream), "rbac-proxy");
+    // The stream is mutual TLS (tls.enabled, the default): the proxy gets its certificate
+    // from the Secret the controller issued, as the chart mounts it.
+    let p = tls_proxy(
+        c.stream,
+        "rbac-proxy",
+        &ns.0,
+        &format!("{}-stream-proxy", release_fullname(&release)),
+    );
     let upstream = echo_upstream();
 
     // Watch and status.
@@ -311,6 +321,8 @@ pub fn least_privilege() {
             .is_some_and(|b| !b.is_empty())
             .then_some(())
     });
+    https_from_a_secret_with_rotation(&ns.0, &p, upstream);
+
     let metrics = http_get(c.admin, "x", "/metrics", &[])
         .expect("controller metrics")
         .1;
@@ -327,4 +339,103 @@ pub fn least_privilege() {
 /// The chart's `corsgate.fullname` for a release named without "corsgate" in it.
 fn release_fullname(release: &str) -> String {
     format!("{release}-corsgate")
+}
+
+/// Issue 15 item 6: a policy naming a `kubernetes.io/tls` Secret, on the chart's RBAC: its
+/// certificate reaches the proxy (which holds no token) over the authenticated stream and
+/// serves HTTPS by SNI; ResolvedRefs says so; a renewed Secret (as cert-manager writes it)
+/// reaches new handshakes; a Secret with a mismatched key is reported while the last good
+/// certificate serves; a deleted one is reported SecretNotFound.
+fn https_from_a_secret_with_rotation(ns: &str, p: &TlsProxy, upstream: std::net::SocketAddr) {
+    let now = time::OffsetDateTime::now_utc();
+    let (ca, ca_key) = corsgate::webhook::certs::new_ca(now).expect("ca");
+    let host = "tls.rbac.example";
+    let issue =
+        || corsgate::webhook::certs::issue(&ca, &ca_key, &[host.to_string()], now).expect("cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let apply_secret = |cert: &str, key: &str| {
+        let (c, k) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&c, cert).expect("write");
+        std::fs::write(&k, key).expect("write");
+        let yaml = must(
+            &[
+                "create",
+                "secret",
+                "tls",
+                "web-tls",
+                "-n",
+                ns,
+                "--cert",
+                c.to_str().expect("path"),
+                "--key",
+                k.to_str().expect("path"),
+                "--dry-run=client",
+                "-o",
+                "yaml",
+            ],
+            None,
+        );
+        must(&["apply", "-f", "-"], Some(&yaml));
+    };
+    let leaf = |pem: &str| {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .expect("pem")
+            .as_ref()
+            .to_vec()
+    };
+    let resolved = || condition(&policy(ns, "secure"), "ResolvedRefs");
+
+    let first = issue();
+    apply_secret(&first.0, &first.1);
+    must(
+        &["apply", "-f", "-"],
+        Some(&policy_doc(
+            ns,
+            "secure",
+            &format!(
+                "hosts: [{host}]\n  upstream: {{url: 'http://{upstream}'}}\n  tls: {{secretName: web-tls}}"
+            ),
+        )),
+    );
+    let r = eventually("ResolvedRefs=True from the Secret", || {
+        resolved().filter(|r| r.0 == "True")
+    });
+    assert!(
+        r.2.contains("the certificate in secret web-tls serves its hosts over HTTPS"),
+        "{r:?}"
+    );
+    eventually("HTTPS with the Secret's certificate", || {
+        (tls_leaf(p.tls, host, &ca)? == leaf(&first.0)).then_some(())
+    });
+
+    // Renewal: new handshakes get the new certificate.
+    let second = issue();
+    apply_secret(&second.0, &second.1);
+    eventually_within("the renewed certificate", Duration::from_secs(30), || {
+        (tls_leaf(p.tls, host, &ca)? == leaf(&second.0)).then_some(())
+    });
+
+    // A mismatched key: reported, and the last good certificate keeps serving.
+    let third = issue();
+    apply_secret(&third.0, &first.1);
+    let r = eventually("ResolvedRefs=False KeyMismatch", || {
+        resolved().filter(|r| r.1 == "KeyMismatch")
+    });
+    assert_eq!(r.0, "False");
+    let warnings = policy(ns, "secure")["status"]["warnings"].to_string();
+    assert!(
+        warnings.contains("keep serving the last good certificate"),
+        "{warnings}"
+    );
+    assert_eq!(tls_leaf(p.tls, host, &ca), Some(leaf(&second.0)));
+
+    // Deleted: SecretNotFound, and the host is no longer served over HTTPS.
+    must(&["delete", "secret", "-n", ns, "web-tls"], None);
+    eventually("ResolvedRefs=False SecretNotFound", || {
+        resolved().filter(|r| r.1 == "SecretNotFound")
+    });
+    eventually("no certificate for the host", || {
+        tls_leaf(p.tls, host, &ca).is_none().then_some(())
+    });
 }

@@ -337,3 +337,99 @@ pub fn proxy(controller: &str, id: &str) -> Proxy {
     );
     Proxy { _process, listen }
 }
+
+/// A proxy on the controller's mutually authenticated stream (`https://localhost:PORT`, the
+/// name the stream certificate carries besides its Service's), with the client certificate
+/// the controller issued into the Secret `secret` in `ns` (as the chart mounts it), and an
+/// HTTPS listener.
+pub struct TlsProxy {
+    _process: Killed,
+    pub listen: SocketAddr,
+    pub tls: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// The decoded `data` of a Secret, once it exists with every key in `keys`.
+pub fn secret_data(ns: &str, name: &str, keys: &[&str]) -> Option<Vec<Vec<u8>>> {
+    use base64::Engine as _;
+    let (ok, out, _) = kubectl(&["get", "secret", "-n", ns, name, "-o", "json"], None);
+    let v: Value = serde_json::from_str(&out).ok().filter(|_| ok)?;
+    keys.iter()
+        .map(|k| {
+            let b = v["data"][*k].as_str()?;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        })
+        .collect()
+}
+
+pub fn tls_proxy(stream: SocketAddr, id: &str, ns: &str, secret: &str) -> TlsProxy {
+    let files = eventually(&format!("the proxies' Secret {ns}/{secret}"), || {
+        secret_data(ns, secret, &["ca.crt", "tls.crt", "tls.key"])
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths: Vec<String> = ["ca.crt", "tls.crt", "tls.key"]
+        .iter()
+        .zip(&files)
+        .map(|(n, data)| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, data).expect("write");
+            p.display().to_string()
+        })
+        .collect();
+    let (listen, tls, admin) = (free_port(), free_port(), free_port());
+    let _process = Killed(
+        Command::new(BIN)
+            .args(["proxy", "--proxy-id", id])
+            .args([
+                "--controller",
+                &format!("https://localhost:{}", stream.port()),
+            ])
+            .args(["--controller-ca", &paths[0]])
+            .args(["--client-cert", &paths[1], "--client-key", &paths[2]])
+            .args(["--listen", &listen.to_string()])
+            .args(["--listen-tls", &tls.to_string()])
+            .args(["--admin", &admin.to_string()])
+            .spawn()
+            .expect("spawn proxy"),
+    );
+    TlsProxy {
+        _process,
+        listen,
+        tls,
+        _dir: dir,
+    }
+}
+
+/// The leaf certificate (DER) `addr` presents for `sni`, verified against `ca_pem`, after
+/// one request over it; None when the handshake fails.
+pub fn tls_leaf(addr: SocketAddr, sni: &str, ca_pem: &str) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(sni.to_string()).ok()?;
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    {
+        let mut s = rustls::Stream::new(&mut conn, &mut sock);
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nhost: {sni}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text.starts_with("HTTP/1.1 200").then_some(())?;
+    }
+    conn.peer_certificates()?
+        .first()
+        .map(|c| c.as_ref().to_vec())
+}
