@@ -57,14 +57,31 @@ pub enum ExplainError {
 
 /// Every CorsPolicy the client may list, as the controller would compile them.
 pub async fn cluster_snapshot(client: kube::Client) -> Result<Snapshot, kube::Error> {
-    let api: Api<CorsPolicy> = Api::all(client);
+    let api: Api<CorsPolicy> = Api::all(client.clone());
     let list = api.list(&ListParams::default()).await?;
     let inputs = list
         .items
         .iter()
         .map(crate::controller::status::input_of)
         .collect();
-    Ok(Snapshot::build(inputs))
+    // The Secrets TLS policies name, read with the user's own credentials (one get each),
+    // so the `tls` lines say what the controller's ResolvedRefs says.
+    let policies: Vec<std::sync::Arc<CorsPolicy>> =
+        list.items.into_iter().map(std::sync::Arc::new).collect();
+    let mut secrets = crate::config::certs::Secrets::default();
+    for (ns, name) in crate::controller::secrets::referenced(&policies) {
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+        match api.get_opt(&name).await {
+            Ok(Some(s)) => {
+                secrets.insert(crate::controller::secrets::tls_secret_of(&s));
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!(
+                "note: cannot read secret {ns}/{name} with your credentials ({e}); its tls line below says \"not found\", but the policy's ResolvedRefs condition is authoritative (kubectl get corspolicy -n {ns} -o yaml)"
+            ),
+        }
+    }
+    Ok(Snapshot::build_with(inputs, &secrets))
 }
 
 async fn kube_client(path: &Path) -> Result<kube::Client, ExplainError> {
@@ -273,6 +290,68 @@ mod tests {
         assert!(
             e.text
                 .contains("FAILED: method DELETE is not in allowMethods"),
+            "{}",
+            e.text
+        );
+    }
+
+    /// A TLS policy's Secret is read with the user's credentials, so `explain --kubeconfig`
+    /// says what ResolvedRefs says (here: a certificate that does not cover the host).
+    #[tokio::test]
+    async fn cluster_explain_reads_the_secret_a_tls_policy_names() {
+        use base64::Engine as _;
+        let now = time::OffsetDateTime::now_utc();
+        let (ca, ca_key) = crate::webhook::certs::new_ca(now).expect("ca");
+        let (cert, key) =
+            crate::webhook::certs::issue(&ca, &ca_key, &["other.shop.test".to_string()], now)
+                .expect("cert");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let (svc, mut handle) =
+            tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
+        let client = kube::Client::new(svc, "default");
+        let respond = |send: tower_test::mock::SendResponse<http::Response<Body>>,
+                       v: serde_json::Value| {
+            send.send_response(
+                http::Response::builder()
+                    .status(200)
+                    .body(Body::from(serde_json::to_vec(&v).expect("json")))
+                    .expect("response"),
+            );
+        };
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.expect("a list call");
+            assert_eq!(req.uri().path(), "/apis/corsgate.dev/v1alpha1/corspolicies");
+            respond(
+                send,
+                serde_json::json!({
+                    "apiVersion": "corsgate.dev/v1alpha1", "kind": "CorsPolicyList",
+                    "metadata": {"resourceVersion": "1"},
+                    "items": [{
+                        "apiVersion": "corsgate.dev/v1alpha1", "kind": "CorsPolicy",
+                        "metadata": {"name": "api", "namespace": "shop"},
+                        "spec": {"hosts": ["api.shop.test"], "upstream": {"url": "http://127.0.0.1:9"},
+                                 "tls": {"secretName": "api-tls"}}
+                    }]
+                }),
+            );
+            let (req, send) = handle.next_request().await.expect("a get of the Secret");
+            assert_eq!(req.method(), Method::GET);
+            assert_eq!(req.uri().path(), "/api/v1/namespaces/shop/secrets/api-tls");
+            respond(
+                send,
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": "api-tls", "namespace": "shop"},
+                    "data": {"tls.crt": b64(&cert), "tls.key": b64(&key)}
+                }),
+            );
+        });
+        let snap = cluster_snapshot(client).await.expect("listed");
+        server.await.expect("served");
+        let req = explain::Request::from_query("host=api.shop.test").expect("q");
+        let e = explain::explain(&snap, &req);
+        assert!(
+            e.text.contains("does not cover host api.shop.test"),
             "{}",
             e.text
         );
