@@ -476,7 +476,7 @@ fn credentials_star(c: &super::CorsSpec, errs: &mut Vec<FieldError>) {
     if c.allow_credentials && star(base) {
         errs.push(FieldError::new(
             format!("spec.cors.{field}"),
-            "\"*\" cannot be combined with allowCredentials: true",
+            "\"*\" cannot be combined with allowCredentials: true: with credentials browsers read it as a header literally named \"*\", so no header would be exposed, and exposed names cannot be reflected from a request",
             format!("list the names in {field}, or set allowCredentials: false"),
         ));
     }
