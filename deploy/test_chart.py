@@ -820,6 +820,7 @@ def notes_explain_the_first_policy(r: Render, _):
     v = merged(r.values)
     assert "kubectl get corspolicies" in r.notes and "kind: CorsPolicy" in r.notes
     assert "rollout status" in r.notes
+    assert ("create secret tls" in r.notes) == v["tls"]["enabled"], "HTTPS is explained when it is on"
     ns = v["watchNamespaces"][0] if v["watchNamespaces"] else "default"
     assert f"namespace: {ns}" in r.notes
     # The example policy in NOTES is one the CRD and `corsgate check` accept.
