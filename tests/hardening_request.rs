@@ -234,7 +234,9 @@ async fn rapid_reset(proxy: &Proxy, streams: usize, round: usize) -> usize {
 
 #[tokio::test]
 async fn reset_http2_streams_neither_discard_upstream_connections_nor_pile_up_work() {
-    let (up, proxy) = setup(&[]).await;
+    // One worker: idle upstream connections are kept per worker (tests/workers.rs), and
+    // this counts what one pool does with cancelled exchanges.
+    let (up, proxy) = setup(&["--workers", "1"]).await;
     const STREAMS: usize = 4000;
     // The default --max-upstream-requests-per-connection, and so the h2 stream limit.
     const LIMIT: usize = 100;
@@ -261,7 +263,9 @@ async fn reset_http2_streams_neither_discard_upstream_connections_nor_pile_up_wo
 
 #[tokio::test]
 async fn a_cancelled_request_gives_its_upstream_connection_back() {
-    let (up, proxy) = setup(&[]).await;
+    // One worker: with several, the next connection may land on another worker, whose own
+    // pool does not hold this upstream connection.
+    let (up, proxy) = setup(&["--workers", "1"]).await;
     rapid_reset(&proxy, 1, 1).await;
     // The cancelled exchange finishes in the background (100 ms); the next request reuses it.
     eventually("the cancelled request reached the upstream", || {

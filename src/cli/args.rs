@@ -175,9 +175,9 @@ pub struct ProxyArgs {
     /// Re-read the policies this often even without a file event.
     #[arg(long, default_value_t = 5)]
     pub poll_interval_seconds: u64,
-    /// Worker threads (default: the CPUs this process may use).
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Per-core workers: each a thread with its own single-threaded runtime and its own SO_REUSEPORT listeners (the kernel spreads connections over them), so a connection never leaves its core. Default: the CPUs this process may use.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// With --controller: how often Shadow-mode counts are reported to the controller.
     #[arg(long, default_value_t = 10)]
     pub shadow_report_seconds: u64,
@@ -438,6 +438,9 @@ impl ProxyArgs {
             },
             header_timeout,
             conn,
+            workers: self
+                .workers
+                .map_or_else(crate::cli::default_workers, usize::from),
         }
     }
 }

@@ -65,7 +65,9 @@ pub fn run(cli: Cli) -> ExitCode {
                     .map_err(Error::Controller)
             })
         }),
-        Command::Proxy(a) => runtime(a.workers).and_then(|rt| {
+        // The proxy's traffic runs on its own per-core workers; this runtime keeps the
+        // admin port, reloads and the config stream.
+        Command::Proxy(a) => runtime(Some(1)).and_then(|rt| {
             rt.block_on(async {
                 crate::proxy::run(a.into_options(), shutdown_signal())
                     .await
@@ -101,8 +103,13 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The CPUs this process may use: the default `--workers`.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, Error> {
-    let n = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n = workers.unwrap_or_else(default_workers);
     let rt = if n <= 1 {
         // One CPU: a single-threaded scheduler avoids cross-thread wake-ups entirely.
         tokio::runtime::Builder::new_current_thread()

@@ -272,6 +272,7 @@ pub async fn run(opts: DemoOptions, shutdown: watch::Receiver<bool>) -> Result<(
             forward: proxy::forward::ForwardOptions::default(),
             header_timeout: crate::serve::HEADER_TIMEOUT,
             conn: crate::serve::ConnLimits::default(),
+            workers: 1,
         },
         shutdown,
     )

@@ -424,6 +424,11 @@ pub struct ProxyOptions {
     /// Per-connection limits of the traffic listener (its counters are replaced by the
     /// proxy's, so `/metrics` shows them).
     pub conn: serve::ConnLimits,
+    /// Per-core workers: each a thread with its own single-threaded runtime, its own
+    /// `SO_REUSEPORT` listeners and its own idle upstream connections, so a connection and
+    /// everything its requests do stay on one core. 0 or 1: traffic is served on the
+    /// caller's runtime.
+    pub workers: usize,
 }
 
 /// Runs the proxy until `shutdown` turns true; returns after draining.
@@ -431,19 +436,28 @@ pub async fn run(
     opts: ProxyOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), std::io::Error> {
+    let workers = opts.workers.max(1);
     let metrics = Arc::new(Metrics::new());
-    let upstreams = Arc::new(upstream::Upstreams::new()?);
+    let upstreams = Arc::new(upstream::Upstreams::new(workers)?);
     let store = Arc::new(Store::new(metrics, upstreams, opts.source.describe()));
-    let traffic = serve::bind("traffic", opts.listen).await?;
-    let admin = serve::bind("admin", opts.admin).await?;
-    let traffic_tls = match opts.listen_tls {
-        Some(a) => Some(serve::bind("traffic-tls", a).await?),
+    // One set of sockets per worker, sharing the port (SO_REUSEPORT), bound before anything
+    // starts so a taken port fails the start.
+    let mut traffic = serve::bind_reuseport("traffic", opts.listen, workers)?;
+    let mut traffic_tls = match opts.listen_tls {
+        Some(a) => Some(serve::bind_reuseport("traffic-tls", a, workers)?),
         None => None,
     };
+    let admin = serve::bind("admin", opts.admin).await?;
+    let local = |l: &[std::net::TcpListener]| {
+        l.first()
+            .and_then(|l| l.local_addr().ok())
+            .map_or("off".to_string(), |a| a.to_string())
+    };
     tracing::info!(
-        listen = %traffic.local_addr()?,
-        listen_tls = %traffic_tls.as_ref().and_then(|l| l.local_addr().ok()).map_or("off".to_string(), |a| a.to_string()),
+        listen = %local(&traffic),
+        listen_tls = %traffic_tls.as_deref().map_or("off".to_string(), local),
         admin = %admin.local_addr()?,
+        workers,
         source = %opts.source.describe(),
         "corsgate proxy serving"
     );
@@ -490,12 +504,17 @@ pub async fn run(
         forward: opts.forward,
     });
     let admin_task = tokio::spawn(admin::serve(store.clone(), admin, shutdown.clone()));
+    // --max-connections holds for the process: every listener of every worker takes from
+    // the same slots.
+    let slots = (opts.conn.max_connections > 0)
+        .then(|| Arc::new(tokio::sync::Semaphore::new(opts.conn.max_connections)));
     // An HTTP/2 client may open as many streams as it may have upstream requests.
     let traffic_listener = |name: &'static str| {
         Listener {
             header_timeout: opts.header_timeout,
             conn: serve::ConnLimits {
                 metrics: store.metrics.conn.clone(),
+                slots: slots.clone(),
                 ..opts.conn.clone()
             },
             ..Listener::plain(name, opts.drain)
@@ -515,26 +534,85 @@ pub async fn run(
             }
         }
     };
-    let tls_task = match traffic_tls {
-        Some(listener) => {
-            let source = serve::TlsSource::sni(Arc::new(https::SnapshotCerts(store.clone())))
-                .map_err(std::io::Error::other)?;
-            let how = Listener {
-                tls: Some(Arc::new(source)),
-                ..traffic_listener("traffic-tls")
-            };
-            Some(tokio::spawn(serve::serve(
-                listener,
-                how,
-                make(true),
-                shutdown.clone(),
-            )))
-        }
+    let tls_how = match &traffic_tls {
+        Some(_) => Some(Listener {
+            tls: Some(Arc::new(
+                serve::TlsSource::sni(Arc::new(https::SnapshotCerts(store.clone())))
+                    .map_err(std::io::Error::other)?,
+            )),
+            ..traffic_listener("traffic-tls")
+        }),
         None => None,
     };
-    serve::serve(traffic, traffic_listener("traffic"), make(false), shutdown).await;
-    if let Some(t) = tls_task {
-        let _ = t.await;
+    let plain_how = traffic_listener("traffic");
+    // Serves one worker's sockets on the runtime it is called on, until shutdown and drain.
+    let serve_worker = {
+        let (make_plain, make_tls) = (make(false), make(true));
+        move |plain: std::net::TcpListener,
+              tls: Option<std::net::TcpListener>,
+              stop: watch::Receiver<bool>| {
+            let (plain_how, tls_how) = (plain_how.clone(), tls_how.clone());
+            let (make_plain, make_tls) = (make_plain.clone(), make_tls.clone());
+            async move {
+                let plain = tokio::net::TcpListener::from_std(plain)?;
+                let tls_task = match (tls, tls_how) {
+                    (Some(l), Some(how)) => Some(tokio::spawn(serve::serve(
+                        tokio::net::TcpListener::from_std(l)?,
+                        how,
+                        make_tls,
+                        stop.clone(),
+                    ))),
+                    _ => None,
+                };
+                serve::serve(plain, plain_how, make_plain, stop).await;
+                if let Some(t) = tls_task {
+                    let _ = t.await;
+                }
+                Ok::<(), std::io::Error>(())
+            }
+        }
+    };
+    if workers == 1 {
+        let plain = traffic
+            .pop()
+            .ok_or_else(|| std::io::Error::other("no traffic socket"))?;
+        let tls = traffic_tls.as_mut().and_then(Vec::pop);
+        serve_worker(plain, tls, shutdown).await?;
+    } else {
+        let mut threads = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let plain = traffic
+                .pop()
+                .ok_or_else(|| std::io::Error::other("no traffic socket"))?;
+            let tls = traffic_tls.as_mut().and_then(Vec::pop);
+            let (serve_worker, stop) = (serve_worker.clone(), shutdown.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("corsgate-worker-{i}"))
+                    .spawn(move || -> Result<(), std::io::Error> {
+                        upstream::set_worker(i);
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?
+                            .block_on(serve_worker(plain, tls, stop))
+                    })?,
+            );
+        }
+        // Every worker drains on its own; wait for all of them off this runtime.
+        let ended = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .map_err(|_| std::io::Error::other("a worker panicked"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        for r in ended {
+            r?;
+        }
     }
     let _ = admin_task.await;
     if let Some((client, o)) = last_report {

@@ -10,7 +10,7 @@ use super::upstream::Upstreams;
 fn store() -> Arc<Store> {
     Arc::new(Store::new(
         Arc::new(Metrics::new()),
-        Arc::new(Upstreams::new().expect("upstreams")),
+        Arc::new(Upstreams::new(1).expect("upstreams")),
         "test",
     ))
 }

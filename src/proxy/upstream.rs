@@ -97,8 +97,33 @@ impl UpstreamError {
     }
 }
 
-/// The idle connections of one upstream.
-pub struct Idle(ArrayQueue<SendRequest<ClientBody>>);
+/// The idle connections of one upstream: one queue per worker (`--workers`), so a worker
+/// only reuses connections its own runtime drives, and a request never wakes another core.
+pub struct Idle(Box<[ArrayQueue<SendRequest<ClientBody>>]>);
+
+thread_local! {
+    /// This thread's worker index (0 outside the per-core workers).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as worker `i` (its idle queues are `i`).
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+impl Idle {
+    fn new(workers: usize) -> Idle {
+        let n = workers.max(1);
+        let each = (MAX_IDLE / n).max(64);
+        Idle((0..n).map(|_| ArrayQueue::new(each)).collect())
+    }
+
+    /// The calling worker's queue.
+    fn queue(&self) -> &ArrayQueue<SendRequest<ClientBody>> {
+        let i = WORKER.with(std::cell::Cell::get);
+        &self.0[i % self.0.len()]
+    }
+}
 
 /// Connects to upstreams and keeps their idle-connection queues.
 pub struct Upstreams {
@@ -106,11 +131,14 @@ pub struct Upstreams {
     /// Queues by `scheme://authority`, so connections outlive snapshot swaps. Read when a
     /// snapshot is installed, never per request.
     queues: Mutex<HashMap<String, Arc<Idle>>>,
+    /// Idle queues per upstream: one per worker.
+    workers: usize,
 }
 
 impl Upstreams {
-    /// TLS uses the system's trust roots; ALPN offers HTTP/1.1.
-    pub fn new() -> Result<Upstreams, std::io::Error> {
+    /// TLS uses the system's trust roots; ALPN offers HTTP/1.1. `workers`: per-core workers
+    /// that each keep their own idle connections (1: one runtime).
+    pub fn new(workers: usize) -> Result<Upstreams, std::io::Error> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -123,6 +151,7 @@ impl Upstreams {
         Ok(Upstreams {
             connector,
             queues: Mutex::new(HashMap::new()),
+            workers: workers.max(1),
         })
     }
 
@@ -130,7 +159,7 @@ impl Upstreams {
     pub fn idle_for(&self, target: &UpstreamTarget) -> Arc<Idle> {
         let mut q = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         q.entry(target.url())
-            .or_insert_with(|| Arc::new(Idle(ArrayQueue::new(MAX_IDLE))))
+            .or_insert_with(|| Arc::new(Idle::new(self.workers)))
             .clone()
     }
 
@@ -229,7 +258,7 @@ impl Upstreams {
 
 /// An idle connection that is still open and ready for a request.
 async fn checkout(idle: &Idle) -> Option<SendRequest<ClientBody>> {
-    while let Some(mut s) = idle.0.pop() {
+    while let Some(mut s) = idle.queue().pop() {
         if !s.is_closed() && s.ready().await.is_ok() {
             return Some(s);
         }
@@ -265,7 +294,7 @@ impl PooledBody {
     fn release(&mut self) {
         if let Some((idle, sender)) = self.home.take() {
             // A full queue drops the connection, which closes it.
-            let _ = idle.0.push(sender);
+            let _ = idle.queue().push(sender);
         }
         self.permit = None;
     }
@@ -325,7 +354,7 @@ impl Drop for PooledBody {
         let (permit, limit) = (self.permit.take(), self.drain_for);
         runtime.spawn(async move {
             if tokio::time::timeout(limit, drain(inner)).await == Ok(true) {
-                let _ = home.0.0.push(home.1);
+                let _ = home.0.queue().push(home.1);
             }
             drop(permit);
         });

@@ -64,6 +64,9 @@ pub struct ConnLimits {
     pub max_header_bytes: usize,
     /// Connections held at once; 0: no limit.
     pub max_connections: usize,
+    /// The `max_connections` slots, when several listeners share them (one per worker,
+    /// and the HTTPS listener's): `None`, each listener has its own.
+    pub slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Where the listener counts what these limits did.
     pub metrics: ConnMetrics,
 }
@@ -78,6 +81,7 @@ impl Default for ConnLimits {
             h2_keepalive_timeout: H2_KEEPALIVE_TIMEOUT,
             max_header_bytes: MAX_HEADER_BYTES,
             max_connections: MAX_CONNECTIONS,
+            slots: None,
             metrics: ConnMetrics::default(),
         }
     }

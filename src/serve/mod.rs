@@ -117,6 +117,39 @@ pub async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, std::io::
     })
 }
 
+/// `n` listening sockets on `addr` that share its port with `SO_REUSEPORT`: the kernel
+/// spreads new connections over them, one per worker (`--workers`), as nginx's
+/// `reuseport` does. Port 0 picks one port for all. Non-blocking, backlog 1024.
+pub fn bind_reuseport(
+    what: &str,
+    addr: SocketAddr,
+    n: usize,
+) -> Result<Vec<std::net::TcpListener>, std::io::Error> {
+    let one = |addr: SocketAddr| -> Result<std::net::TcpListener, std::io::Error> {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        Ok(s.into())
+    };
+    let fail = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
+    };
+    let first = one(addr).map_err(fail)?;
+    let bound = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..n.max(1) {
+        all.push(one(bound).map_err(fail)?);
+    }
+    Ok(all)
+}
+
 /// Resolves once `shutdown` is true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -140,8 +173,12 @@ pub async fn serve<M, H, Fut, B>(
     let name = how.name;
     let limits = Arc::new(how.conn.clone());
     let builder = Arc::new(proto::Builders::new(&how));
-    let slots = (limits.max_connections > 0)
-        .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_connections)));
+    // Shared by every worker's listener when given, so --max-connections holds for the
+    // process (taken and given back once per connection, never per request).
+    let slots = limits.slots.clone().or_else(|| {
+        (limits.max_connections > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_connections)))
+    });
     let mut refusals = Refusals::default();
     // Every connection task holds a sender; the drain waits until all are gone.
     let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
