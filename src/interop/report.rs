@@ -100,9 +100,10 @@ impl Report {
             out.push('\n');
         }
         let count = |s| self.lines.iter().filter(|l| l.severity == s).count();
+        let n = self.lines.len();
         out.push_str(&format!(
-            "{} differences: {} risk, {} warning, {} info\n",
-            self.lines.len(),
+            "{n} {}: {} risk, {} warning, {} info\n",
+            if n == 1 { "difference" } else { "differences" },
             count(Severity::Risk),
             count(Severity::Warning),
             count(Severity::Info)

@@ -8,16 +8,14 @@
 //! --test interop` rewrites them (review the diff); by default the comparison is exact.
 
 mod behaviour;
+mod report_keys;
 #[path = "../support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use corsgate::config::{Rejected, Snapshot, load::parse_documents};
-use corsgate::interop::{
-    self, Format, ImportOptions, Imported, Input, Report, render_policies,
-    star_with_credentials_accepted,
-};
+use corsgate::interop::{self, Format, ImportOptions, Imported, Input, Report, render_policies};
 use corsgate::policy::Mode;
 use support::*;
 
@@ -208,7 +206,12 @@ fn edge_case_goldens() {
         &opts,
         "ingress-nginx/edge-cases",
     );
-    assert_eq!(p.len(), 2);
+    let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["odd", "nobody", "files", "thumbs"],
+        "hostless has no paths; rewrite has CORS off"
+    );
     assert_eq!(
         p[0].spec.hosts,
         ["fallback.example.com"],
@@ -268,7 +271,7 @@ fn round_trips_give_equivalent_policies() {
         (
             Format::IngressNginx,
             "ingress-nginx/input.yaml",
-            &["storefront", "partner-api"],
+            &["storefront", "accounts-1", "accounts-2", "partner-api"],
             enforce.clone(),
         ),
         (
@@ -324,69 +327,56 @@ fn round_trips_give_equivalent_policies() {
 }
 
 /// Gateway API's "*" with credentials. Origins: refused for good (reflecting every origin
-/// with credentials is the classic hole). Methods and headers: reflected once the validator
-/// accepts them (issue 16 item 1); until then listed / narrowed. This test holds both ways,
-/// so landing item 1 changes the report line, not the test.
+/// with credentials is the classic hole). Methods and headers: corsgate reflects the
+/// requested ones, as Gateway API does, so they are imported as "*" (an info line each).
 #[test]
-fn gateway_api_star_with_credentials_follows_the_validator() {
-    let (p, report) = interop::import(
+fn gateway_api_star_with_credentials() {
+    let p = import_case(
+        Format::GatewayApi,
+        &["gateway-api/star-credentials.yaml"],
+        &ImportOptions::default(),
+        "gateway-api/star-credentials",
+    );
+    let cors = &p[0].spec.cors;
+    assert_eq!(cors.allow_methods.as_deref(), Some(&["*".to_string()][..]));
+    assert_eq!(cors.allow_headers, ["*"]);
+    assert!(cors.allow_credentials);
+    let report = interop::import(
         Format::GatewayApi,
         &[input("gateway-api/star-credentials.yaml")],
         &ImportOptions::default(),
     )
-    .unwrap();
-    assert_checks(&render_policies(&p).unwrap());
-    let cors = &p[0].spec.cors;
-    let line = |key: &str| {
-        report
-            .lines
-            .iter()
-            .find(|l| l.key == key)
-            .unwrap_or_else(|| panic!("no {key} line: {report:?}"))
-    };
-    let m = line("methods-star-credentials");
-    assert_eq!(m.object, "HTTPRoute default/wide");
-    assert_eq!(m.field, "spec.rules[0].filters[0].cors.allowMethods");
-    if star_with_credentials_accepted("allowMethods") {
-        assert_eq!(cors.allow_methods.as_deref(), Some(&["*".to_string()][..]));
-        assert_eq!(m.severity, interop::Severity::Info);
-    } else {
-        assert_eq!(cors.allow_methods.as_deref().map(<[String]>::len), Some(7));
-        assert_eq!(m.severity, interop::Severity::Warning);
-    }
-    let h = line("headers-star-credentials");
-    if star_with_credentials_accepted("allowHeaders") {
-        assert_eq!(cors.allow_headers, ["*"]);
-        assert_eq!(h.severity, interop::Severity::Info);
-    } else {
-        assert!(cors.allow_headers.is_empty());
-        assert_eq!(h.severity, interop::Severity::Risk);
-    }
-    // allowOrigins "*" with credentials stays refused whatever item 1 does.
-    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: any, namespace: default}\nspec:\n  hostnames: [any.example.com]\n  rules:\n  - filters: [{type: CORS, cors: {allowOrigins: ['*'], allowCredentials: true}}]\n    backendRefs: [{name: any, port: 80}]\n";
-    let (p, report) = interop::import(
-        Format::GatewayApi,
-        &[Input {
-            name: "any.yaml".into(),
-            text: text.into(),
-        }],
-        &ImportOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(p[0].spec.cors.allow_origins, ["*"]);
-    assert!(!p[0].spec.cors.allow_credentials);
+    .unwrap()
+    .1;
+    // allowOrigins "*" with credentials stays refused.
+    assert_eq!(p[1].spec.cors.allow_origins, ["*"]);
+    assert!(!p[1].spec.cors.allow_credentials);
     let l = report
         .lines
         .iter()
         .find(|l| l.key == "origin-star-credentials")
         .expect("origin line");
     assert_eq!(l.severity, interop::Severity::Risk);
+    assert_eq!(l.object, "HTTPRoute default/any");
     assert_eq!(l.field, "spec.rules[0].filters[0].cors.allowOrigins");
 }
 
 #[test]
 fn invalid_input_names_file_object_and_field() {
-    let cases: [(Format, &str, ImportOptions, &str); 4] = [
+    let cf = ImportOptions {
+        hosts: vec!["api.example.com".into()],
+        upstream: Some("http://origin.example.com".into()),
+        ..ImportOptions::default()
+    };
+    let route = |rules: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: a}}\nspec:\n  hostnames: [a.example.com]\n  rules: [{{filters: [{{type: CORS, cors: {{allowOrigins: ['https://a.example']}}}}]{rules}}}]\n"
+        )
+    };
+    let no_refs = route("");
+    let knative = route(", backendRefs: [{group: serving.knative.dev, kind: Service, name: fn}]");
+    let no_hostnames = no_refs.replace("  hostnames: [a.example.com]\n", "");
+    let cases: Vec<(Format, &str, ImportOptions, &str)> = vec![
         (
             Format::IngressNginx,
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: nohost, namespace: a, annotations: {nginx.ingress.kubernetes.io/enable-cors: 'true'}}\nspec:\n  rules:\n  - http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {number: 80}}}}]}\n",
@@ -411,7 +401,85 @@ fn invalid_input_names_file_object_and_field() {
             ImportOptions::default(),
             "in.yaml: a response headers policy names no hosts; fix: pass --host",
         ),
+        (
+            Format::GatewayApi,
+            &no_hostnames,
+            ImportOptions::default(),
+            "in.yaml (document 1): HTTPRoute a/r: spec.hostnames: absent, so the route matches the Gateway listener's hosts, which corsgate cannot see; fix: pass --host NAME",
+        ),
+        (
+            Format::GatewayApi,
+            &no_refs,
+            ImportOptions::default(),
+            "in.yaml (document 1): HTTPRoute a/r: spec.rules[0].backendRefs: none; fix: add a backendRef or pass --upstream URL",
+        ),
+        (
+            Format::GatewayApi,
+            &knative,
+            ImportOptions::default(),
+            "in.yaml (document 1): HTTPRoute a/r: spec.rules[0].backendRefs[0]: not a core Service with a port; fix: pass --upstream URL",
+        ),
+        (
+            Format::IngressNginx,
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: res, namespace: a, annotations: {nginx.ingress.kubernetes.io/enable-cors: 'true'}}\nspec:\n  rules:\n  - host: a.example.com\n    http: {paths: [{path: /, pathType: Prefix, backend: {resource: {apiGroup: k8s.example.com, kind: StorageBucket, name: b}}}]}\n",
+            ImportOptions::default(),
+            "in.yaml (document 1): Ingress a/res: spec.rules[0].http.paths[0].backend: not a Service; fix: pass --upstream URL",
+        ),
+        (
+            Format::Cloudfront,
+            "Managed-SimpleCORS",
+            ImportOptions {
+                hosts: vec!["api.example.com".into()],
+                ..ImportOptions::default()
+            },
+            "in.yaml: a response headers policy names no origin server; fix: pass --upstream URL (the distribution's origin)",
+        ),
+        (
+            Format::Cloudfront,
+            "{\"DistributionConfig\": {}}",
+            cf.clone(),
+            "in.yaml (document 1): no ResponseHeadersPolicy.ResponseHeadersPolicyConfig or ResponseHeadersPolicyConfig; fix: pass the JSON of `aws cloudfront get-response-headers-policy --id ID`, or a managed policy's name",
+        ),
+        (
+            Format::Cloudfront,
+            "{\"ResponseHeadersPolicyConfig\": {\"Name\": \"bare\", \"CorsConfig\": {\"AccessControlAllowOrigins\": {\"Quantity\": 1, \"Items\": [\"app.example.com\"]}}}}",
+            cf.clone(),
+            "ResponseHeadersPolicy bare: CorsConfig.AccessControlAllowOrigins: ",
+        ),
+        (
+            Format::IngressNginx,
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: q, namespace: a, annotations: {nginx.ingress.kubernetes.io/enable-cors: 'true'}}\nspec:\n  rules:\n  - host: a.example.com\n    http: {paths: [{path: '/search?', pathType: ImplementationSpecific, backend: {service: {name: s, port: {number: 80}}}}]}\n",
+            ImportOptions::default(),
+            "Ingress a/q: spec.rules[].http.paths[].path: \"/search?\" is not a path prefix",
+        ),
+        (
+            Format::IngressNginx,
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: off, namespace: a}\nspec:\n  rules:\n  - host: a.example.com\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {number: 80}}}}]}\n",
+            ImportOptions::default(),
+            "in.yaml: nothing imported: no Ingress has nginx.ingress.kubernetes.io/enable-cors: \"true\" (1 read with CORS off)",
+        ),
+        (
+            Format::GatewayApi,
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: off, namespace: a}\nspec: {}\n",
+            ImportOptions::default(),
+            "in.yaml: nothing imported: no HTTPRoute rule with a CORS filter was found; the input looks like ingress-nginx: try `corsgate import ingress-nginx`",
+        ),
     ];
+    for (format, text, opts, want) in &cases {
+        let err = interop::import(
+            *format,
+            &[Input {
+                name: "in.yaml".into(),
+                text: text.to_string(),
+            }],
+            opts,
+        )
+        .expect_err(want);
+        assert!(
+            !err.to_string().contains("corsgate bug"),
+            "{err}: a mistake in the input is not a corsgate bug"
+        );
+    }
     for (format, text, opts, want) in &cases {
         let err = interop::import(
             *format,
