@@ -88,7 +88,7 @@ pub(super) fn invalid_import(
         .filter_map(|e| {
             source_field(format, &e.path).map(|f| {
                 format!(
-                    "{f}: {} (imported as {}); fix: {} in the source",
+                    "{f}: {} (imported as {}); fix in the source: {}",
                     e.message, e.path, e.fix
                 )
             })

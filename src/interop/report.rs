@@ -111,3 +111,24 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_in_the_singular_and_plural() {
+        let mut r = Report::default();
+        assert!(r.render().starts_with("0 differences: "));
+        r.info("Ingress a/b", "spec", "k", "m");
+        assert_eq!(
+            r.render(),
+            "info: Ingress a/b: spec: m [k]\n1 difference: 0 risk, 0 warning, 1 info\n"
+        );
+        r.risk("Ingress a/b", "spec", "k", "m");
+        assert!(
+            r.render()
+                .ends_with("2 differences: 1 risk, 0 warning, 1 info\n")
+        );
+    }
+}
