@@ -155,8 +155,10 @@ fn every_report_key_is_in_a_golden_of_its_format() {
             .to_string_lossy()
             .into_owned();
         let text = std::fs::read_to_string(s).unwrap();
+        // Unit tests (`#[cfg(test)]` modules, at the end of a file) emit no report lines.
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
         let these = goldens_for(&rel, &goldens);
-        for k in keys(&text, &rel) {
+        for k in keys(text, &rel) {
             all += 1;
             let tag = format!("[{k}]\n");
             if these.iter().any(|g| g.contains(&tag))
