@@ -1,4 +1,4 @@
-//! `corsgate check`, `explain` and `demo` as a user runs them.
+//! `corsgate check`, `explain`, `demo` and `import` as a user runs them.
 
 mod support;
 
@@ -229,4 +229,136 @@ async fn demo_serves_the_page_the_api_and_the_probe() {
     assert_eq!(p["status"], 403);
     assert_eq!(p["sent"], "preflight (OPTIONS)");
     drop(guard);
+}
+
+#[test]
+fn import_flags_are_checked_when_read_and_named_in_the_error() {
+    let (code, out, err) = corsgate(&[
+        "import",
+        "cloudfront",
+        "Managed-SimpleCORS",
+        "--host",
+        "api.example.com",
+        "--upstream",
+        "origin.internal",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        err,
+        "error: --upstream origin.internal: \"origin.internal\" must start with http:// or https://; fix: pass --upstream http://origin.internal (or https://origin.internal): scheme://host[:port]\n"
+    );
+    assert!(out.is_empty());
+    let (code, _, err) = corsgate(&[
+        "import",
+        "cloudfront",
+        "Managed-SimpleCORS",
+        "--host",
+        "https://api.example.com",
+        "--upstream",
+        "http://origin.internal",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err,
+        "error: --host https://api.example.com: \"https://api.example.com\" is not a host name: ports, schemes and paths do not belong here; fix: pass --host api.example.com (a host name, without scheme, port or path)\n"
+    );
+}
+
+#[test]
+fn import_blames_a_bad_source_value_on_the_source_not_on_corsgate() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rhp.json");
+    std::fs::write(
+        &f,
+        r#"{"ResponseHeadersPolicy": {"Id": "0f0e0d0c-0b0a-4909-8807-060504030201", "ResponseHeadersPolicyConfig": {"Name": "bare", "CorsConfig": {"AccessControlAllowOrigins": {"Quantity": 1, "Items": ["app.example.com"]}}}}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = corsgate(&[
+        "import",
+        "cloudfront",
+        f.to_str().unwrap(),
+        "--host",
+        "api.example.com",
+        "--upstream",
+        "http://origin.internal",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.starts_with("error: ResponseHeadersPolicy bare (0f0e0d0c-0b0a-4909-8807-060504030201): CorsConfig.AccessControlAllowOrigins: \"app.example.com\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "(imported as spec.cors.allowOrigins[0]); fix in the source: write scheme://host[:port]"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("corsgate bug"), "{err}");
+}
+
+#[test]
+fn import_cloudfront_takes_a_managed_policy_id_in_place_of_a_file() {
+    let (code, out, err) = corsgate(&[
+        "import",
+        "cloudfront",
+        "5cc3b908-e619-4b99-88e5-2cf7f45965bd",
+        "--host",
+        "api.example.com",
+        "--upstream",
+        "http://origin.internal",
+        "--mode",
+        "Enforce",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("preset: CORSWithPreflight"), "{out}");
+    assert!(
+        err.contains(
+            "info: ResponseHeadersPolicy CORS-With-Preflight (5cc3b908-e619-4b99-88e5-2cf7f45965bd): Name: "
+        ),
+        "{err}"
+    );
+    // Not a path, not a managed policy: the file error.
+    let (code, _, err) = corsgate(&[
+        "import",
+        "cloudfront",
+        "Managed-NoSuchPolicy",
+        "--host",
+        "api.example.com",
+        "--upstream",
+        "http://origin.internal",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: Managed-NoSuchPolicy: cannot read: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_of_nothing_exits_1_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ing.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: a}\nspec:\n  rules:\n  - host: a.example.com\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {number: 80}}}}]}\n",
+    )
+    .unwrap();
+    let file = f.display().to_string();
+    let (code, out, err) = corsgate(&["import", "ingress-nginx", &file]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        err,
+        format!(
+            "error: {file}: nothing imported: no Ingress has nginx.ingress.kubernetes.io/enable-cors: \"true\" (1 read with CORS off), so ingress-nginx adds no CORS headers and there is nothing to convert\n"
+        )
+    );
+    let (code, _, err) = corsgate(&["import", "gateway-api", &file]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "error: {file}: nothing imported: no HTTPRoute rule with a CORS filter was found; the input looks like ingress-nginx: try `corsgate import ingress-nginx`\n"
+        )
+    );
 }

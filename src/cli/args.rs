@@ -90,7 +90,8 @@ pub enum ImportMode {
 #[derive(clap::Args)]
 pub struct ImportArgs {
     pub format: InteropFormat,
-    /// Input files (YAML or JSON; `-` is stdin); for cloudfront also a managed policy's name.
+    /// Input files (YAML or JSON; `-` is stdin); for cloudfront also a managed policy's name
+    /// (Managed-SimpleCORS, ...) or ID.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// The imported policies' mode (Shadow: compare before enforcing, docs/migrating.md).
@@ -99,7 +100,8 @@ pub struct ImportArgs {
     /// Host names (repeatable): required for cloudfront, and for rules without a host.
     #[arg(long = "host")]
     pub hosts: Vec<String>,
-    /// Upstream URL: required for cloudfront, and for backends without a port number.
+    /// Upstream URL: required for cloudfront; for ingress-nginx and gateway-api it replaces
+    /// every imported policy's backend (e.g. the ingress-nginx controller during Shadow).
     #[arg(long)]
     pub upstream: Option<String>,
     /// Namespace of policies whose source has none (cloudfront). Default "default".

@@ -7,6 +7,7 @@
 //! and asks `policy::validate` whether the result is accepted.
 
 pub mod cloudfront;
+mod errors;
 pub mod gateway_api;
 pub mod ingress_nginx;
 pub mod report;
@@ -61,7 +62,9 @@ pub struct ImportOptions {
     /// Hosts for sources without any (CloudFront); for Kubernetes sources they replace a
     /// rule without a host.
     pub hosts: Vec<String>,
-    /// The upstream for sources without one (CloudFront), or for a backend corsgate cannot
+    /// The upstream for sources without one (CloudFront); for Kubernetes sources, when
+    /// given, it replaces every imported policy's upstream (e.g. the ingress-nginx controller
+    /// Service during Shadow, docs/migrating.md), which also covers backends corsgate cannot
     /// name (a named Service port, a non-Service backendRef).
     pub upstream: Option<String>,
     /// The namespace for sources without one (CloudFront). Default "default".
@@ -74,6 +77,9 @@ pub struct Imported {
     pub namespace: String,
     pub name: String,
     pub spec: CorsPolicySpec,
+    /// The source object it came from (`Ingress shop/storefront`), for errors on values taken
+    /// from it; empty for CorsPolicy inputs of `export`.
+    pub source: String,
 }
 
 /// One input file's text.
@@ -134,15 +140,30 @@ pub fn import(
     inputs: &[Input],
     opts: &ImportOptions,
 ) -> Result<(Vec<Imported>, Report), InteropError> {
+    opts.check()?;
     let mut report = Report::default();
     let mut out = Vec::new();
     for input in inputs {
         let policies = match format {
-            Format::IngressNginx => ingress_nginx::import(input, opts, &mut report)?,
-            Format::GatewayApi => gateway_api::import(input, opts, &mut report)?,
-            Format::Cloudfront => cloudfront::import(input, opts, &mut report)?,
-        };
+            Format::IngressNginx => ingress_nginx::import(input, opts, &mut report),
+            Format::GatewayApi => gateway_api::import(input, opts, &mut report),
+            Format::Cloudfront => cloudfront::import(input, opts, &mut report),
+        }
+        .map_err(|e| errors::with_format_hint(e, format, inputs))?;
         out.extend(policies);
+    }
+    if out.is_empty() {
+        return Err(errors::nothing_imported(format, inputs, &report));
+    }
+    if let (Some(u), true) = (&opts.upstream, format != Format::Cloudfront) {
+        for p in &out {
+            report.info(
+                &format!("CorsPolicy {}/{}", p.namespace, p.name),
+                "spec.upstream",
+                "upstream-from-flag",
+                format!("--upstream {u} replaces the backend of {} for this policy (every imported policy takes --upstream when it is given)", p.source),
+            );
+        }
     }
     if opts.mode == Mode::Shadow {
         for p in &out {
@@ -150,22 +171,13 @@ pub fn import(
                 &format!("CorsPolicy {}/{}", p.namespace, p.name),
                 "spec.mode",
                 "shadow-mode",
-                "imported in Shadow mode: the edge routes and counts what it would reject (status.shadow) but forwards untouched; switch to Enforce when the counts look right (docs/migrating.md)",
+                "imported in Shadow mode: the edge routes and counts what it would reject (status.shadow) but forwards untouched and adds no CORS headers; while the source edge still adds them, put corsgate in front of it (--upstream URL of that edge, e.g. the ingress-nginx controller Service; corsgate preserves Host), then point upstream at the backend when switching to Enforce (docs/migrating.md)",
             );
         }
     }
-    // The mapping is built to produce valid policies; a failure here is a bug in it, and
-    // printing YAML that `corsgate check` refuses would only move the error.
     for p in &out {
         if let Err(errors) = policy::validate(&p.spec) {
-            let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            return Err(InteropError::invalid(
-                format!("CorsPolicy {}/{}", p.namespace, p.name),
-                format!(
-                    "the imported policy is not valid: {}; fix: report this as a corsgate bug with the input",
-                    texts.join("; ")
-                ),
-            ));
+            return Err(errors::invalid_import(format, p, &errors));
         }
     }
     Ok((out, report))
@@ -206,6 +218,7 @@ pub fn export_inputs(inputs: &[Input]) -> Result<Vec<Imported>, InteropError> {
                 namespace: p.id.namespace,
                 name: p.id.name,
                 spec: p.spec,
+                source: String::new(),
             });
         }
     }
@@ -228,9 +241,31 @@ pub fn export(format: Format, inputs: &[Input]) -> Result<(String, Report), Inte
     Ok((text, report))
 }
 
+/// The inputs of `corsgate import`: files, `-`, and for cloudfront a managed policy's name
+/// or ID in place of a file (when no such file exists).
+pub fn read_import_inputs(format: Format, paths: &[PathBuf]) -> Result<Vec<Input>, InteropError> {
+    let mut out = Vec::new();
+    for p in paths {
+        let s = p.display().to_string();
+        if format == Format::Cloudfront
+            && p != Path::new("-")
+            && !p.exists()
+            && cloudfront::is_managed_reference(&s)
+        {
+            out.push(Input {
+                name: s.clone(),
+                text: s,
+            });
+        } else {
+            out.extend(read_inputs(std::slice::from_ref(p))?);
+        }
+    }
+    Ok(out)
+}
+
 /// `corsgate import FORMAT FILE...`: YAML on stdout, the report on stderr.
 pub fn run_import(format: Format, paths: &[PathBuf], opts: &ImportOptions) -> ExitCode {
-    let result = read_inputs(paths)
+    let result = read_import_inputs(format, paths)
         .and_then(|inputs| import(format, &inputs, opts))
         .and_then(|(policies, report)| Ok((render_policies(&policies)?, report)));
     finish(result)
@@ -259,9 +294,12 @@ fn finish(result: Result<(String, Report), InteropError>) -> ExitCode {
 
 /// The highest Access-Control-Max-Age Chromium honours (Firefox: 86400).
 pub const BROWSER_MAX_AGE: i32 = policy::warnings::CHROMIUM_MAX_AGE;
+/// corsgate's own limit (`policy::limits::MAX_AGE_SECONDS`), which is Firefox's cap.
+pub const CORSGATE_MAX_AGE: i32 = policy::warnings::FIREFOX_MAX_AGE;
 
-/// A source's max-age for corsgate: above 7200 s browsers cap it (Chromium 7200, Firefox
-/// 86400) and corsgate refuses more than 86400, so it becomes 7200 (what Chromium honours).
+/// A source's max-age for corsgate: corsgate refuses more than 86400 s (Firefox's cap), so
+/// such a value becomes 86400; from 7201 to 86400 it is kept, with a warning that Chromium
+/// caps it at 7200 (browsers cap; nothing breaks).
 pub(crate) fn max_age(
     v: i64,
     object: &str,
@@ -278,50 +316,32 @@ pub(crate) fn max_age(
         );
         return None;
     }
-    if v > i64::from(BROWSER_MAX_AGE) {
+    if v > i64::from(CORSGATE_MAX_AGE) {
         report.warning(
             object,
             field,
             "max-age-capped",
             format!(
-                "{v} s {origin_of_value} is above what browsers honour (Chromium caps Access-Control-Max-Age at 7200 s, Firefox at 86400 s) and above corsgate's limit of 86400 s; imported as {BROWSER_MAX_AGE}"
+                "{v} s {origin_of_value} is above corsgate's limit of {CORSGATE_MAX_AGE} s; imported as {CORSGATE_MAX_AGE}; browsers never honoured more (Firefox caps Access-Control-Max-Age at {CORSGATE_MAX_AGE} s, Chromium at {BROWSER_MAX_AGE} s)"
             ),
         );
-        return Some(BROWSER_MAX_AGE);
+        return Some(CORSGATE_MAX_AGE);
+    }
+    if v > i64::from(BROWSER_MAX_AGE) {
+        report.warning(
+            object,
+            field,
+            "max-age-above-chromium",
+            format!(
+                "{v} s {origin_of_value} is kept; Chromium caps Access-Control-Max-Age at {BROWSER_MAX_AGE} s (Firefox at {CORSGATE_MAX_AGE} s), so Chromium users re-send the preflight sooner, as they did before"
+            ),
+        );
     }
     i32::try_from(v).ok()
 }
 
-/// Whether corsgate accepts `"*"` in `field` (allowMethods or allowHeaders) together with
-/// allowCredentials: true, reflecting the requested method or headers as Gateway API's
-/// HTTPCORSFilter requires (issue 16 item 1). Asked of the validator rather than assumed, so
-/// the import keeps `"*"` as soon as the validator accepts it; until then it lists names.
-pub fn star_with_credentials_accepted(field: &str) -> bool {
-    let mut spec = CorsPolicySpec {
-        hosts: vec!["probe.example".into()],
-        upstream: Upstream {
-            url: Some("http://127.0.0.1:1".into()),
-            ..Upstream::default()
-        },
-        mode: Mode::Enforce,
-        paths: Vec::new(),
-        cors: crate::policy::CorsSpec::default(),
-        response_headers: None,
-        websocket: None,
-        debug: None,
-        tls: None,
-    };
-    spec.cors.allow_origins = vec!["https://probe.example".into()];
-    spec.cors.allow_credentials = true;
-    match field {
-        "allowMethods" => spec.cors.allow_methods = Some(vec!["*".into()]),
-        _ => spec.cors.allow_headers = vec!["*".into()],
-    }
-    policy::validate(&spec).is_ok()
-}
-
 /// Methods a browser can send (Fetch forbids CONNECT, TRACE and TRACK): what "any method"
-/// means to a page, listed when corsgate cannot take "*" with credentials.
+/// means to a page, written for an edge that takes no "*" (ingress-nginx).
 pub const BROWSER_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// A Kubernetes object name from any text: lower case, [a-z0-9-], at most 63 characters.

@@ -100,13 +100,35 @@ impl Report {
             out.push('\n');
         }
         let count = |s| self.lines.iter().filter(|l| l.severity == s).count();
+        let n = self.lines.len();
         out.push_str(&format!(
-            "{} differences: {} risk, {} warning, {} info\n",
-            self.lines.len(),
+            "{n} {}: {} risk, {} warning, {} info\n",
+            if n == 1 { "difference" } else { "differences" },
             count(Severity::Risk),
             count(Severity::Warning),
             count(Severity::Info)
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_in_the_singular_and_plural() {
+        let mut r = Report::default();
+        assert!(r.render().starts_with("0 differences: "));
+        r.info("Ingress a/b", "spec", "k", "m");
+        assert_eq!(
+            r.render(),
+            "info: Ingress a/b: spec: m [k]\n1 difference: 0 risk, 0 warning, 1 info\n"
+        );
+        r.risk("Ingress a/b", "spec", "k", "m");
+        assert!(
+            r.render()
+                .ends_with("2 differences: 1 risk, 0 warning, 1 info\n")
+        );
     }
 }

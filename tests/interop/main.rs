@@ -8,16 +8,15 @@
 //! --test interop` rewrites them (review the diff); by default the comparison is exact.
 
 mod behaviour;
+mod errors;
+mod report_keys;
 #[path = "../support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use corsgate::config::{Rejected, Snapshot, load::parse_documents};
-use corsgate::interop::{
-    self, Format, ImportOptions, Imported, Input, Report, render_policies,
-    star_with_credentials_accepted,
-};
+use corsgate::interop::{self, Format, ImportOptions, Imported, Input, Report, render_policies};
 use corsgate::policy::Mode;
 use support::*;
 
@@ -208,7 +207,12 @@ fn edge_case_goldens() {
         &opts,
         "ingress-nginx/edge-cases",
     );
-    assert_eq!(p.len(), 2);
+    let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["odd", "nobody", "files", "thumbs"],
+        "hostless has no paths; rewrite has CORS off"
+    );
     assert_eq!(
         p[0].spec.hosts,
         ["fallback.example.com"],
@@ -268,7 +272,7 @@ fn round_trips_give_equivalent_policies() {
         (
             Format::IngressNginx,
             "ingress-nginx/input.yaml",
-            &["storefront", "partner-api"],
+            &["storefront", "accounts-1", "accounts-2", "partner-api"],
             enforce.clone(),
         ),
         (
@@ -324,131 +328,38 @@ fn round_trips_give_equivalent_policies() {
 }
 
 /// Gateway API's "*" with credentials. Origins: refused for good (reflecting every origin
-/// with credentials is the classic hole). Methods and headers: reflected once the validator
-/// accepts them (issue 16 item 1); until then listed / narrowed. This test holds both ways,
-/// so landing item 1 changes the report line, not the test.
+/// with credentials is the classic hole). Methods and headers: corsgate reflects the
+/// requested ones, as Gateway API does, so they are imported as "*" (an info line each).
 #[test]
-fn gateway_api_star_with_credentials_follows_the_validator() {
-    let (p, report) = interop::import(
+fn gateway_api_star_with_credentials() {
+    let p = import_case(
+        Format::GatewayApi,
+        &["gateway-api/star-credentials.yaml"],
+        &ImportOptions::default(),
+        "gateway-api/star-credentials",
+    );
+    let cors = &p[0].spec.cors;
+    assert_eq!(cors.allow_methods.as_deref(), Some(&["*".to_string()][..]));
+    assert_eq!(cors.allow_headers, ["*"]);
+    assert!(cors.allow_credentials);
+    let report = interop::import(
         Format::GatewayApi,
         &[input("gateway-api/star-credentials.yaml")],
         &ImportOptions::default(),
     )
-    .unwrap();
-    assert_checks(&render_policies(&p).unwrap());
-    let cors = &p[0].spec.cors;
-    let line = |key: &str| {
-        report
-            .lines
-            .iter()
-            .find(|l| l.key == key)
-            .unwrap_or_else(|| panic!("no {key} line: {report:?}"))
-    };
-    let m = line("methods-star-credentials");
-    assert_eq!(m.object, "HTTPRoute default/wide");
-    assert_eq!(m.field, "spec.rules[0].filters[0].cors.allowMethods");
-    if star_with_credentials_accepted("allowMethods") {
-        assert_eq!(cors.allow_methods.as_deref(), Some(&["*".to_string()][..]));
-        assert_eq!(m.severity, interop::Severity::Info);
-    } else {
-        assert_eq!(cors.allow_methods.as_deref().map(<[String]>::len), Some(7));
-        assert_eq!(m.severity, interop::Severity::Warning);
-    }
-    let h = line("headers-star-credentials");
-    if star_with_credentials_accepted("allowHeaders") {
-        assert_eq!(cors.allow_headers, ["*"]);
-        assert_eq!(h.severity, interop::Severity::Info);
-    } else {
-        assert!(cors.allow_headers.is_empty());
-        assert_eq!(h.severity, interop::Severity::Risk);
-    }
-    // allowOrigins "*" with credentials stays refused whatever item 1 does.
-    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: any, namespace: default}\nspec:\n  hostnames: [any.example.com]\n  rules:\n  - filters: [{type: CORS, cors: {allowOrigins: ['*'], allowCredentials: true}}]\n    backendRefs: [{name: any, port: 80}]\n";
-    let (p, report) = interop::import(
-        Format::GatewayApi,
-        &[Input {
-            name: "any.yaml".into(),
-            text: text.into(),
-        }],
-        &ImportOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(p[0].spec.cors.allow_origins, ["*"]);
-    assert!(!p[0].spec.cors.allow_credentials);
+    .unwrap()
+    .1;
+    // allowOrigins "*" with credentials stays refused.
+    assert_eq!(p[1].spec.cors.allow_origins, ["*"]);
+    assert!(!p[1].spec.cors.allow_credentials);
     let l = report
         .lines
         .iter()
         .find(|l| l.key == "origin-star-credentials")
         .expect("origin line");
     assert_eq!(l.severity, interop::Severity::Risk);
+    assert_eq!(l.object, "HTTPRoute default/any");
     assert_eq!(l.field, "spec.rules[0].filters[0].cors.allowOrigins");
-}
-
-#[test]
-fn invalid_input_names_file_object_and_field() {
-    let cases: [(Format, &str, ImportOptions, &str); 4] = [
-        (
-            Format::IngressNginx,
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: nohost, namespace: a, annotations: {nginx.ingress.kubernetes.io/enable-cors: 'true'}}\nspec:\n  rules:\n  - http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {number: 80}}}}]}\n",
-            ImportOptions::default(),
-            "in.yaml (document 1): Ingress a/nohost: spec.rules[0].host: missing",
-        ),
-        (
-            Format::IngressNginx,
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: named, namespace: a, annotations: {nginx.ingress.kubernetes.io/enable-cors: 'true'}}\nspec:\n  rules:\n  - host: a.example.com\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {name: http}}}}]}\n",
-            ImportOptions::default(),
-            "in.yaml (document 1): Ingress a/named: spec.rules[0].http.paths[0].backend.service.port: named port \"http\"",
-        ),
-        (
-            Format::GatewayApi,
-            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: [{filters: [{type: CORS, cors: {allowOrigins: 7}}]}]\n",
-            ImportOptions::default(),
-            "in.yaml (document 1): HTTPRoute r: spec.rules[0].filters[0].cors.allowOrigins: invalid type",
-        ),
-        (
-            Format::Cloudfront,
-            "{}",
-            ImportOptions::default(),
-            "in.yaml: a response headers policy names no hosts; fix: pass --host",
-        ),
-    ];
-    for (format, text, opts, want) in &cases {
-        let err = interop::import(
-            *format,
-            &[Input {
-                name: "in.yaml".into(),
-                text: text.to_string(),
-            }],
-            opts,
-        )
-        .expect_err(want);
-        assert!(err.to_string().starts_with(want), "{err}\nwanted: {want}");
-    }
-    // A named port with --upstream converts, with the report line.
-    let (_, text, _, _) = &cases[1];
-    let opts = ImportOptions {
-        upstream: Some("http://127.0.0.1:9".into()),
-        ..ImportOptions::default()
-    };
-    let (p, report) = interop::import(
-        Format::IngressNginx,
-        &[Input {
-            name: "in.yaml".into(),
-            text: text.to_string(),
-        }],
-        &opts,
-    )
-    .unwrap();
-    assert_eq!(
-        p[0].spec.upstream.url.as_deref(),
-        Some("http://127.0.0.1:9")
-    );
-    assert!(
-        report
-            .lines
-            .iter()
-            .any(|l| l.key == "named-port" && l.field.ends_with("backend.service.port"))
-    );
 }
 
 #[test]
@@ -497,4 +408,50 @@ fn the_binary_prints_yaml_on_stdout_the_report_on_stderr_and_exits_by_validity()
         "{stderr}"
     );
     assert!(stderr.contains("is not a CorsPolicy"), "{stderr}");
+}
+
+/// `--upstream` replaces every imported backend (Shadow in front of the ingress-nginx
+/// controller, docs/migrating.md): rules split only by backend merge, one info line per policy.
+#[test]
+fn upstream_flag_replaces_every_imported_backend() {
+    let opts = ImportOptions {
+        mode: Mode::Shadow,
+        upstream: Some("http://ingress-nginx-controller.ingress-nginx.svc:80".into()),
+        ..ImportOptions::default()
+    };
+    let (p, report) = interop::import(
+        Format::IngressNginx,
+        &[input("ingress-nginx/input.yaml")],
+        &opts,
+    )
+    .unwrap();
+    let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["storefront", "accounts", "partner-api"]);
+    assert_eq!(p[1].spec.paths, ["/admin", "/healthz", "/v1"]);
+    for policy in &p {
+        assert_eq!(
+            policy.spec.upstream.url.as_deref(),
+            Some("http://ingress-nginx-controller.ingress-nginx.svc:80")
+        );
+        assert!(policy.spec.upstream.service.is_none());
+    }
+    let lines: Vec<_> = report
+        .lines
+        .iter()
+        .filter(|l| l.key == "upstream-from-flag")
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1].object, "CorsPolicy identity/accounts");
+    assert_eq!(lines[1].severity, interop::Severity::Info);
+    assert!(
+        lines[1].message.contains("Ingress identity/accounts"),
+        "{}",
+        lines[1].message
+    );
+    let shadow = report
+        .lines
+        .iter()
+        .find(|l| l.key == "shadow-mode")
+        .expect("shadow line");
+    assert!(shadow.message.contains("--upstream"), "{}", shadow.message);
 }

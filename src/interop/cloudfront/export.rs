@@ -56,6 +56,15 @@ pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, Inte
                 access_control_max_age_sec: c.max_age_seconds.map(i64::from),
                 origin_override: c.origin_override.unwrap_or(true),
             });
+            if c.allow_origins.iter().any(|o| o == "null") {
+                report.risk(&object, "spec.cors.allowOrigins", "origin-null", "\"null\" is written into AccessControlAllowOrigins: CloudFront then answers Origin: null, which sandboxed iframes, file: pages and some redirects send, so any site can obtain it; remove it unless that is intended");
+            }
+            if matches!(
+                c.preflight,
+                None | Some(crate::policy::PreflightMode::Respond)
+            ) {
+                report.warning(&object, "spec.cors.preflight", "preflight-not-answered", "corsgate answers preflights at the edge (preflight: Respond); CloudFront does not answer them itself: the cache behaviour must allow OPTIONS, the origin must answer them (CloudFront adds the headers), and if OPTIONS is cached, Origin, Access-Control-Request-Method and Access-Control-Request-Headers must be in the cache key");
+            }
             report.warning(&object, "spec.cors", "vary-origin", "CloudFront adds no Vary: Origin: add Origin to the cache policy's cache key (or an origin request policy) so one origin's answer is never served to another");
             report.warning(&object, "spec.cors", "errors-without-cors", "CloudFront's own error responses (and custom error pages) may lack the CORS headers; corsgate puts them on every response");
         }

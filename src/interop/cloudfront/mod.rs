@@ -40,12 +40,40 @@ pub const MANAGED: [(&str, Option<CorsPreset>, bool); 5] = [
     ),
 ];
 
+/// The managed policies' IDs, as AWS documents them ("Use managed response headers
+/// policies", CloudFront Developer Guide): what CloudFormation, the CLI and the API take.
+pub const MANAGED_IDS: [(&str, &str); 5] = [
+    ("SimpleCORS", "60669652-455b-4ae9-85a4-c4c02393f86c"),
+    (
+        "CORS-With-Preflight",
+        "5cc3b908-e619-4b99-88e5-2cf7f45965bd",
+    ),
+    (
+        "SecurityHeadersPolicy",
+        "67f7725c-6f97-4210-82d7-5512b31e9d03",
+    ),
+    (
+        "CORS-and-SecurityHeadersPolicy",
+        "e61eb60c-9c35-4d20-a928-2b84e02af89c",
+    ),
+    (
+        "CORS-with-preflight-and-SecurityHeadersPolicy",
+        "eaab4381-ed33-4a86-88ca-d9558dc6cd63",
+    ),
+];
+
 fn managed(name: &str) -> Option<(Option<CorsPreset>, bool)> {
-    let n = name.strip_prefix("Managed-").unwrap_or(name);
+    let n = managed_name(name)?;
     MANAGED
         .iter()
-        .find(|(m, _, _)| m.eq_ignore_ascii_case(n))
+        .find(|(m, _, _)| *m == n)
         .map(|(_, c, s)| (*c, *s))
+}
+
+/// Whether `s` names a managed policy (`Managed-SimpleCORS`, `SimpleCORS` or its ID): what
+/// `corsgate import cloudfront` takes in place of a file.
+pub fn is_managed_reference(s: &str) -> bool {
+    managed_name(s.trim()).is_some()
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -276,9 +304,14 @@ pub fn import(
     let text_name = input.text.trim();
     let mut found = Vec::new();
     if let Some(m) = managed(text_name) {
-        // A file (or stdin, `-`) holding a managed policy's name.
+        // A managed policy's name or ID: the argument itself, or a file (or stdin) holding it.
         let name = managed_name(text_name).unwrap_or("managed");
-        found.push((None, name.to_string(), Some(m), Config::default()));
+        let id = MANAGED_IDS
+            .iter()
+            .any(|(_, id)| id.eq_ignore_ascii_case(text_name))
+            .then(|| managed_id(name).map(String::from))
+            .flatten();
+        found.push((id, name.to_string(), Some(m), Config::default()));
     } else {
         for (location, value) in super::objects(input)? {
             for (id, config) in configs(&location, value)? {
@@ -336,17 +369,31 @@ pub fn import(
             namespace: namespace.clone(),
             name: object_name(&name),
             spec,
+            source: object,
         });
     }
     Ok(out)
 }
 
 fn managed_name(n: &str) -> Option<&'static str> {
+    if let Some((name, _)) = MANAGED_IDS
+        .iter()
+        .find(|(_, id)| id.eq_ignore_ascii_case(n))
+    {
+        return Some(name);
+    }
     let n = n.strip_prefix("Managed-").unwrap_or(n);
     MANAGED
         .iter()
         .find(|(m, _, _)| m.eq_ignore_ascii_case(n))
         .map(|(m, _, _)| *m)
+}
+
+fn managed_id(name: &str) -> Option<&'static str> {
+    MANAGED_IDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, id)| *id)
 }
 
 fn preset_name(c: CorsPreset) -> &'static str {
@@ -374,23 +421,13 @@ fn cors_of(c: &Cors, object: &str, report: &mut Report) -> CorsSpec {
     }
     let methods = &c.access_control_allow_methods.items;
     cors.allow_methods = Some(if methods.iter().any(|m| m == "ALL") {
-        if cors.allow_credentials && !super::star_with_credentials_accepted("allowMethods") {
-            report.warning(object, "CorsConfig.AccessControlAllowMethods", "methods-star-credentials", "ALL with credentials: corsgate does not yet reflect \"*\" with credentials; imported as every method a browser can send");
-            super::BROWSER_METHODS.map(String::from).to_vec()
-        } else {
-            vec!["*".into()]
-        }
+        vec!["*".into()]
     } else {
         methods.clone()
     });
     let headers = &c.access_control_allow_headers.items;
     cors.allow_headers = if headers.iter().any(|h| h == "*") {
-        if cors.allow_credentials && !super::star_with_credentials_accepted("allowHeaders") {
-            report.risk(object, "CorsConfig.AccessControlAllowHeaders", "headers-star-credentials", "\"*\" with credentials: corsgate does not yet reflect it; imported without: list the request headers the pages send");
-            Vec::new()
-        } else {
-            vec!["*".into()]
-        }
+        vec!["*".into()]
     } else {
         headers.iter().map(|h| h.to_ascii_lowercase()).collect()
     };

@@ -64,8 +64,26 @@ pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, Inte
             }
             origins.push(o.clone());
         }
-        if !c.allow_origin_patterns.is_empty() {
-            report.risk(&object, "spec.cors.allowOriginPatterns", "patterns-dropped", "ingress-nginx takes no regular expressions for origins; dropped: list those origins");
+        let mut dropped = 0;
+        for p in &c.allow_origin_patterns {
+            match one_label_wildcard(p) {
+                Some(o) if !origins.iter().any(|x| x == "*") => {
+                    report.info(
+                        &object,
+                        "spec.cors.allowOriginPatterns",
+                        "pattern-as-wildcard",
+                        format!(
+                            "{p:?} is exactly ingress-nginx's one-label wildcard; written as {o:?}"
+                        ),
+                    );
+                    origins.push(o);
+                }
+                Some(_) => {}
+                None => dropped += 1,
+            }
+        }
+        if dropped > 0 {
+            report.risk(&object, "spec.cors.allowOriginPatterns", "patterns-dropped", "ingress-nginx takes no regular expressions for origins (only the one-label `https://*.suffix`); dropped: list those origins");
         }
         if origins.is_empty() {
             report.risk(&object, "spec.cors.allowOrigins", "no-origin", "no origin left to write, and ingress-nginx reads an absent cors-allow-origin as \"*\": the Ingress is written without enable-cors (no CORS headers at all)");
@@ -207,5 +225,26 @@ fn export_limits(object: &str, spec: &CorsPolicySpec, report: &mut Report) {
     if c.disallowed_origin == crate::policy::DisallowedOrigin::Reject {
         report.warning(object, "spec.cors.disallowedOrigin", "disallowed-origin-forwarded", "ingress-nginx forwards requests from other origins (without CORS headers) instead of answering 403");
     }
+    report.warning(object, "spec.cors", "errors-without-cors", "responses ingress-nginx makes itself (custom error pages, the default backend's 404, 503 without endpoints, auth and rate-limit denials) carry no CORS headers, so the page sees a CORS error instead of the status; corsgate puts them on every response");
     report.info(object, "spec.cors.unmatchedPreflight", "unmatched-preflight-forwarded", "ingress-nginx forwards an OPTIONS from a disallowed origin to the upstream instead of answering 403; browsers block it either way");
+}
+
+/// The origin `scheme://*.suffix` when `pattern` is exactly what the import writes for it
+/// (`^scheme://[A-Za-z0-9-]+\.suffix$`, the controller's `[A-Za-z0-9\-]+`: one label).
+pub(super) fn one_label_wildcard(pattern: &str) -> Option<String> {
+    let body = pattern.strip_prefix('^')?.strip_suffix('$')?;
+    let (scheme, rest) = body.split_once("://")?;
+    let escaped = rest.strip_prefix("[A-Za-z0-9-]+\\.")?;
+    let mut suffix = String::new();
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            suffix.push(chars.next()?);
+        } else {
+            suffix.push(c);
+        }
+    }
+    let origin = format!("{scheme}://*.{suffix}");
+    (matches!(scheme, "http" | "https") && escape(&suffix) == escaped && is_origin_entry(&origin))
+        .then_some(origin)
 }

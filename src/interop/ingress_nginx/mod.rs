@@ -28,6 +28,7 @@ use super::{
 use crate::policy::{CorsPolicySpec, CorsSpec, PreflightMode};
 
 mod export;
+mod paths;
 pub use export::export;
 
 const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -220,7 +221,11 @@ fn cors_of(meta: &Meta, object: &str, report: &mut Report) -> CorsSpec {
                     report.warning(object, field("cors-allow-origin"), "origin-skipped", format!("{o:?} is not an origin ingress-nginx accepts (http(s)://host[:port] or *); the controller skips it and so does the import"));
                     continue;
                 }
-                let o = super::without_default_port(o);
+                let stripped = super::without_default_port(o);
+                if stripped != o {
+                    report.warning(object, field("cors-allow-origin"), "origin-default-port", format!("{o:?}: ingress-nginx matches cors-allow-origin literally and browsers never send the default port in Origin, so this entry never matched there; corsgate normalises it to {stripped:?}, which is now allowed: drop the entry if it was not meant to work"));
+                }
+                let o = stripped;
                 if let Some((scheme, rest)) = o.split_once("://*.") {
                     // One label, as the controller's `[A-Za-z0-9\-]+`; corsgate's own
                     // `https://*.x` would also match deeper subdomains.
@@ -349,7 +354,9 @@ pub fn import(
     report: &mut Report,
 ) -> Result<Vec<Imported>, InteropError> {
     let mut out = Vec::new();
-    for (location, value) in objects(input)? {
+    let objs = objects(input)?;
+    let regex_hosts = paths::regex_hosts(&objs);
+    for (location, value) in objs {
         let Some(name_hint) = of_kind(&location, &value, "Ingress", "not-ingress", report) else {
             continue;
         };
@@ -405,28 +412,18 @@ pub fn import(
             for (pi, p) in http.paths.iter().enumerate() {
                 let at = format!("spec.rules[{ri}].http.paths[{pi}]");
                 let raw = p.path.clone().unwrap_or_else(|| "/".into());
-                let path = match p.path_type.as_deref().unwrap_or("ImplementationSpecific") {
-                    "Prefix" => prefix(&raw),
-                    "Exact" => {
-                        report.warning(&object, format!("{at}.pathType"), "path-exact-as-prefix", format!("Exact {raw:?}: corsgate paths are segment-aware prefixes, so the policy also covers {raw}/..."));
-                        prefix(&raw)
-                    }
-                    other => {
-                        let meta = raw.find(|c: char| "()[]{}*+?^$|\\".contains(c));
-                        match meta {
-                            Some(at_char) => {
-                                let lit = &raw[..at_char];
-                                let cut = lit.rfind('/').map_or("/", |i| &lit[..=i]);
-                                report.risk(&object, format!("{at}.path"), "path-regex", format!("{raw:?} ({other}) is a regular expression to ingress-nginx; corsgate matches prefixes only: imported as the prefix {cut:?}, which covers more paths"));
-                                prefix(cut)
-                            }
-                            None => {
-                                report.info(&object, format!("{at}.pathType"), "path-implementation-specific", format!("{other} {raw:?}: ingress-nginx treats it as a prefix; imported as one"));
-                                prefix(&raw)
-                            }
-                        }
-                    }
+                let regex = match &rule.host {
+                    Some(h) if !h.is_empty() => regex_hosts.get(&h.to_ascii_lowercase()).cloned(),
+                    _ => paths::regex_annotation(&ing.metadata).map(|a| format!("{object}'s {a}")),
                 };
+                let path = paths::path_of(
+                    &raw,
+                    p.path_type.as_deref(),
+                    regex.as_ref(),
+                    &object,
+                    &at,
+                    report,
+                );
                 let target = match &p.backend.service {
                     Some(s) => match (s.port.number, &s.port.name) {
                         (Some(n), _) => Target::Service(s.name.clone(), n),
@@ -465,6 +462,10 @@ pub fn import(
                             ));
                         }
                     },
+                };
+                let target = match &opts.upstream {
+                    Some(u) => Target::Url(u.clone()),
+                    None => target,
                 };
                 for h in &hosts {
                     by_host
@@ -516,6 +517,7 @@ pub fn import(
                     debug: None,
                     tls: None,
                 },
+                source: object.clone(),
             });
         }
         if many {
@@ -537,62 +539,4 @@ pub fn import(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_follow_the_controllers_regexes() {
-        // ^([A-Za-z]+,?\s?)+$ for methods
-        assert!(is_list("GET, PUT,POST", false, false));
-        assert!(!is_list("GET;POST", false, false));
-        assert!(!is_list("*", false, false));
-        assert!(
-            !is_list("GET,  POST", false, false),
-            "one white space at most"
-        );
-        // ^([A-Za-z0-9\-\_]+,?\s?)+$ for headers; expose-headers also takes "*"
-        assert!(is_list("X-Request_Id,Content-Type", false, true));
-        assert!(!is_list("*", false, true));
-        assert!(is_list("*, X-Trace", true, true));
-        assert!(!is_list("", true, true));
-    }
-
-    #[test]
-    fn origins_follow_the_controllers_regex() {
-        for ok in [
-            "https://a.example.com",
-            "http://localhost:3000",
-            "https://*.example.com",
-            "https://*.example.com:8443",
-        ] {
-            assert!(is_origin_entry(ok), "{ok}");
-        }
-        for bad in [
-            "ftp://a.example.com",
-            "https://a.example.com/path",
-            "https://a.example.com:",
-            "https://a.*.example.com",
-            "a.example.com",
-        ] {
-            assert!(!is_origin_entry(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn booleans_are_gos() {
-        assert_eq!(go_bool("True"), Some(true));
-        assert_eq!(go_bool("0"), Some(false));
-        assert_eq!(go_bool("yes"), None);
-        assert_eq!(go_bool("TrUe"), None);
-    }
-
-    #[test]
-    fn object_names_are_dns_labels() {
-        assert_eq!(
-            super::super::object_name("Managed-CORS-With-Preflight"),
-            "managed-cors-with-preflight"
-        );
-        assert_eq!(super::super::object_name("wide open!"), "wide-open");
-        assert_eq!(super::super::object_name("***"), "imported");
-    }
-}
+mod tests;

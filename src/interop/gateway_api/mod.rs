@@ -8,14 +8,15 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::json;
+
+mod export;
+pub use export::export;
 
 use super::{
-    BROWSER_METHODS, ImportOptions, Imported, Input, InteropError, Meta, Report, Target, escape,
-    max_age, object_name, objects, of_kind, prefix, star_with_credentials_accepted, typed,
-    with_paths,
+    ImportOptions, Imported, Input, InteropError, Meta, Report, Target, escape, max_age,
+    object_name, objects, of_kind, prefix, typed, with_paths,
 };
-use crate::policy::{CorsPolicySpec, CorsSpec, Mode, PreflightMode};
+use crate::policy::{CorsPolicySpec, CorsSpec};
 
 #[derive(Deserialize)]
 struct Route {
@@ -145,17 +146,15 @@ fn cors_of(f: &CorsFilter, object: &str, at: &str, report: &mut Report) -> CorsS
     }
     let credentials = cors.allow_credentials;
     if f.allow_methods.iter().any(|m| m == "*") {
-        cors.allow_methods = Some(
-            if credentials && !star_with_credentials_accepted("allowMethods") {
-                report.warning(object, format!("{at}.allowMethods"), "methods-star-credentials", "\"*\" with credentials: Gateway API reflects the requested method; this corsgate refuses \"*\" with credentials, so the import lists every method a browser can send (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS): the same for browsers, except custom methods");
-                BROWSER_METHODS.map(String::from).to_vec()
-            } else {
-                if credentials {
-                    report.info(object, format!("{at}.allowMethods"), "methods-star-credentials", "\"*\" with credentials: corsgate reflects the requested method, as Gateway API");
-                }
-                vec!["*".into()]
-            },
-        );
+        if credentials {
+            report.info(
+                object,
+                format!("{at}.allowMethods"),
+                "methods-star-credentials",
+                "\"*\" with credentials: corsgate reflects the requested method, as Gateway API",
+            );
+        }
+        cors.allow_methods = Some(vec!["*".into()]);
     } else if !f.allow_methods.is_empty() {
         // GET, HEAD and POST are always allowed in Gateway API (and by browsers, Fetch's
         // CORS-safelisted methods); list them so corsgate's preflight check agrees.
@@ -168,14 +167,15 @@ fn cors_of(f: &CorsFilter, object: &str, at: &str, report: &mut Report) -> CorsS
         cors.allow_methods = Some(m);
     }
     if f.allow_headers.iter().any(|h| h == "*") {
-        if credentials && !star_with_credentials_accepted("allowHeaders") {
-            report.risk(object, format!("{at}.allowHeaders"), "headers-star-credentials", "\"*\" with credentials: Gateway API reflects the requested headers; this corsgate refuses \"*\" with credentials, so the import allows only the safelisted headers: list the request headers the pages send");
-        } else {
-            if credentials {
-                report.info(object, format!("{at}.allowHeaders"), "headers-star-credentials", "\"*\" with credentials: corsgate reflects the requested headers, as Gateway API");
-            }
-            cors.allow_headers = vec!["*".into()];
+        if credentials {
+            report.info(
+                object,
+                format!("{at}.allowHeaders"),
+                "headers-star-credentials",
+                "\"*\" with credentials: corsgate reflects the requested headers, as Gateway API",
+            );
         }
+        cors.allow_headers = vec!["*".into()];
     } else {
         cors.allow_headers = f
             .allow_headers
@@ -194,6 +194,8 @@ fn cors_of(f: &CorsFilter, object: &str, at: &str, report: &mut Report) -> CorsS
             });
         }
     }
+    report.info(object, at, "vary-origin", "Gateway API does not require Vary: Origin and some implementations (Envoy-based ones among them) omit it, so a shared cache may serve one origin's answer to another; corsgate adds Vary: Origin to every response of the route");
+    report.info(object, at, "unmatched-preflight", "Gateway API implementations may answer a preflight they do not allow (other origin, method or header) with 200/204 and no CORS headers, or pass it on; corsgate answers it 403 (unmatchedPreflight: Reject); browsers block it either way");
     match f.max_age {
         Some(a) => cors.max_age_seconds = max_age(a, object, &format!("{at}.maxAge"), "(maxAge)", report),
         None => report.info(object, format!("{at}.maxAge"), "max-age-default", "absent: Gateway API sends Access-Control-Max-Age: 5; corsgate sends no Max-Age, which browsers treat as 5 s: the same cache time"),
@@ -317,6 +319,10 @@ pub fn import(
                     }
                 }
             };
+            let target = match &opts.upstream {
+                Some(u) => Target::Url(u.clone()),
+                None => target,
+            };
             let mut paths = Vec::new();
             let matches: Vec<Match> = if rule.matches.is_empty() {
                 vec![Match::default()]
@@ -392,173 +398,9 @@ pub fn import(
                     debug: None,
                     tls: None,
                 },
+                source: object.clone(),
             });
         }
-    }
-    Ok(out)
-}
-
-/// CorsPolicy as HTTPRoutes with a CORS filter (and a ResponseHeaderModifier for `set` and
-/// `remove`).
-pub fn export(policies: &[Imported], report: &mut Report) -> Result<String, InteropError> {
-    let mut out = String::new();
-    for p in policies {
-        let object = format!("CorsPolicy {}/{}", p.namespace, p.name);
-        let spec = p.spec.with_presets();
-        let c = &spec.cors;
-        let Some(svc) = &spec.upstream.service else {
-            return Err(InteropError::invalid(
-                &object,
-                "spec.upstream.url: an HTTPRoute backendRef must be a Service; fix: use upstream.service, or create a Service for the URL",
-            ));
-        };
-        let mut cors = serde_json::Map::new();
-        let mut origins = Vec::new();
-        for o in &c.allow_origins {
-            if o == "null" {
-                report.risk(
-                    &object,
-                    "spec.cors.allowOrigins",
-                    "origin-dropped",
-                    "\"null\" is not a Gateway API origin; dropped",
-                );
-            } else {
-                origins.push(o.clone());
-            }
-        }
-        if origins.iter().any(|o| o == "*") {
-            origins = vec!["*".into()];
-        }
-        if !c.allow_origin_patterns.is_empty() {
-            report.risk(
-                &object,
-                "spec.cors.allowOriginPatterns",
-                "patterns-dropped",
-                "Gateway API takes no regular expressions for origins; dropped: list the origins",
-            );
-        }
-        if !c.rules.is_empty() {
-            report.risk(&object, "spec.cors.rules", "rules-dropped", "an HTTPCORSFilter has one configuration for every origin; per-origin rules are dropped");
-        }
-        cors.insert("allowOrigins".into(), json!(origins));
-        if c.allow_credentials {
-            cors.insert("allowCredentials".into(), json!(true));
-        }
-        let methods = c
-            .allow_methods
-            .clone()
-            .unwrap_or_else(|| vec!["GET".into(), "HEAD".into(), "POST".into()]);
-        cors.insert("allowMethods".into(), json!(methods));
-        if !c.allow_headers.is_empty() {
-            cors.insert("allowHeaders".into(), json!(c.allow_headers));
-        }
-        if !c.expose_headers.is_empty() {
-            cors.insert("exposeHeaders".into(), json!(c.expose_headers));
-        }
-        if c.max_age_seconds == Some(0) {
-            report.warning(
-                &object,
-                "spec.cors.maxAgeSeconds",
-                "max-age-zero",
-                "0 is below Gateway API's minimum of 1; written as 1",
-            );
-        }
-        if let Some(a) = c.max_age_seconds {
-            cors.insert("maxAge".into(), json!(a.max(1)));
-        }
-        let mut filters = vec![json!({"type": "CORS", "cors": cors})];
-        if let Some(rh) = &spec.response_headers {
-            let mut m = serde_json::Map::new();
-            if !rh.set.is_empty() {
-                m.insert(
-                    "set".into(),
-                    json!(
-                        rh.set
-                            .iter()
-                            .map(|h| json!({"name": h.name, "value": h.value}))
-                            .collect::<Vec<_>>()
-                    ),
-                );
-            }
-            if !rh.remove.is_empty() {
-                m.insert("remove".into(), json!(rh.remove));
-            }
-            if rh.security.is_some() {
-                report.warning(&object, "spec.responseHeaders.security", "security-headers-dropped", "typed security headers (and their override: false) have no Gateway API filter; add them to set, or keep them in corsgate");
-            }
-            if !m.is_empty() {
-                filters
-                    .push(json!({"type": "ResponseHeaderModifier", "responseHeaderModifier": m}));
-            }
-        }
-        let matches: Vec<serde_json::Value> = if spec.paths.is_empty() {
-            vec![json!({"path": {"type": "PathPrefix", "value": "/"}})]
-        } else {
-            spec.paths
-                .iter()
-                .map(|p| json!({"path": {"type": "PathPrefix", "value": p}}))
-                .collect()
-        };
-        let route = json!({
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": {"name": p.name, "namespace": p.namespace},
-            "spec": {
-                "hostnames": spec.hosts,
-                "rules": [{"matches": matches, "filters": filters, "backendRefs": [{"name": svc.name, "port": svc.port}]}],
-            },
-        });
-        report.info(
-            &object,
-            "spec",
-            "parent-refs",
-            "the HTTPRoute has no parentRefs: add your Gateway's",
-        );
-        report.warning(&object, "spec.cors", "vary-origin", "Gateway API does not require Vary: Origin and some implementations (Envoy-based ones among them) omit it; check yours before putting a shared cache in front");
-        report.info(&object, "spec.cors.unmatchedPreflight", "unmatched-preflight", "Gateway API may answer a disallowed preflight 200/204 without CORS headers (corsgate: 403); browsers block it either way");
-        if spec.mode == Mode::Shadow {
-            report.warning(
-                &object,
-                "spec.mode",
-                "shadow-dropped",
-                "Gateway API has no shadow mode: the filter enforces at once",
-            );
-        }
-        if c.allow_private_network {
-            report.warning(
-                &object,
-                "spec.cors.allowPrivateNetwork",
-                "private-network-dropped",
-                "HTTPCORSFilter cannot answer private network preflights",
-            );
-        }
-        if matches!(
-            c.preflight,
-            Some(PreflightMode::Forward | PreflightMode::Passthrough)
-        ) {
-            report.warning(
-                &object,
-                "spec.cors.preflight",
-                "preflight-at-edge",
-                "an HTTPCORSFilter answers preflights at the gateway",
-            );
-        }
-        if c.origin_override == Some(false) {
-            report.warning(
-                &object,
-                "spec.cors.originOverride",
-                "origin-override",
-                "the gateway's CORS headers are not conditional on the backend's",
-            );
-        }
-        if c.disallowed_origin == crate::policy::DisallowedOrigin::Reject {
-            report.warning(&object, "spec.cors.disallowedOrigin", "disallowed-origin-forwarded", "Gateway API forwards requests from other origins (without CORS headers) instead of 403");
-        }
-        out.push_str("---\n");
-        out.push_str(
-            &serde_saphyr::to_string(&route)
-                .map_err(|e| InteropError::invalid(&object, e.to_string()))?,
-        );
     }
     Ok(out)
 }
