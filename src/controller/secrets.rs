@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -172,6 +173,45 @@ pub async fn collect(
         }
     }
     found
+}
+
+/// ResolvedRefs with the policy's Secret: False with the Secret's reason when its
+/// certificate cannot serve (after a missing backend, whose reason stays first); when both
+/// are fine, the message names the Secret too.
+pub fn with_tls(
+    resolved: Condition,
+    tls: Option<&crate::config::TlsReport>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let Some(tls) = tls else {
+        return resolved;
+    };
+    let backend_ok = resolved.status == "True";
+    match (&tls.problem, backend_ok) {
+        (None, true) => Condition {
+            message: super::status::cap(format!(
+                "{}; the certificate in secret {} serves its hosts over HTTPS",
+                resolved.message, tls.secret
+            )),
+            ..resolved
+        },
+        (None, false) => resolved,
+        (Some(p), true) => super::status::condition(
+            super::status::RESOLVED_REFS,
+            false,
+            super::status::Reason::Tls(p.reason()),
+            format!(
+                "{p}; until then these hosts are served over plain HTTP only, and an HTTPS handshake for them gets unrecognized_name"
+            ),
+            generation,
+            now,
+        ),
+        (Some(p), false) => Condition {
+            message: super::status::cap(format!("{}; and {p}", resolved.message)),
+            ..resolved
+        },
+    }
 }
 
 #[cfg(test)]

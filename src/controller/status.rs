@@ -181,7 +181,7 @@ pub fn facts(policy: &CorsPolicy, snap: &Snapshot) -> Facts {
     }
 }
 
-fn cap(mut s: String) -> String {
+pub(super) fn cap(mut s: String) -> String {
     if s.len() > MAX_MESSAGE {
         let mut end = MAX_MESSAGE - 3;
         while !s.is_char_boundary(end) {
@@ -193,7 +193,7 @@ fn cap(mut s: String) -> String {
     s
 }
 
-fn condition(
+pub(super) fn condition(
     type_: &str,
     ok: bool,
     reason: Reason,
@@ -336,7 +336,7 @@ pub fn desired_from(
             ),
         },
     };
-    let resolved = with_tls(resolved, facts.tls.as_ref(), generation, now);
+    let resolved = super::secrets::with_tls(resolved, facts.tls.as_ref(), generation, now);
     let is_accepted = verdict == Verdict::Accepted;
     let v = facts.version.as_deref().unwrap_or("");
     // No proxy counts in the messages: they would change every policy's status whenever a
@@ -396,45 +396,6 @@ pub fn desired_from(
     };
     keep_transition_times(&mut status, policy.status.as_ref());
     status
-}
-
-/// ResolvedRefs with the policy's Secret: False with the Secret's reason when its
-/// certificate cannot serve (after a missing backend, whose reason stays first); when both
-/// are fine, the message names the Secret too.
-fn with_tls(
-    resolved: Condition,
-    tls: Option<&crate::config::TlsReport>,
-    generation: Option<i64>,
-    now: &Time,
-) -> Condition {
-    let Some(tls) = tls else {
-        return resolved;
-    };
-    let backend_ok = resolved.status == "True";
-    match (&tls.problem, backend_ok) {
-        (None, true) => Condition {
-            message: cap(format!(
-                "{}; the certificate in secret {} serves its hosts over HTTPS",
-                resolved.message, tls.secret
-            )),
-            ..resolved
-        },
-        (None, false) => resolved,
-        (Some(p), true) => condition(
-            RESOLVED_REFS,
-            false,
-            Reason::Tls(p.reason()),
-            format!(
-                "{p}; until then these hosts are served over plain HTTP only, and an HTTPS handshake for them gets unrecognized_name"
-            ),
-            generation,
-            now,
-        ),
-        (Some(p), false) => Condition {
-            message: cap(format!("{}; and {p}", resolved.message)),
-            ..resolved
-        },
-    }
 }
 
 /// At most this many warnings in status; the rest are summarised in a last entry.

@@ -17,6 +17,7 @@ pub mod store;
 pub mod stream;
 pub mod upgrade;
 pub mod upstream;
+pub mod workers;
 
 #[cfg(test)]
 mod reload_tests;
@@ -442,8 +443,8 @@ pub async fn run(
     let store = Arc::new(Store::new(metrics, upstreams, opts.source.describe()));
     // One set of sockets per worker, sharing the port (SO_REUSEPORT), bound before anything
     // starts so a taken port fails the start.
-    let mut traffic = serve::bind_reuseport("traffic", opts.listen, workers)?;
-    let mut traffic_tls = match opts.listen_tls {
+    let traffic = serve::bind_reuseport("traffic", opts.listen, workers)?;
+    let traffic_tls = match opts.listen_tls {
         Some(a) => Some(serve::bind_reuseport("traffic-tls", a, workers)?),
         None => None,
     };
@@ -572,48 +573,7 @@ pub async fn run(
             }
         }
     };
-    if workers == 1 {
-        let plain = traffic
-            .pop()
-            .ok_or_else(|| std::io::Error::other("no traffic socket"))?;
-        let tls = traffic_tls.as_mut().and_then(Vec::pop);
-        serve_worker(plain, tls, shutdown).await?;
-    } else {
-        let mut threads = Vec::with_capacity(workers);
-        for i in 0..workers {
-            let plain = traffic
-                .pop()
-                .ok_or_else(|| std::io::Error::other("no traffic socket"))?;
-            let tls = traffic_tls.as_mut().and_then(Vec::pop);
-            let (serve_worker, stop) = (serve_worker.clone(), shutdown.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("corsgate-worker-{i}"))
-                    .spawn(move || -> Result<(), std::io::Error> {
-                        upstream::set_worker(i);
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()?
-                            .block_on(serve_worker(plain, tls, stop))
-                    })?,
-            );
-        }
-        // Every worker drains on its own; wait for all of them off this runtime.
-        let ended = tokio::task::spawn_blocking(move || {
-            threads
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .map_err(|_| std::io::Error::other("a worker panicked"))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        for r in ended {
-            r?;
-        }
-    }
+    workers::serve_all(traffic, traffic_tls, serve_worker, shutdown).await?;
     let _ = admin_task.await;
     if let Some((client, o)) = last_report {
         let _ = tokio::time::timeout(
