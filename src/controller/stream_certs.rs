@@ -21,7 +21,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
@@ -229,20 +229,10 @@ async fn ensure_client(
         return Ok(());
     }
     tracing::info!(secret = %where_, "writing the proxies' config-stream client certificate");
-    let result = match &existing {
-        None => {
-            api.create(&PostParams::default(), &client_secret(opts, &bundle, None))
-                .await
-        }
-        Some(s) => {
-            api.replace(
-                &opts.proxy_secret,
-                &PostParams::default(),
-                &client_secret(opts, &bundle, s.metadata.resource_version.clone()),
-            )
-            .await
-        }
-    };
+    let result = certs::write_secret(&api, existing.as_ref(), |rv| {
+        client_secret(opts, &bundle, rv)
+    })
+    .await;
     match result {
         Ok(_) => Ok(()),
         // Another replica wrote first: its certificate serves as well as ours.

@@ -333,6 +333,28 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
+/// Writes a managed Secret with optimistic concurrency: created when `existing` is None,
+/// else replaced at the resourceVersion read. `secret(rv)` builds the object to write. A 409
+/// (another replica wrote first) is the caller's to handle.
+pub async fn write_secret(
+    api: &Api<Secret>,
+    existing: Option<&Secret>,
+    secret: impl Fn(Option<String>) -> Secret,
+) -> Result<Secret, kube::Error> {
+    match existing {
+        None => api.create(&PostParams::default(), &secret(None)).await,
+        Some(s) => {
+            let name = s.metadata.name.clone().unwrap_or_default();
+            api.replace(
+                &name,
+                &PostParams::default(),
+                &secret(s.metadata.resource_version.clone()),
+            )
+            .await
+        }
+    }
+}
+
 /// Reads the Secret, renews what is due, writes it back when it changed (create, or replace
 /// at the resourceVersion read), and returns the bundle to serve. A lost race returns the
 /// winner's bundle.
@@ -363,20 +385,7 @@ pub async fn ensure_secret_for(
         return Ok(bundle);
     }
     tracing::info!(secret = %where_, renewal = ?renewal, "writing managed certificates");
-    let result = match &existing {
-        None => {
-            api.create(&PostParams::default(), &secret_of(opts, &bundle, None))
-                .await
-        }
-        Some(s) => {
-            api.replace(
-                &opts.secret,
-                &PostParams::default(),
-                &secret_of(opts, &bundle, s.metadata.resource_version.clone()),
-            )
-            .await
-        }
-    };
+    let result = write_secret(&api, existing.as_ref(), |rv| secret_of(opts, &bundle, rv)).await;
     match result {
         Ok(_) => Ok(bundle),
         // Another replica wrote first (409 AlreadyExists or Conflict): use what it wrote.
