@@ -15,7 +15,8 @@ use tokio::time::Instant;
 /// Where one policy's current configuration entered the published sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollout {
-    /// The policy's own config version (`policy_version`): status.configVersion.
+    /// The policy's own config version (`policy_version`, status.configVersion), with the
+    /// digest of the certificate it serves when it has `spec.tls`.
     pub version: String,
     /// The first published snapshot that carried it.
     pub seq: u64,

@@ -49,6 +49,27 @@ pub const MAX_PENDING_POLICIES: usize = 10_000;
 /// current within milliseconds unless something is wrong.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
+/// What a policy's rollout follows: its own config version, and the certificate it serves
+/// when it has one, so a rotated Secret is a new rollout (Programmed waits for the proxies
+/// to serve the new certificate too).
+fn rollout_version(id: &str, p: &crate::config::wire::WirePolicy, doc: &ConfigDocument) -> String {
+    let own = policy_version(id, &p.spec);
+    let secret = p.spec.tls.as_ref().and_then(|t| {
+        doc.secrets
+            .iter()
+            .find(|s| s.namespace == p.namespace && s.name == t.secret_name)
+    });
+    match secret {
+        None => own,
+        Some(s) => {
+            use sha2::{Digest, Sha256};
+            let d = Sha256::digest(s.tls_crt.as_bytes());
+            let short: String = d.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            format!("{own}+{short}")
+        }
+    }
+}
+
 /// Response header carrying the version of a 200 or 304 answer.
 pub const VERSION_HEADER: &str = "x-corsgate-config-version";
 
@@ -248,7 +269,7 @@ impl Hub {
             .iter()
             .map(|p| {
                 let id = format!("{}/{}", p.namespace, p.name);
-                let version = policy_version(&id, &p.spec);
+                let version = rollout_version(&id, p, doc);
                 let rollout = match before.get(&id) {
                     Some(r) if r.version == version => r.clone(),
                     _ => Rollout {

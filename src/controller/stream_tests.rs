@@ -219,3 +219,52 @@ fn acknowledgements_and_expiry() {
         }
     );
 }
+
+#[test]
+fn a_rotated_certificate_is_a_new_rollout_of_its_policy_only() {
+    use crate::config::wire::{WirePolicy, WireSecret};
+    let spec = |tls: bool| {
+        serde_saphyr::from_str(if tls {
+            "{hosts: [a.example], upstream: {url: 'http://u:1'}, tls: {secretName: a-tls}}"
+        } else {
+            "{hosts: [b.example], upstream: {url: 'http://u:1'}}"
+        })
+        .expect("spec")
+    };
+    let doc = |version: &str, crt: &str| ConfigDocument {
+        version: version.into(),
+        policies: vec![
+            WirePolicy {
+                namespace: "ns".into(),
+                name: "a".into(),
+                created: None,
+                spec: spec(true),
+            },
+            WirePolicy {
+                namespace: "ns".into(),
+                name: "b".into(),
+                created: None,
+                spec: spec(false),
+            },
+        ],
+        secrets: vec![WireSecret {
+            namespace: "ns".into(),
+            name: "a-tls".into(),
+            tls_crt: crt.into(),
+            tls_key: "k".into(),
+        }],
+    };
+    let hub = Hub::new(Duration::from_secs(30));
+    let now = Instant::now();
+    hub.publish(&doc("v1", "first")).expect("publish");
+    let f1 = hub.fleet(now, now);
+    hub.publish(&doc("v2", "second")).expect("publish");
+    let f2 = hub.fleet(now, now);
+    let seq = |f: &super::Fleet, p: &str| f.rollout(p).expect("rollout").seq;
+    assert_ne!(
+        seq(&f1, "ns/a"),
+        seq(&f2, "ns/a"),
+        "the rotated policy rolls out again"
+    );
+    assert_eq!(seq(&f1, "ns/b"), seq(&f2, "ns/b"), "the other one does not");
+}
