@@ -19,10 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair};
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -31,7 +30,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::webhook::Error;
-use crate::webhook::certs::{self, Bundle, CERT_RENEW_BEFORE, CERT_VALIDITY, ManagedOptions};
+use crate::webhook::certs::{self, Bundle, CERT_RENEW_BEFORE, ManagedOptions};
 
 /// The client certificate's common name.
 pub const CLIENT_NAME: &str = "corsgate-proxy";
@@ -71,27 +70,20 @@ impl StreamCertOptions {
     }
 }
 
-fn generate(e: rcgen::Error) -> Error {
-    Error::Generate(e)
-}
-
 /// A client certificate for the proxies, signed by the first CA in `ca_pem`.
 pub fn issue_client(
     ca_pem: &str,
     ca_key_pem: &str,
     now: OffsetDateTime,
 ) -> Result<(String, String), Error> {
-    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(generate)?;
-    let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key).map_err(generate)?;
-    let key = KeyPair::generate().map_err(generate)?;
-    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
-    p.distinguished_name.push(DnType::CommonName, CLIENT_NAME);
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    p.not_before = now - time::Duration::hours(1);
-    p.not_after = now + CERT_VALIDITY;
-    let cert = p.signed_by(&key, &issuer).map_err(generate)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    certs::issue_for(
+        ca_pem,
+        ca_key_pem,
+        &[],
+        CLIENT_NAME,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        now,
+    )
 }
 
 /// The hex SHA-256 of the first certificate in a PEM text (the issuing CA).
@@ -155,11 +147,7 @@ pub fn plan_client(
 }
 
 fn client_bundle_of(s: &Secret) -> Option<ClientBundle> {
-    let data = s.data.as_ref()?;
-    let text = |k: &str| {
-        data.get(k)
-            .and_then(|b| String::from_utf8(b.0.clone()).ok())
-    };
+    let text = |k: &str| certs::secret_text(s, k);
     Some(ClientBundle {
         ca: text("ca.crt")?,
         cert: text("tls.crt")?,
@@ -179,35 +167,17 @@ fn client_secret(
     b: &ClientBundle,
     resource_version: Option<String>,
 ) -> Secret {
-    let data: BTreeMap<String, ByteString> =
-        [("ca.crt", &b.ca), ("tls.crt", &b.cert), ("tls.key", &b.key)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-            .collect();
-    let mut s = Secret {
-        data: Some(data),
-        type_: Some("kubernetes.io/tls".into()),
-        ..Secret::default()
-    };
-    s.metadata.name = Some(opts.proxy_secret.clone());
-    s.metadata.namespace = Some(opts.namespace.clone());
-    s.metadata.resource_version = resource_version;
-    s.metadata.labels = Some(BTreeMap::from([(
-        "app.kubernetes.io/managed-by".to_string(),
-        "corsgate-controller".to_string(),
-    )]));
+    let mut s = certs::managed_secret(
+        &opts.namespace,
+        &opts.proxy_secret,
+        &[("ca.crt", &b.ca), ("tls.crt", &b.cert), ("tls.key", &b.key)],
+        resource_version,
+    );
     s.metadata.annotations = Some(BTreeMap::from([(
         CA_ANNOTATION.to_string(),
         b.issuer.clone(),
     )]));
     s
-}
-
-fn kube_err(action: String) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube {
-        action,
-        source: Box::new(source),
-    }
 }
 
 /// Makes sure the proxies' Secret holds a client certificate of the current CA.
@@ -222,7 +192,7 @@ async fn ensure_client(
     let existing = api
         .get_opt(&opts.proxy_secret)
         .await
-        .map_err(kube_err(format!("reading Secret {where_}")))?;
+        .map_err(certs::kube_err(format!("reading Secret {where_}")))?;
     let current = existing.as_ref().and_then(client_bundle_of);
     let (bundle, changed) = plan_client(current.as_ref(), ca, now)?;
     if !changed {
@@ -237,7 +207,7 @@ async fn ensure_client(
         Ok(_) => Ok(()),
         // Another replica wrote first: its certificate serves as well as ours.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(kube_err(format!("writing Secret {where_}"))(e)),
+        Err(e) => Err(certs::kube_err(format!("writing Secret {where_}"))(e)),
     }
 }
 
@@ -319,9 +289,9 @@ mod tests {
         assert!(!changed);
         assert_eq!(again, first);
         // 31 days before expiry: kept; 29: renewed.
-        let late = now + CERT_VALIDITY - time::Duration::days(31);
+        let late = now + certs::CERT_VALIDITY - time::Duration::days(31);
         assert!(!plan_client(Some(&first), &ca, late).expect("plan").1);
-        let later = now + CERT_VALIDITY - time::Duration::days(29);
+        let later = now + certs::CERT_VALIDITY - time::Duration::days(29);
         let (renewed, changed) = plan_client(Some(&first), &ca, later).expect("plan");
         assert!(changed && renewed.cert != first.cert);
         // A new CA: a new certificate from it.

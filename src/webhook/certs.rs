@@ -102,19 +102,40 @@ pub fn issue(
     names: &[String],
     now: OffsetDateTime,
 ) -> Result<(String, String), Error> {
+    let cn = names.first().cloned().unwrap_or_default();
+    issue_for(
+        ca_pem,
+        ca_key_pem,
+        names,
+        &cn,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        now,
+    )
+}
+
+/// A certificate (1 year) for `names` with common name `cn` and one extended key usage
+/// (`ServerAuth`, or `ClientAuth` for the config stream's proxies), signed by the first CA
+/// in `ca_pem`: (certificate PEM, key PEM).
+pub fn issue_for(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    names: &[String],
+    cn: &str,
+    usage: ExtendedKeyUsagePurpose,
+    now: OffsetDateTime,
+) -> Result<(String, String), Error> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(generate)?;
     let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key).map_err(generate)?;
     let key = KeyPair::generate().map_err(generate)?;
     let mut p = CertificateParams::new(names.to_vec()).map_err(generate)?;
-    if let Some(first) = names.first() {
-        p.distinguished_name
-            .push(DnType::CommonName, first.as_str());
+    if !cn.is_empty() {
+        p.distinguished_name.push(DnType::CommonName, cn);
     }
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if usage == ExtendedKeyUsagePurpose::ServerAuth {
+        p.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+    }
+    p.extended_key_usages = vec![usage];
     p.not_before = now - time::Duration::hours(1);
     p.not_after = now + CERT_VALIDITY;
     let cert = p.signed_by(&key, &issuer).map_err(generate)?;
@@ -283,12 +304,41 @@ fn first_pem(pem: &str) -> &str {
     pem_blocks(pem).into_iter().next().unwrap_or_default()
 }
 
-fn bundle_of(secret: &Secret) -> Option<Bundle> {
-    let data = secret.data.as_ref()?;
-    let text = |k: &str| {
-        data.get(k)
-            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+/// The UTF-8 text of `data[key]` of a Secret.
+pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    let b = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(b.0.clone()).ok()
+}
+
+/// A `kubernetes.io/tls` Secret the controller manages: `data` as PEM texts, labelled
+/// managed-by corsgate-controller, at `resource_version` (None: to be created).
+pub fn managed_secret(
+    namespace: &str,
+    name: &str,
+    data: &[(&str, &str)],
+    resource_version: Option<String>,
+) -> Secret {
+    let mut s = Secret {
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        type_: Some("kubernetes.io/tls".into()),
+        ..Secret::default()
     };
+    s.metadata.name = Some(name.to_string());
+    s.metadata.namespace = Some(namespace.to_string());
+    s.metadata.resource_version = resource_version;
+    s.metadata.labels = Some(BTreeMap::from([(
+        "app.kubernetes.io/managed-by".to_string(),
+        "corsgate-controller".to_string(),
+    )]));
+    s
+}
+
+fn bundle_of(secret: &Secret) -> Option<Bundle> {
+    let text = |k: &str| secret_text(secret, k);
     Some(Bundle {
         ca: text(CA_CRT)?,
         ca_key: text(CA_KEY)?,
@@ -298,31 +348,20 @@ fn bundle_of(secret: &Secret) -> Option<Bundle> {
 }
 
 fn secret_of(opts: &ManagedOptions, b: &Bundle, resource_version: Option<String>) -> Secret {
-    let data: BTreeMap<String, ByteString> = [
-        (CA_CRT, &b.ca),
-        (CA_KEY, &b.ca_key),
-        (TLS_CRT, &b.cert),
-        (TLS_KEY, &b.key),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-    .collect();
-    let mut s = Secret {
-        data: Some(data),
-        type_: Some("kubernetes.io/tls".into()),
-        ..Secret::default()
-    };
-    s.metadata.name = Some(opts.secret.clone());
-    s.metadata.namespace = Some(opts.namespace.clone());
-    s.metadata.resource_version = resource_version;
-    s.metadata.labels = Some(BTreeMap::from([(
-        "app.kubernetes.io/managed-by".to_string(),
-        "corsgate-controller".to_string(),
-    )]));
-    s
+    managed_secret(
+        &opts.namespace,
+        &opts.secret,
+        &[
+            (CA_CRT, &b.ca),
+            (CA_KEY, &b.ca_key),
+            (TLS_CRT, &b.cert),
+            (TLS_KEY, &b.key),
+        ],
+        resource_version,
+    )
 }
 
-fn kube_err(action: String) -> impl FnOnce(kube::Error) -> Error {
+pub(crate) fn kube_err(action: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube {
         action,
         source: Box::new(source),
