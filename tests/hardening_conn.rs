@@ -15,11 +15,7 @@ use tokio::net::TcpStream;
 const HOST: &str = "api.example.com";
 
 async fn proxy(up: &Upstream, extra: &[&str]) -> Proxy {
-    let yaml = policy("api", "[\"api.example.com\"]", "", &up.url());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("policies.yaml");
-    std::fs::write(&path, yaml).expect("write");
-    Proxy::start_at_with(dir, path, true, extra).await
+    api_proxy(up, extra).await
 }
 
 /// Reads until the peer closes (EOF or reset) or `within` passes; returns what was read
@@ -202,10 +198,7 @@ async fn try_get(addr: SocketAddr) -> Option<u16> {
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    stat_ticks(&stat).expect("utime and stime")
 }
 
 #[tokio::test]

@@ -32,10 +32,12 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn document() -> ConfigDocument {
-    let spec = serde_saphyr::from_str(
-        "{hosts: [api.test], upstream: {url: 'http://127.0.0.1:9'}, cors: {allowOrigins: ['https://a.test']}}",
-    )
+/// The document of one policy `default/api` for `api.test` (`tls`: its `spec.tls`, if any),
+/// built with `secrets`.
+fn document_with(tls: &str, secrets: &Secrets) -> ConfigDocument {
+    let spec = serde_saphyr::from_str(&format!(
+        "{{hosts: [api.test], upstream: {{url: 'http://127.0.0.1:9'}}, {tls} cors: {{allowOrigins: ['https://a.test']}}}}"
+    ))
     .expect("spec");
     let inputs = vec![PolicyInput {
         id: PolicyId::new("default", "api"),
@@ -43,7 +45,13 @@ fn document() -> ConfigDocument {
         spec,
         source: None,
     }];
-    ConfigDocument::of(&Snapshot::build(inputs.clone()), &inputs)
+    let snap = Snapshot::build_with(inputs.clone(), secrets);
+    assert!(snap.tls_problems().next().is_none(), "{:?}", snap.tls);
+    ConfigDocument::of_with(&snap, &inputs, secrets)
+}
+
+fn document() -> ConfigDocument {
+    document_with("", &Secrets::default())
 }
 
 /// `POST /v1/shadow` over TLS with `config` (client certificate or not); the HTTP status,
@@ -221,16 +229,6 @@ async fn only_proxies_with_a_certificate_from_the_ca_get_config_or_post_reports(
 
 /// A document serving `api.test` over HTTPS with `cert`/`key` (secret default/api-tls).
 fn tls_document(cert: &str, key: &str) -> ConfigDocument {
-    let spec = serde_saphyr::from_str(
-        "{hosts: [api.test], upstream: {url: 'http://127.0.0.1:9'}, tls: {secretName: api-tls}, cors: {allowOrigins: ['https://a.test']}}",
-    )
-    .expect("spec");
-    let inputs = vec![PolicyInput {
-        id: PolicyId::new("default", "api"),
-        created: None,
-        spec,
-        source: None,
-    }];
     let secrets: Secrets = [TlsSecret {
         namespace: "default".into(),
         name: "api-tls".into(),
@@ -240,9 +238,7 @@ fn tls_document(cert: &str, key: &str) -> ConfigDocument {
     }]
     .into_iter()
     .collect();
-    let snap = Snapshot::build_with(inputs.clone(), &secrets);
-    assert!(snap.tls_problems().next().is_none(), "{:?}", snap.tls);
-    ConfigDocument::of_with(&snap, &inputs, &secrets)
+    document_with("tls: {secretName: api-tls},", &secrets)
 }
 
 /// Issue 15 item 5: the certificate of a Secret reaches a proxy that holds no API token over

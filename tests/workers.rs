@@ -12,11 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn proxy(up: &Upstream, extra: &[&str]) -> Proxy {
-    let yaml = policy("api", "[\"api.example.com\"]", "", &up.url());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("policies.yaml");
-    std::fs::write(&path, yaml).expect("write");
-    Proxy::start_at_with(dir, path, true, extra).await
+    api_proxy(up, extra).await
 }
 
 /// CPU ticks (user + system) of each thread of `pid` whose name starts with `prefix`.
@@ -31,11 +27,7 @@ fn thread_ticks(pid: u32, prefix: &str) -> Vec<u64> {
             continue;
         }
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        // Fields after the ")" that ends the name: utime and stime are the 12th and 13th.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        out.push(n(11) + n(12));
+        out.push(stat_ticks(&stat).expect("utime and stime"));
     }
     out
 }

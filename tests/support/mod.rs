@@ -413,3 +413,21 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, mut f: F) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A proxy serving `api.example.com` from `up` (policy `api`), with `extra` flags.
+pub async fn api_proxy(up: &Upstream, extra: &[&str]) -> Proxy {
+    let yaml = policy("api", "[\"api.example.com\"]", "", &up.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policies.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    Proxy::start_at_with(dir, path, true, extra).await
+}
+
+/// utime + stime, in clock ticks, from the text of a `/proc/…/stat` file (the fields after
+/// the command name, which may hold spaces, start at ") "); None when it is not one.
+pub fn stat_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(n(11)? + n(12)?)
+}
