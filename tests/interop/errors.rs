@@ -134,7 +134,7 @@ fn invalid_input_names_file_object_and_field() {
         .expect_err(want);
         assert!(err.to_string().starts_with(want), "{err}\nwanted: {want}");
     }
-    // A named port with --upstream converts, with the report line.
+    // A named port with --upstream converts: --upstream replaces the backend, and says so.
     let (_, text, _, _) = &cases[1];
     let opts = ImportOptions {
         upstream: Some("http://127.0.0.1:9".into()),
@@ -153,10 +153,10 @@ fn invalid_input_names_file_object_and_field() {
         p[0].spec.upstream.url.as_deref(),
         Some("http://127.0.0.1:9")
     );
-    assert!(
-        report
-            .lines
-            .iter()
-            .any(|l| l.key == "named-port" && l.field.ends_with("backend.service.port"))
-    );
+    assert!(report.lines.iter().any(|l| {
+        l.key == "upstream-from-flag"
+            && l.field == "spec.upstream"
+            && l.message
+                .contains("--upstream http://127.0.0.1:9 replaces the backend")
+    }));
 }

@@ -270,19 +270,18 @@ pub fn import(
                 }
             }
             let cors = cors_of(filter, &object, &format!("{at}.filters[{fi}].cors"), report);
-            let target = match rule.backend_refs.as_slice() {
-                [] => match &opts.upstream {
-                    Some(u) => Target::Url(u.clone()),
-                    None => {
-                        return Err(InteropError::invalid(
-                            &location,
-                            format!(
-                                "{object}: {at}.backendRefs: none; fix: add a backendRef or pass --upstream URL"
-                            ),
-                        ));
-                    }
-                },
-                refs => {
+            // --upstream replaces every backend (one upstream-from-flag line says so).
+            let target = match (&opts.upstream, rule.backend_refs.as_slice()) {
+                (Some(u), _) => Target::Url(u.clone()),
+                (None, []) => {
+                    return Err(InteropError::invalid(
+                        &location,
+                        format!(
+                            "{object}: {at}.backendRefs: none; fix: add a backendRef or pass --upstream URL"
+                        ),
+                    ));
+                }
+                (None, refs) => {
                     if refs.len() > 1 {
                         report.warning(
                             &object,
@@ -301,27 +300,15 @@ pub fn import(
                     match (service, b.port) {
                         (true, Some(port)) => Target::Service(b.name.clone(), port),
                         _ => {
-                            match &opts.upstream {
-                                Some(u) => {
-                                    report.warning(&object, format!("{at}.backendRefs[0]"), "backend-not-service", format!("not a Service with a port; imported with --upstream {u}"));
-                                    Target::Url(u.clone())
-                                }
-                                None => {
-                                    return Err(InteropError::invalid(
-                                        &location,
-                                        format!(
-                                            "{object}: {at}.backendRefs[0]: not a core Service with a port; fix: pass --upstream URL"
-                                        ),
-                                    ));
-                                }
-                            }
+                            return Err(InteropError::invalid(
+                                &location,
+                                format!(
+                                    "{object}: {at}.backendRefs[0]: not a core Service with a port; fix: pass --upstream URL"
+                                ),
+                            ));
                         }
                     }
                 }
-            };
-            let target = match &opts.upstream {
-                Some(u) => Target::Url(u.clone()),
-                None => target,
             };
             let mut paths = Vec::new();
             let matches: Vec<Match> = if rule.matches.is_empty() {

@@ -424,48 +424,29 @@ pub fn import(
                     &at,
                     report,
                 );
-                let target = match &p.backend.service {
-                    Some(s) => match (s.port.number, &s.port.name) {
+                // --upstream replaces every backend (one upstream-from-flag line says so).
+                let target = match (&opts.upstream, &p.backend.service) {
+                    (Some(u), _) => Target::Url(u.clone()),
+                    (None, Some(s)) => match (s.port.number, &s.port.name) {
                         (Some(n), _) => Target::Service(s.name.clone(), n),
-                        (None, name) => match &opts.upstream {
-                            Some(u) => {
-                                report.warning(&object, format!("{at}.backend.service.port"), "named-port", format!("named port {:?}: a CorsPolicy needs a port number; imported with --upstream {u}", name.as_deref().unwrap_or("")));
-                                Target::Url(u.clone())
-                            }
-                            None => {
-                                return Err(InteropError::invalid(
-                                    &location,
-                                    format!(
-                                        "{object}: {at}.backend.service.port: named port {:?}, and a CorsPolicy needs the Service's port number; fix: set port.number, or pass --upstream URL",
-                                        name.as_deref().unwrap_or("")
-                                    ),
-                                ));
-                            }
-                        },
-                    },
-                    None => match &opts.upstream {
-                        Some(u) => {
-                            report.warning(
-                                &object,
-                                format!("{at}.backend"),
-                                "backend-resource",
-                                format!("not a Service backend; imported with --upstream {u}"),
-                            );
-                            Target::Url(u.clone())
-                        }
-                        None => {
+                        (None, name) => {
                             return Err(InteropError::invalid(
                                 &location,
                                 format!(
-                                    "{object}: {at}.backend: not a Service; fix: pass --upstream URL"
+                                    "{object}: {at}.backend.service.port: named port {:?}, and a CorsPolicy needs the Service's port number; fix: set port.number, or pass --upstream URL",
+                                    name.as_deref().unwrap_or("")
                                 ),
                             ));
                         }
                     },
-                };
-                let target = match &opts.upstream {
-                    Some(u) => Target::Url(u.clone()),
-                    None => target,
+                    (None, None) => {
+                        return Err(InteropError::invalid(
+                            &location,
+                            format!(
+                                "{object}: {at}.backend: not a Service; fix: pass --upstream URL"
+                            ),
+                        ));
+                    }
                 };
                 for h in &hosts {
                     by_host
