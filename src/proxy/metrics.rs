@@ -173,7 +173,7 @@ pub struct Metrics {
     pub conn: crate::serve::ConnMetrics,
 }
 
-/// One policy's counters, resolved when a snapshot is installed.
+/// One policy's counters, resolved on the first request it serves (`proxy::store::Serving`).
 #[derive(Debug, Clone)]
 pub struct PolicyCounters {
     outcomes: [Counter; OUTCOMES.len()],
@@ -304,7 +304,8 @@ impl Metrics {
         m
     }
 
-    /// Resolves a policy's counters; called when a snapshot is installed, never per request.
+    /// Resolves (registers) a policy's counters; called once per policy and snapshot, on the
+    /// first request the policy serves.
     pub fn policy(&self, policy: &str, shadow: bool) -> PolicyCounters {
         let outcomes = OUTCOMES.map(|(_, label)| {
             self.requests

@@ -82,9 +82,13 @@ pub async fn handle(
             path: req.uri().path().to_string(),
         });
     };
-    let Some(store::Serving { counters, idle }) = live.serving.get(idx) else {
+    let Some(serving) = live.serving.get(idx) else {
         return rescue(&ProxyError::NotReady);
     };
+    let (counters, idle) = (
+        serving.counters(&shared.store.metrics, policy),
+        &serving.idle,
+    );
     if tls {
         req.extensions_mut().insert(https::Https);
     }
@@ -352,7 +356,8 @@ pub async fn reload(store: &Arc<Store>, path: &std::path::Path) {
 }
 
 async fn reload_in_span(store: &Arc<Store>, path: &std::path::Path) {
-    let loaded = config::watch::load_settled(path, SETTLE_QUIET, SETTLE_MAX_WAIT).await;
+    let loaded =
+        config::watch::load_settled(path, SETTLE_QUIET, SETTLE_MAX_WAIT, store.load()).await;
     let serving = store.serving();
     let loaded = loaded.and_then(|snap| {
         if snap.policies.is_empty() && snap.rejected.is_empty() && serving > 0 {

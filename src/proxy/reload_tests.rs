@@ -109,6 +109,15 @@ async fn a_policy_removed_from_the_files_takes_its_rejection_ring_with_it() {
     let s = store();
     reload(&s, &path).await;
     assert_eq!(s.serving(), 2);
+    assert!(
+        s.metrics.rings.get("t/a").is_none(),
+        "counters and rings come with a policy's first request"
+    );
+    let live = s.load().expect("live");
+    for (serving, policy) in live.serving.iter().zip(&live.snapshot.policies) {
+        serving.counters(&s.metrics, policy);
+    }
+    drop(live);
     assert!(s.metrics.rings.get("t/a").is_some() && s.metrics.rings.get("t/b").is_some());
     std::fs::write(&path, ONE).expect("write");
     reload(&s, &path).await;
