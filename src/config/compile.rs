@@ -115,14 +115,19 @@ pub struct CompiledPolicy {
     pub redirect_http: bool,
     /// As written (hashed into the version, sent on the config stream).
     pub spec: CorsPolicySpec,
-    /// `spec` with presets expanded: what was compiled, and what `effective` shows.
-    pub expanded: CorsPolicySpec,
+    /// `spec` with presets expanded, when it sets a preset (see [`CompiledPolicy::expanded`]).
+    pub(crate) expanded: Option<Box<CorsPolicySpec>>,
     /// RFC 3339 creation time, when known: the older policy wins a conflict. Set by
     /// `Snapshot::build` from its input.
     pub created: Option<String>,
 }
 
 impl CompiledPolicy {
+    /// `spec` with presets expanded: what was compiled, and what `effective` shows.
+    pub fn expanded(&self) -> &CorsPolicySpec {
+        self.expanded.as_deref().unwrap_or(&self.spec)
+    }
+
     /// Every (host, path prefix) pair the policy claims, hosts first.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.hosts
@@ -287,7 +292,7 @@ impl CompiledPolicy {
             rules: rule_origins,
             upstream_url,
         } = policy::parse(spec)?;
-        let c = &expanded.cors;
+        let c = &expanded.as_ref().unwrap_or(spec).cors;
         let base = Grant {
             origins: origin_matcher(base),
             settings: base_settings(c),
@@ -341,7 +346,7 @@ impl CompiledPolicy {
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
 
         let mut ops = HeaderOps::default();
-        if let Some(rh) = &expanded.response_headers {
+        if let Some(rh) = &expanded.as_ref().unwrap_or(spec).response_headers {
             for (i, h) in rh.set.iter().enumerate() {
                 let p = format!("spec.responseHeaders.set[{i}]");
                 let name =
@@ -408,7 +413,7 @@ impl CompiledPolicy {
                 .unwrap_or(false),
             redirect_http: spec.tls.as_ref().is_some_and(|t| t.redirect_http),
             spec: spec.clone(),
-            expanded,
+            expanded: expanded.map(Box::new),
             created: None,
         })
     }
@@ -416,13 +421,13 @@ impl CompiledPolicy {
     /// The policy's warnings, read from the spec compiled here (presets are not expanded
     /// again): what the webhook returns and the controller writes to status.warnings.
     pub fn warnings(&self) -> Vec<policy::Warning> {
-        policy::warnings_expanded(&self.expanded)
+        policy::warnings_expanded(self.expanded())
     }
 
     /// The policy as the engine runs it, defaults filled in and rules merged: what
     /// `/config` and `corsgate explain` show.
     pub fn effective(&self) -> serde_json::Value {
-        let c = &self.expanded.cors;
+        let c = &self.expanded().cors;
         let grant = |s: &Settings| {
             serde_json::json!({
                 "allowMethods": s.methods.items().collect::<Vec<_>>(),

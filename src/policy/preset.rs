@@ -137,6 +137,15 @@ thread_local! {
 }
 
 impl CorsPolicySpec {
+    /// Whether a preset is set, so [`CorsPolicySpec::with_presets`] changes anything.
+    pub fn has_presets(&self) -> bool {
+        self.cors.preset.is_some()
+            || self
+                .response_headers
+                .as_ref()
+                .is_some_and(|r| r.preset == Some(ResponseHeadersPreset::SecurityHeaders))
+    }
+
     /// The spec with its presets expanded into ordinary fields (the `preset` fields stay, for
     /// display). Without presets this is a plain clone.
     pub fn with_presets(&self) -> CorsPolicySpec {
@@ -229,6 +238,7 @@ mod tests {
 
     #[test]
     fn no_preset_is_a_plain_clone() {
+        assert!(!spec(BASE).has_presets());
         let s = spec(&format!(
             "{BASE}cors: {{allowOrigins: ['https://x.example']}}\nresponseHeaders: {{security: {{frameOptions: {{value: DENY}}}}}}"
         ));

@@ -247,7 +247,7 @@ fn decide(req: Request, existing: &Snapshot, reject_conflicts: bool) -> Response
         Err(_) => None,
     };
     let mut warnings: Vec<String> = match &compiled {
-        Some(c) => crate::policy::warnings_expanded(&c.expanded),
+        Some(c) => crate::policy::warnings_expanded(c.expanded()),
         None => crate::policy::warnings(&candidate.spec),
     }
     .iter()

@@ -53,8 +53,10 @@ pub struct ParsedOrigins {
 /// builds the engine from this and never re-parses a field.
 #[derive(Debug, Clone)]
 pub struct Parsed {
-    /// The spec with its presets expanded (`with_presets`, called exactly once here).
-    pub expanded: CorsPolicySpec,
+    /// The spec with its presets expanded (`with_presets`, called exactly once here);
+    /// `None` when it sets no preset, so the spec is what was compiled (no second copy of
+    /// every policy: issue 14).
+    pub expanded: Option<CorsPolicySpec>,
     /// `spec.cors.allowOrigins` / `allowOriginPatterns`.
     pub base: ParsedOrigins,
     /// Each `spec.cors.rules[i]`'s origins, in order.
@@ -70,7 +72,8 @@ pub fn parse(spec: &CorsPolicySpec) -> Result<Parsed, Vec<FieldError>> {
     hosts(&spec.hosts, &mut errs);
     paths(&spec.paths, &mut errs);
     let upstream_url = upstream(&spec.upstream, &mut errs);
-    let effective = spec.with_presets();
+    let expanded = spec.has_presets().then(|| spec.with_presets());
+    let effective = expanded.as_ref().unwrap_or(spec);
     let cors = &effective.cors;
     let base = "spec.cors";
     let base_origins = ParsedOrigins {
@@ -144,7 +147,7 @@ pub fn parse(spec: &CorsPolicySpec) -> Result<Parsed, Vec<FieldError>> {
         return Err(errs);
     }
     Ok(Parsed {
-        expanded: effective,
+        expanded,
         base: base_origins,
         rules,
         upstream_url,
