@@ -428,9 +428,18 @@ pub fn load_manifests(path: &Path) -> Result<Manifests, Vec<LoadError>> {
 /// policy, or a policy whose `spec.tls` Secret cannot serve, is an error and no snapshot is
 /// returned. Conflicts are not errors: the snapshot reports them and serves the winners.
 pub fn load_snapshot(path: &Path) -> Result<Snapshot, Vec<LoadError>> {
+    load_snapshot_reusing(path, None)
+}
+
+/// [`load_snapshot`], reusing what `previous` (the snapshot serving) compiled for policies
+/// that did not change (see [`Snapshot::build_reusing`]).
+pub fn load_snapshot_reusing(
+    path: &Path,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<LoadError>> {
     let m = load_manifests(path)?;
     let secrets: Secrets = m.secrets.into_iter().collect();
-    let snap = Snapshot::build_with(m.policies, &secrets);
+    let snap = Snapshot::build_reusing(m.policies, &secrets, previous);
     let errors: Vec<LoadError> = snap
         .rejected
         .iter()

@@ -5,13 +5,14 @@
 //! or a directory caught mid-swap, is never what gets loaded.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::Snapshot;
-use super::load::{Fingerprint, LoadError, load_snapshot};
+use super::load::{Fingerprint, LoadError, load_snapshot_reusing};
 
 /// A running watch. Dropping it stops the watcher.
 pub struct Watch {
@@ -42,10 +43,14 @@ impl Watch {
 /// What this cannot catch: a writer that pauses longer than `quiet` half-way leaves a
 /// prefix that may parse into fewer policies (only an empty one is refused, by the proxy).
 /// Writing a new file and renaming it over the old one has no such window.
+///
+/// `previous` (the snapshot serving, if any): its compiled policies are reused for those
+/// whose spec did not change.
 pub async fn load_settled(
     path: &Path,
     quiet: Duration,
     max_wait: Duration,
+    previous: Option<Arc<impl AsRef<Snapshot> + Send + Sync + 'static>>,
 ) -> Result<Snapshot, Vec<LoadError>> {
     let deadline = Instant::now() + max_wait;
     loop {
@@ -59,14 +64,17 @@ pub async fn load_settled(
         // Parsing and compiling thousands of policies takes a while: off the runtime, so
         // requests keep being served meanwhile (issue 14).
         let owned = path.to_path_buf();
-        let loaded = tokio::task::spawn_blocking(move || load_snapshot(&owned))
-            .await
-            .unwrap_or_else(|e| {
-                Err(vec![LoadError::Read {
-                    path: path.display().to_string(),
-                    source: std::io::Error::other(e),
-                }])
-            });
+        let prev = previous.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            load_snapshot_reusing(&owned, prev.as_deref().map(AsRef::as_ref))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(vec![LoadError::Read {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e),
+            }])
+        });
         if Fingerprint::of(path) == before {
             return loaded;
         }

@@ -143,6 +143,12 @@ impl ConfigDocument {
 
     /// Rebuilds the snapshot and checks it is the one that was sent.
     pub fn into_snapshot(self) -> Result<Snapshot, WireError> {
+        self.into_snapshot_reusing(None)
+    }
+
+    /// [`ConfigDocument::into_snapshot`], reusing what `previous` (the snapshot serving)
+    /// compiled for the policies that did not change.
+    pub fn into_snapshot_reusing(self, previous: Option<&Snapshot>) -> Result<Snapshot, WireError> {
         let sent = self.version;
         let secrets = self
             .secrets
@@ -175,7 +181,7 @@ impl ConfigDocument {
                 source: Some("config stream".into()),
             })
             .collect();
-        let snap = Snapshot::build_with(inputs, &secrets);
+        let snap = Snapshot::build_reusing(inputs, &secrets, previous);
         if let Some(r) = snap.rejected.first() {
             return Err(WireError::Rejected {
                 policy: r.policy.clone(),

@@ -226,8 +226,10 @@ async fn try_poll(
                 .await
                 .map_err(|_| StreamError::BodyTimeout)??;
             // Off the runtime: a large document takes a while to parse and compile.
+            let serving = store.load();
             let snap = tokio::task::spawn_blocking(move || {
-                ConfigDocument::parse(&body).and_then(ConfigDocument::into_snapshot)
+                let previous = serving.as_ref().map(|l| &l.snapshot);
+                ConfigDocument::parse(&body).and_then(|d| d.into_snapshot_reusing(previous))
             })
             .await
             .map_err(|e| StreamError::Body(Box::new(e)))??;

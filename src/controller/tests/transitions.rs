@@ -516,8 +516,8 @@ fn a_broken_secret_keeps_the_last_good_certificate_and_a_deleted_one_stops() {
     };
     let (good_cert, good_key) = pair();
     let good: Secrets = [secret(&good_cert, &good_key)].into_iter().collect();
-    let (snap, _) =
-        reconcile::build_with(&policies, &good, &mut last_good, &hub, &metrics).expect("build");
+    let (snap, _) = reconcile::build_with(&policies, &good, &mut last_good, None, &hub, &metrics)
+        .expect("build");
     assert!(snap.tls_problems().next().is_none());
     let v1 = published(&hub);
     assert_eq!(v1.secrets.len(), 1);
@@ -525,7 +525,8 @@ fn a_broken_secret_keeps_the_last_good_certificate_and_a_deleted_one_stops() {
     let (_, other_key) = pair();
     let broken: Secrets = [secret(&pair().0, &other_key)].into_iter().collect();
     let (snap, changed) =
-        reconcile::build_with(&policies, &broken, &mut last_good, &hub, &metrics).expect("build");
+        reconcile::build_with(&policies, &broken, &mut last_good, None, &hub, &metrics)
+            .expect("build");
     let (report, problem) = snap.tls_problems().next().expect("reported");
     assert_eq!(problem.reason(), "KeyMismatch");
     assert!(
@@ -543,6 +544,7 @@ fn a_broken_secret_keeps_the_last_good_certificate_and_a_deleted_one_stops() {
         &policies,
         &Secrets::default(),
         &mut last_good,
+        None,
         &hub,
         &metrics,
     )
