@@ -232,17 +232,20 @@ impl Snapshot {
         inputs.sort_by(|a, b| claim_order(&a.created, &a.id).cmp(&claim_order(&b.created, &b.id)));
         let mut compiled_all = compile_all(&inputs, &compiled_before).into_iter();
         let mut snap = Snapshot::default();
-        let mut claimed: HashMap<(String, String), PolicyId> = HashMap::new();
-        let mut seen: HashMap<PolicyId, ()> = HashMap::new();
+        // The second of two inputs with one namespace/name (in claim order) is rejected.
+        let duplicate: Vec<bool> = {
+            let mut ids = std::collections::HashSet::with_capacity(inputs.len());
+            inputs.iter().map(|i| !ids.insert(&i.id)).collect()
+        };
         let mut digests: Vec<(PolicyId, [u8; 32])> = Vec::new();
-        for input in inputs {
+        for (input, duplicate) in inputs.into_iter().zip(duplicate) {
             let compiled = compiled_all.next();
             let report = |rejected| PolicyReport {
                 policy: input.id.to_string(),
                 source: input.source.clone(),
                 rejected,
             };
-            if seen.insert(input.id.clone(), ()).is_some() {
+            if duplicate {
                 snap.rejected.push(report(Rejected::InvalidSpec {
                     errors: vec![
                         FieldError::new(
@@ -269,23 +272,20 @@ impl Snapshot {
                     continue;
                 }
             };
-            let pairs: Vec<(String, String)> = compiled
-                .pairs()
-                .map(|(h, p)| (h.to_string(), p.to_string()))
-                .collect();
-            if let Some((host, path, winner)) = pairs.iter().find_map(|k| {
-                claimed
-                    .get(k)
-                    .map(|w| (k.0.clone(), k.1.clone(), w.to_string()))
-            }) {
+            // The routes so far are the claims so far: a pair another policy holds exactly
+            // is a conflict, won by that (older) policy.
+            let conflict = compiled.pairs().find_map(|(h, p)| {
+                let winner = snap.policies.get(snap.routes.claimant(h, p)?)?;
+                Some((h.to_string(), p.to_string(), winner.id.to_string()))
+            });
+            if let Some((host, path, winner)) = conflict {
                 snap.rejected
                     .push(report(Rejected::Conflicted { winner, host, path }));
                 continue;
             }
             let idx = snap.policies.len();
-            for (h, p) in pairs {
-                snap.routes.insert(&h, &p, idx);
-                claimed.insert((h, p), compiled.id.clone());
+            for (h, p) in compiled.pairs() {
+                snap.routes.insert(h, p, idx);
             }
             if let Some(tls) = &input.spec.tls {
                 let ns = &compiled.id.namespace;
