@@ -131,3 +131,36 @@ async fn a_policy_removed_from_the_files_takes_its_rejection_ring_with_it() {
         "the removed one's ring is gone"
     );
 }
+
+/// Issue 14: the poll re-read every policy file at every tick; now unchanged files are not
+/// read again, a change is, and a failed load is retried at each tick.
+#[tokio::test]
+async fn a_tick_over_unchanged_files_reads_nothing_and_a_change_or_a_failure_reads_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    let replace = |text: &str| {
+        let tmp = dir.path().join(".p.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
+    };
+    replace(ONE);
+    let s = store();
+    let mut r = super::Reloader::default();
+    assert!(r.on_change(&s, &path).await, "the first load reads");
+    assert!(!r.on_change(&s, &path).await, "same files: not read again");
+    replace(&ONE.replace("a.example.com", "b.example.com"));
+    assert!(r.on_change(&s, &path).await, "a change is read");
+    let live = s.load().expect("live");
+    assert!(live.snapshot.route("b.example.com", "/").is_some());
+    replace("kind: [not valid");
+    assert!(r.on_change(&s, &path).await);
+    assert!(r.on_change(&s, &path).await, "a failed load is retried");
+    assert_eq!(s.serving(), 1, "the last good configuration serves");
+    assert!(
+        s.load()
+            .expect("live")
+            .snapshot
+            .route("b.example.com", "/")
+            .is_some()
+    );
+}
