@@ -425,11 +425,13 @@ fn a_rebuild_compiles_only_what_changed_and_equals_a_fresh_build() {
         input("a", "https://a.test", None),
         input("b", "https://b.test", None),
         input("c", "https://c.test", None),
+        input("e", "https://e.test", None),
     ]);
     let next = vec![
         input("a", "https://a.test", Some("2026-01-01T00:00:00Z")),
         input("b", "https://changed.test", None),
         input("d", "https://d.test", None),
+        input("e", "https://e.test", None),
     ];
     let before = crate::policy::EXPANSIONS.with(std::cell::Cell::get);
     let rebuilt = Snapshot::build_reusing(
@@ -438,7 +440,22 @@ fn a_rebuild_compiles_only_what_changed_and_equals_a_fresh_build() {
         Some(&first),
     );
     let after = crate::policy::EXPANSIONS.with(std::cell::Cell::get);
-    assert_eq!(after - before, 2, "b changed and d is new; a is reused");
+    assert_eq!(
+        after - before,
+        2,
+        "b changed and d is new; a and e are reused"
+    );
+    let e = |s: &Snapshot| {
+        s.policies
+            .iter()
+            .find(|p| p.id.name == "e")
+            .cloned()
+            .expect("e")
+    };
+    assert!(
+        std::sync::Arc::ptr_eq(&e(&first), &e(&rebuilt)),
+        "an unchanged policy is shared, not copied"
+    );
     let fresh = Snapshot::build(next);
     assert_eq!(rebuilt.version, fresh.version);
     let view = |s: &Snapshot| {
@@ -482,7 +499,7 @@ fn compiling_on_threads_gives_what_one_thread_gives() {
         })
         .collect();
     let none = std::collections::HashMap::new();
-    let view = |r: Vec<Result<CompiledPolicy, Vec<crate::policy::FieldError>>>| {
+    let view = |r: Vec<Result<std::sync::Arc<CompiledPolicy>, Vec<crate::policy::FieldError>>>| {
         r.into_iter()
             .map(|c| c.map(|p| p.effective()).map_err(|e| format!("{e:?}")))
             .collect::<Vec<_>>()

@@ -8,6 +8,7 @@
 //! naming the winner. One invalid or conflicting policy never affects the others.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -183,7 +184,8 @@ fn display<S: serde::Serializer>(p: &Option<TlsProblem>, s: S) -> Result<S::Ok, 
 pub struct Snapshot {
     /// First 12 hex digits of a SHA-256 over the accepted policies: equal inputs, equal version.
     pub version: String,
-    pub policies: Vec<CompiledPolicy>,
+    /// Shared, so a rebuild hands an unchanged policy on without copying it (issue 14).
+    pub policies: Vec<Arc<CompiledPolicy>>,
     pub routes: RouteTable,
     /// Policies that were given but do not serve, and why.
     pub rejected: Vec<PolicyReport>,
@@ -225,7 +227,7 @@ impl Snapshot {
         secrets: &Secrets,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
-        let compiled_before: HashMap<&PolicyId, &CompiledPolicy> = previous
+        let compiled_before: HashMap<&PolicyId, &Arc<CompiledPolicy>> = previous
             .map(|p| p.policies.iter().map(|c| (&c.id, c)).collect())
             .unwrap_or_default();
         // Older first: the order in which policies claim (host, path) pairs.
@@ -258,20 +260,16 @@ impl Snapshot {
                 }));
                 continue;
             }
-            let compiled = match compiled
-                .unwrap_or_else(|| CompiledPolicy::from_spec(input.id.clone(), &input.spec))
-            {
-                Ok(c) => CompiledPolicy {
-                    created: input.created.clone(),
-                    ..c
-                },
-                Err(errors) => {
-                    snap.rejected.push(report(Rejected::InvalidSpec {
-                        errors: errors.iter().map(ToString::to_string).collect(),
-                    }));
-                    continue;
-                }
-            };
+            let compiled =
+                match compiled.unwrap_or_else(|| compile_or_reuse(&input, &compiled_before)) {
+                    Ok(c) => c,
+                    Err(errors) => {
+                        snap.rejected.push(report(Rejected::InvalidSpec {
+                            errors: errors.iter().map(ToString::to_string).collect(),
+                        }));
+                        continue;
+                    }
+                };
             // The routes so far are the claims so far: a pair another policy holds exactly
             // is a conflict, won by that (older) policy.
             let conflict = compiled.pairs().find_map(|(h, p)| {
@@ -343,7 +341,7 @@ impl Snapshot {
     /// The policy serving `host` (normalised) and `path`.
     pub fn route(&self, host: &str, path: &str) -> Option<(usize, &CompiledPolicy)> {
         let i = self.routes.route(host, path)?;
-        self.policies.get(i).map(|p| (i, p))
+        self.policies.get(i).map(|p| (i, &**p))
     }
 }
 
@@ -355,13 +353,34 @@ const PARALLEL_FROM: usize = 512;
 /// second on them, and more would only compete with serving on a busy node.
 const MAX_COMPILE_THREADS: usize = 4;
 
+/// `input` compiled, or what `before` compiled for it when its spec is unchanged (shared, or
+/// copied when only its creation time moved).
+fn compile_or_reuse(
+    input: &PolicyInput,
+    before: &HashMap<&PolicyId, &Arc<CompiledPolicy>>,
+) -> Result<Arc<CompiledPolicy>, Vec<FieldError>> {
+    match before.get(&input.id).filter(|c| c.spec == input.spec) {
+        Some(c) if c.created == input.created => Ok(Arc::clone(c)),
+        Some(c) => Ok(Arc::new(CompiledPolicy {
+            created: input.created.clone(),
+            ..CompiledPolicy::clone(c)
+        })),
+        None => CompiledPolicy::from_spec(input.id.clone(), &input.spec).map(|c| {
+            Arc::new(CompiledPolicy {
+                created: input.created.clone(),
+                ..c
+            })
+        }),
+    }
+}
+
 /// Each input compiled, or reused from `before` when its spec is unchanged, in input order.
 /// `from_spec` is pure, so many are compiled on scoped threads (a thread that cannot be
 /// started compiles its share on this one).
 fn compile_all(
     inputs: &[PolicyInput],
-    before: &HashMap<&PolicyId, &CompiledPolicy>,
-) -> Vec<Result<CompiledPolicy, Vec<FieldError>>> {
+    before: &HashMap<&PolicyId, &Arc<CompiledPolicy>>,
+) -> Vec<Result<Arc<CompiledPolicy>, Vec<FieldError>>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(MAX_COMPILE_THREADS);
@@ -371,13 +390,10 @@ fn compile_all(
 /// [`compile_all`] on at most `threads` threads.
 pub(crate) fn compile_on(
     inputs: &[PolicyInput],
-    before: &HashMap<&PolicyId, &CompiledPolicy>,
+    before: &HashMap<&PolicyId, &Arc<CompiledPolicy>>,
     threads: usize,
-) -> Vec<Result<CompiledPolicy, Vec<FieldError>>> {
-    let one = |input: &PolicyInput| match before.get(&input.id).filter(|c| c.spec == input.spec) {
-        Some(c) => Ok(CompiledPolicy::clone(c)),
-        None => CompiledPolicy::from_spec(input.id.clone(), &input.spec),
-    };
+) -> Vec<Result<Arc<CompiledPolicy>, Vec<FieldError>>> {
+    let one = |input: &PolicyInput| compile_or_reuse(input, before);
     let to_compile = inputs
         .iter()
         .filter(|i| !before.get(&i.id).is_some_and(|c| c.spec == i.spec))
@@ -411,8 +427,8 @@ pub(crate) fn compile_on(
 
 /// `digests`: each serving certificate's, so a rotated Secret is a new version (nothing is
 /// added without certificates: versions of TLS-less snapshots are unchanged).
-fn version_of(policies: &[CompiledPolicy], digests: &mut [(PolicyId, [u8; 32])]) -> String {
-    let mut sorted: Vec<&CompiledPolicy> = policies.iter().collect();
+fn version_of(policies: &[Arc<CompiledPolicy>], digests: &mut [(PolicyId, [u8; 32])]) -> String {
+    let mut sorted: Vec<&CompiledPolicy> = policies.iter().map(|p| &**p).collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let mut h = Sha256::new();
     for p in sorted {
