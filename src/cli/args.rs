@@ -174,7 +174,7 @@ pub struct ProxyArgs {
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, default_value_t = 25)]
     pub drain_timeout_seconds: u64,
-    /// Re-read the policies this often even without a file event.
+    /// Check the policy files this often even without a file event; they are read again only when they changed (name, length, modification time or inode) or the last read failed.
     #[arg(long, default_value_t = 5)]
     pub poll_interval_seconds: u64,
     /// Per-core workers: each a thread with its own single-threaded runtime and its own SO_REUSEPORT listeners (the kernel spreads connections over them), so a connection never leaves its core. Default: the CPUs this process may use.
