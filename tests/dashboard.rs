@@ -65,6 +65,17 @@ async fn every_dashboard_query_names_a_metric_that_exists() {
         ],
     )
     .await;
+    // A policy's series appear with its first request (issue 14), so the Shadow one gets one.
+    send(
+        proxy.addr,
+        "GET",
+        "/",
+        &[
+            ("host", "shadow.example.com"),
+            ("origin", "https://evil.example.com"),
+        ],
+    )
+    .await;
     send(proxy.addr, "GET", "/", &[("host", "nowhere.example.com")]).await;
     let (status, metrics) = proxy.admin("/metrics").await;
     assert_eq!(status, 200);

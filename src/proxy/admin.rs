@@ -93,20 +93,31 @@ pub fn rejections_answer<B>(store: &Store, req: &Request<B>) -> Response<Full<By
             }),
         );
     };
-    match store.metrics.rings.get(&policy) {
-        Some(r) => json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "policy": policy,
-                "kept": super::rejections::RING,
-                "rejections": r.ring.newest_first(),
-            }),
-        ),
-        None => json(
+    // A ring comes with a policy's first request: a policy serving that has had none has
+    // no rejections yet, which is not "never served".
+    let serving = || {
+        store.load().is_some_and(|l| {
+            l.snapshot
+                .policies
+                .iter()
+                .any(|p| p.id.to_string() == policy)
+        })
+    };
+    let ring = store.metrics.rings.get(&policy);
+    if ring.is_none() && !serving() {
+        return json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": format!("no policy {policy:?} has served on this proxy")}),
-        ),
+        );
     }
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "policy": policy,
+            "kept": super::rejections::RING,
+            "rejections": ring.map(|r| r.ring.newest_first()).unwrap_or_default(),
+        }),
+    )
 }
 
 /// Answers one admin request: the proxy's own routes, else the shared router.
