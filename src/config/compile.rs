@@ -292,7 +292,8 @@ impl CompiledPolicy {
             rules: rule_origins,
             upstream_url,
         } = policy::parse(spec)?;
-        let c = &expanded.as_ref().unwrap_or(spec).cors;
+        let compiled_spec = expanded.as_ref().unwrap_or(spec);
+        let c = &compiled_spec.cors;
         let base = Grant {
             origins: origin_matcher(base),
             settings: base_settings(c),
@@ -346,7 +347,7 @@ impl CompiledPolicy {
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
 
         let mut ops = HeaderOps::default();
-        if let Some(rh) = &expanded.as_ref().unwrap_or(spec).response_headers {
+        if let Some(rh) = &compiled_spec.response_headers {
             for (i, h) in rh.set.iter().enumerate() {
                 let p = format!("spec.responseHeaders.set[{i}]");
                 let name =

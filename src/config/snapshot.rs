@@ -232,7 +232,7 @@ impl Snapshot {
             .unwrap_or_default();
         // Older first: the order in which policies claim (host, path) pairs.
         inputs.sort_by(|a, b| claim_order(&a.created, &a.id).cmp(&claim_order(&b.created, &b.id)));
-        let mut compiled_all = compile_all(&inputs, &compiled_before).into_iter();
+        let compiled_all = compile_all(&inputs, &compiled_before);
         let mut snap = Snapshot::default();
         // The second of two inputs with one namespace/name (in claim order) is rejected.
         let duplicate: Vec<bool> = {
@@ -240,8 +240,7 @@ impl Snapshot {
             inputs.iter().map(|i| !ids.insert(&i.id)).collect()
         };
         let mut digests: Vec<(PolicyId, [u8; 32])> = Vec::new();
-        for (input, duplicate) in inputs.into_iter().zip(duplicate) {
-            let compiled = compiled_all.next();
+        for ((input, duplicate), compiled) in inputs.into_iter().zip(duplicate).zip(compiled_all) {
             let report = |rejected| PolicyReport {
                 policy: input.id.to_string(),
                 source: input.source.clone(),
@@ -260,16 +259,15 @@ impl Snapshot {
                 }));
                 continue;
             }
-            let compiled =
-                match compiled.unwrap_or_else(|| compile_or_reuse(&input, &compiled_before)) {
-                    Ok(c) => c,
-                    Err(errors) => {
-                        snap.rejected.push(report(Rejected::InvalidSpec {
-                            errors: errors.iter().map(ToString::to_string).collect(),
-                        }));
-                        continue;
-                    }
-                };
+            let compiled = match compiled {
+                Ok(c) => c,
+                Err(errors) => {
+                    snap.rejected.push(report(Rejected::InvalidSpec {
+                        errors: errors.iter().map(ToString::to_string).collect(),
+                    }));
+                    continue;
+                }
+            };
             // The routes so far are the claims so far: a pair another policy holds exactly
             // is a conflict, won by that (older) policy.
             let conflict = compiled.pairs().find_map(|(h, p)| {
@@ -353,13 +351,23 @@ const PARALLEL_FROM: usize = 512;
 /// second on them, and more would only compete with serving on a busy node.
 const MAX_COMPILE_THREADS: usize = 4;
 
-/// `input` compiled, or what `before` compiled for it when its spec is unchanged (shared, or
-/// copied when only its creation time moved).
+/// What `before` compiled for `input`, when its id and spec are unchanged.
+fn reusable<'a>(
+    input: &PolicyInput,
+    before: &HashMap<&PolicyId, &'a Arc<CompiledPolicy>>,
+) -> Option<&'a Arc<CompiledPolicy>> {
+    before
+        .get(&input.id)
+        .copied()
+        .filter(|c| c.spec == input.spec)
+}
+
+/// `input` compiled, or `reused` (shared, or copied when only its creation time moved).
 fn compile_or_reuse(
     input: &PolicyInput,
-    before: &HashMap<&PolicyId, &Arc<CompiledPolicy>>,
+    reused: Option<&Arc<CompiledPolicy>>,
 ) -> Result<Arc<CompiledPolicy>, Vec<FieldError>> {
-    match before.get(&input.id).filter(|c| c.spec == input.spec) {
+    match reused {
         Some(c) if c.created == input.created => Ok(Arc::clone(c)),
         Some(c) => Ok(Arc::new(CompiledPolicy {
             created: input.created.clone(),
@@ -393,23 +401,25 @@ pub(crate) fn compile_on(
     before: &HashMap<&PolicyId, &Arc<CompiledPolicy>>,
     threads: usize,
 ) -> Vec<Result<Arc<CompiledPolicy>, Vec<FieldError>>> {
-    let one = |input: &PolicyInput| compile_or_reuse(input, before);
-    let to_compile = inputs
-        .iter()
-        .filter(|i| !before.get(&i.id).is_some_and(|c| c.spec == i.spec))
-        .count();
+    // Decided once per input: which are handed on, and how many are left to compile.
+    let work: Vec<(&PolicyInput, Option<&Arc<CompiledPolicy>>)> =
+        inputs.iter().map(|i| (i, reusable(i, before))).collect();
+    let to_compile = work.iter().filter(|(_, r)| r.is_none()).count();
+    let one = |(input, reused): &(&PolicyInput, Option<&Arc<CompiledPolicy>>)| {
+        compile_or_reuse(input, *reused)
+    };
     if threads < 2 || to_compile < PARALLEL_FROM {
-        return inputs.iter().map(one).collect();
+        return work.iter().map(one).collect();
     }
     let one = &one;
     std::thread::scope(|scope| {
-        let chunks: Vec<_> = inputs
-            .chunks(inputs.len().div_ceil(threads))
+        let chunks: Vec<_> = work
+            .chunks(work.len().div_ceil(threads))
             .map(|chunk| {
-                let work = move || chunk.iter().map(one).collect::<Vec<_>>();
+                let job = move || chunk.iter().map(one).collect::<Vec<_>>();
                 std::thread::Builder::new()
                     .name("corsgate-compile".into())
-                    .spawn_scoped(scope, work)
+                    .spawn_scoped(scope, job)
                     .map_err(|_| chunk)
             })
             .collect();
