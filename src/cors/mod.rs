@@ -13,6 +13,8 @@ pub mod origin;
 pub mod vary;
 
 #[cfg(test)]
+mod classify_tests;
+#[cfg(test)]
 mod tests;
 
 use http::Method;
@@ -161,24 +163,48 @@ impl CorsRequest {
 /// Reads the CORS-relevant headers. A plain `OPTIONS` (no `Origin` or no
 /// `Access-Control-Request-Method`) is not a preflight: it goes upstream (tower-http#497).
 pub fn classify(method: &Method, headers: &HeaderMap) -> CorsRequest {
+    if method == Method::OPTIONS {
+        return classify_options(headers);
+    }
     let mut values = headers.get_all(ORIGIN).iter();
     let origin = values.next().cloned();
     let multiple_origins = values.next().is_some();
-    let preflight = if origin.is_some() && method == Method::OPTIONS {
-        headers
-            .get(ACCESS_CONTROL_REQUEST_METHOD)
-            .map(|m| Preflight {
-                method: m.clone(),
-                headers: headers.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned(),
-                private_network: headers
-                    .get(REQUEST_PRIVATE_NETWORK)
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")),
-            })
-    } else {
-        None
-    };
     CorsRequest {
         origin,
+        multiple_origins,
+        preflight: None,
+    }
+}
+
+/// An `OPTIONS` request reads four headers: one pass over them all costs less than four
+/// lookups (the private-network name is not one `http` knows, so looking it up hashes it).
+/// The first value of each name counts, as `HeaderMap::get` gives.
+fn classify_options(headers: &HeaderMap) -> CorsRequest {
+    let (mut origin, mut multiple_origins) = (None, false);
+    let (mut method, mut requested, mut private_network) = (None, None, None);
+    for (name, value) in headers {
+        if name == ORIGIN {
+            multiple_origins |= origin.is_some();
+            origin.get_or_insert(value);
+        } else if name == ACCESS_CONTROL_REQUEST_METHOD {
+            method.get_or_insert(value);
+        } else if name == ACCESS_CONTROL_REQUEST_HEADERS {
+            requested.get_or_insert(value);
+        } else if name == REQUEST_PRIVATE_NETWORK {
+            private_network.get_or_insert(value);
+        }
+    }
+    let preflight = match (origin, method) {
+        (Some(_), Some(m)) => Some(Preflight {
+            method: m.clone(),
+            headers: requested.cloned(),
+            private_network: private_network
+                .is_some_and(|v: &HeaderValue| v.as_bytes().eq_ignore_ascii_case(b"true")),
+        }),
+        _ => None,
+    };
+    CorsRequest {
+        origin: origin.cloned(),
         multiple_origins,
         preflight,
     }
@@ -419,17 +445,22 @@ fn check_preflight(settings: &Settings, pf: &Preflight) -> Option<Rejection> {
         return Some(Rejection::Method);
     }
     if let Some(h) = &pf.headers {
-        if lists::split_header_list(h.as_bytes())
-            .nth(MAX_REQUESTED_HEADERS)
-            .is_some()
-        {
-            return Some(Rejection::TooManyHeaders);
-        }
-        for name in lists::split_header_list(h.as_bytes()) {
-            let name = std::str::from_utf8(name).unwrap_or("");
-            if !lists::is_token(name) || !settings.headers.allows(name) {
-                return Some(Rejection::Header(name.into()));
+        // One pass: the first name not allowed, and whether there are too many (which wins).
+        let mut refused: Option<&[u8]> = None;
+        for (i, name) in lists::split_header_list(h.as_bytes()).enumerate() {
+            if i == MAX_REQUESTED_HEADERS {
+                return Some(Rejection::TooManyHeaders);
             }
+            if refused.is_none()
+                && !(lists::is_token_bytes(name) && settings.headers.allows_bytes(name))
+            {
+                refused = Some(name);
+            }
+        }
+        if let Some(name) = refused {
+            return Some(Rejection::Header(
+                String::from_utf8_lossy(name).into_owned().into_boxed_str(),
+            ));
         }
     }
     if pf.private_network && !settings.private_network {

@@ -460,8 +460,9 @@ pub enum OriginMatch {
 pub struct OriginMatcher {
     any: bool,
     null: bool,
-    /// foldhash (seeded per process) rather than SipHash: looked up on every CORS request.
-    exact: HashSet<Box<str>, foldhash::fast::RandomState>,
+    /// foldhash (seeded per process) rather than SipHash: looked up on every CORS request,
+    /// by the header's bytes (no UTF-8 check first).
+    exact: HashSet<Box<[u8]>, foldhash::fast::RandomState>,
     wildcards: Vec<(String, String, Option<u16>)>,
     patterns: Option<Patterns>,
 }
@@ -477,7 +478,7 @@ impl OriginMatcher {
                 OriginPattern::Any => m.any = true,
                 OriginPattern::Null => m.null = true,
                 OriginPattern::Exact(s) => {
-                    m.exact.insert(s.as_str().into());
+                    m.exact.insert(s.as_bytes().into());
                 }
                 OriginPattern::Wildcard {
                     scheme,
@@ -495,7 +496,7 @@ impl OriginMatcher {
     /// canonical form, so a hit is a valid, canonical origin: the request path can skip
     /// parsing it (issue 14).
     pub fn lists_exactly(&self, raw: &[u8]) -> bool {
-        !self.exact.is_empty() && std::str::from_utf8(raw).is_ok_and(|s| self.exact.contains(s))
+        !self.exact.is_empty() && self.exact.contains(raw)
     }
 
     /// Matches a request's origin. `raw` is the header value (already known to be ASCII).
@@ -504,7 +505,7 @@ impl OriginMatcher {
             RequestOrigin::Invalid(_) => None,
             RequestOrigin::Null => self.null.then_some(OriginMatch::Listed),
             RequestOrigin::Tuple(t) => {
-                if !self.exact.is_empty() && self.exact.contains(t.key(raw).as_ref()) {
+                if !self.exact.is_empty() && self.exact.contains(t.key(raw).as_bytes()) {
                     return Some(OriginMatch::Listed);
                 }
                 for (scheme, suffix, port) in &self.wildcards {
