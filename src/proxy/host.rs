@@ -6,6 +6,8 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Uri, Version};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use crate::config::{HostError, parse_host};
 
@@ -29,43 +31,73 @@ pub enum InvalidHost {
 }
 
 /// The host a request was routed on: `value` (`name[:port]`, normalised) is what goes
-/// upstream as `Host` and `X-Forwarded-Host`; its first `name_len` bytes are the name.
+/// upstream as `Host` and `X-Forwarded-Host`; `name` is what the routing table matches.
 #[derive(Debug, Clone)]
 pub struct RequestHost {
     pub value: HeaderValue,
-    name_len: usize,
+    name: Arc<str>,
 }
 
 impl RequestHost {
     /// Lower case, no port, no trailing dot: what the routing table matches.
     pub fn name(&self) -> &str {
-        // `value` was built from a `&str`, and `name_len` ends before the ASCII ':'.
-        std::str::from_utf8(
-            self.value
-                .as_bytes()
-                .get(..self.name_len)
-                .unwrap_or_default(),
-        )
-        .unwrap_or_default()
+        &self.name
     }
 }
 
-/// Checks one authority and normalises it; the common case (already normal, from a `Host`
-/// header) clones `value`, a reference count, and allocates nothing.
+thread_local! {
+    /// The last authority this thread checked and what it gave. A keep-alive client names
+    /// the same host on every request, and `parse_host` is a pure function of the bytes, so
+    /// an identical value is not checked again. Owned copies: holding the request's own
+    /// bytes would keep its connection's read buffer alive.
+    static LAST_CHECKED: RefCell<Option<(HeaderValue, RequestHost)>> = const { RefCell::new(None) };
+}
+
+/// Checks one authority and normalises it, or gives what the same bytes gave last time on
+/// this thread.
 fn check(value: &HeaderValue) -> Result<RequestHost, InvalidHost> {
+    let hit = LAST_CHECKED.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(seen, _)| seen.as_bytes() == value.as_bytes())
+            .map(|(_, host)| host.clone())
+    });
+    if let Some(host) = hit {
+        return Ok(host);
+    }
+    let host = check_uncached(value)?;
+    let copy = |v: &HeaderValue| {
+        HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(v.as_bytes()))
+            .map_err(|_| InvalidHost::NotAscii)
+    };
+    let seen = copy(value)?;
+    let owned = RequestHost {
+        value: if host.value == seen {
+            seen.clone()
+        } else {
+            copy(&host.value)?
+        },
+        name: host.name,
+    };
+    LAST_CHECKED.set(Some((seen, owned.clone())));
+    Ok(owned)
+}
+
+fn check_uncached(value: &HeaderValue) -> Result<RequestHost, InvalidHost> {
     let text = value.to_str().map_err(|_| InvalidHost::NotAscii)?;
     let host = parse_host(text).map_err(|source| InvalidHost::Invalid {
         value: text.to_string(),
         source,
     })?;
-    let name_len = host.name.len();
     let value = if host.normal {
         value.clone()
     } else {
         // Only ASCII went in, so this cannot fail; a failure would be reported, not panic.
         HeaderValue::from_str(&host.authority()).map_err(|_| InvalidHost::NotAscii)?
     };
-    Ok(RequestHost { value, name_len })
+    Ok(RequestHost {
+        value,
+        name: Arc::from(host.name.as_ref()),
+    })
 }
 
 /// The request's host, or why it has none the edge accepts. `None`: an HTTP/1.0 request
@@ -151,5 +183,41 @@ mod tests {
         );
         assert!(host_of(v2, "https://a.test/", &["b.test"]).is_err());
         assert!(host_of(v2, "https://a.test:1/", &["a.test"]).is_err());
+    }
+
+    #[test]
+    fn the_last_checked_host_is_remembered_by_its_exact_bytes() {
+        let v11 = Version::HTTP_11;
+        let upper = Ok(Some("api.example.test \"api.example.test:8080\"".into()));
+        // Twice the same unnormalised bytes: both normalised (the second from the memo).
+        assert_eq!(host_of(v11, "/", &["API.example.test.:8080"]), upper);
+        assert_eq!(host_of(v11, "/", &["API.example.test.:8080"]), upper);
+        // Other bytes are checked afresh, errors included, and never replace a good entry
+        // with a wrong answer.
+        assert_eq!(
+            host_of(v11, "/", &["api.example.test"]),
+            Ok(Some("api.example.test \"api.example.test\"".into()))
+        );
+        assert!(host_of(v11, "/", &["api..example.test"]).is_err());
+        assert!(host_of(v11, "/", &["api.example.test:99999"]).is_err());
+        assert_eq!(
+            host_of(v11, "/", &["api.example.test"]),
+            Ok(Some("api.example.test \"api.example.test\"".into()))
+        );
+        // The memo holds a copy, not the request's bytes.
+        let sent = HeaderValue::from_static("b.example.test");
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, sent);
+        let got = request_host(v11, &Uri::from_static("/"), &h).map_err(|e| e.to_string());
+        let host = got.ok().flatten().map(|r| r.value);
+        assert_eq!(
+            host.as_ref().map(HeaderValue::as_bytes),
+            Some(&b"b.example.test"[..])
+        );
+        assert_ne!(
+            host.map(|v| v.as_bytes().as_ptr()),
+            h.get(header::HOST).map(|v| v.as_bytes().as_ptr()),
+            "the routed value is the memo's own copy"
+        );
     }
 }
