@@ -189,21 +189,12 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Resolves once no request has been in flight for `idle`.
-    pub async fn idle_for(&self, idle: Duration) {
-        loop {
-            let deadline = if self.in_flight.load(Ordering::Acquire) > 0 {
-                Instant::now() + idle
-            } else {
-                let since =
-                    self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-                let deadline = since + idle;
-                if Instant::now() >= deadline {
-                    return;
-                }
-                deadline
-            };
-            tokio::time::sleep_until(deadline).await;
+    /// Whether, at `now`, no request has been in flight for `idle`.
+    pub fn idle_at(&self, now: Instant, idle: Duration) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && {
+            let since =
+                self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            now >= since + idle
         }
     }
 }
@@ -370,21 +361,19 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn idle_waits_for_the_last_request_to_end() {
+    async fn idle_counts_from_the_end_of_the_last_request() {
         let a = Activity::new();
+        let idle = Duration::from_secs(5);
         let guard = a.enter();
-        let idle = a.idle_for(Duration::from_secs(5));
-        tokio::pin!(idle);
-        // In flight: never idle, however long.
+        tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(
-            tokio::time::timeout(Duration::from_secs(60), idle.as_mut())
-                .await
-                .is_err()
+            !a.idle_at(Instant::now(), idle),
+            "in flight: never idle, however long"
         );
         drop(guard);
-        let t = tokio::time::Instant::now();
-        idle.await;
-        assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+        let ended = Instant::now();
+        assert!(!a.idle_at(ended + Duration::from_secs(4), idle));
+        assert!(a.idle_at(ended + Duration::from_secs(5), idle));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod conn;
 pub mod proto;
+pub mod sweep;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 pub use admin::{Admin, Readiness};
 pub use conn::{ConnLimits, ConnMetrics};
 use conn::{TimedIo, Tracked};
+use sweep::Closing;
 pub use tls::{CertResolver, HandshakeError, MutualFiles, TlsError, TlsSource, server_config};
 
 /// The media type of every plain-text answer.
@@ -180,6 +182,8 @@ pub async fn serve<M, H, Fut, B>(
             .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_connections)))
     });
     let mut refusals = Refusals::default();
+    // One task for every connection's idle timeout and drain signal (no task per connection).
+    let sweeper = sweep::Sweeper::start(limits.idle, shutdown.clone());
     // Every connection task holds a sender; the drain waits until all are gone.
     let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
@@ -223,8 +227,7 @@ pub async fn serve<M, H, Fut, B>(
             name,
             peer,
             limits: limits.clone(),
-            activity,
-            shutdown: shutdown.clone(),
+            close: sweeper.register(activity),
             _slot: slot,
             _alive: alive.clone(),
         };
@@ -305,8 +308,8 @@ struct Connection {
     name: &'static str,
     peer: SocketAddr,
     limits: Arc<ConnLimits>,
-    activity: Arc<conn::Activity>,
-    shutdown: watch::Receiver<bool>,
+    /// Resolves when the sweeper says this connection is idle or the listener drains.
+    close: tokio::sync::oneshot::Receiver<Closing>,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     _alive: tokio::sync::mpsc::Sender<()>,
 }
@@ -340,7 +343,7 @@ impl Connection {
 
     /// Serves the connection until it ends, shutting it down gracefully when it has been
     /// idle too long or the listener drains.
-    async fn run<I, S, B>(self, builder: &proto::Builders, proto: proto::Proto, io: I, svc: S)
+    async fn run<I, S, B>(mut self, builder: &proto::Builders, proto: proto::Proto, io: I, svc: S)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -350,7 +353,8 @@ impl Connection {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let metrics = &self.limits.metrics;
+        let limits = self.limits.clone();
+        let metrics = &limits.metrics;
         metrics.open.inc();
         let io = TokioIo::new(TimedIo::new(
             io,
@@ -372,33 +376,27 @@ impl Connection {
     }
 
     /// Drives one connection to its end; see [`Connection::run`].
-    async fn drive<C>(&self, conn: C)
+    async fn drive<C>(&mut self, conn: C)
     where
         C: proto::Graceful,
     {
         let (name, peer) = (self.name, self.peer);
         let metrics = &self.limits.metrics;
         tokio::pin!(conn);
-        // The idle and drain timers run in a task of their own, which wakes only when one of
-        // them is due: the connection's own task polls one channel beside hyper per wake-up,
-        // not two timers and a watch (issue 14).
-        let mut close = watch_closing(
-            self.activity.clone(),
-            self.limits.clone(),
-            self.shutdown.clone(),
-            name,
-            peer,
-        );
+        // Idle and drain come from the listener's sweeper: the connection's own task polls one
+        // channel beside hyper per wake-up, and no timer of its own (issue 14).
         let ended = tokio::select! {
             biased;
             result = conn.as_mut() => Some(result),
-            why = &mut close => {
+            why = &mut self.close => {
                 conn.as_mut().graceful();
                 match why {
                     // After an idle close began: HTTP/2 waits for the PING that follows its
                     // GOAWAY to be answered; a client that never answers is dropped after the
                     // keep-alive timeout.
                     Ok(Closing::Idle) => {
+                        metrics.idle_timeouts.inc();
+                        tracing::debug!(listener = name, %peer, "idle; closing");
                         match tokio::time::timeout(self.limits.h2_keepalive_timeout, conn.as_mut()).await {
                             Ok(result) => Some(result),
                             Err(_) => {
@@ -423,41 +421,6 @@ impl Connection {
             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
         }
     }
-}
-
-/// Why a connection is being closed.
-#[derive(Debug, Clone, Copy)]
-enum Closing {
-    /// No request in flight for the idle timeout.
-    Idle,
-    /// The listener is draining.
-    Drain,
-}
-
-/// Watches one connection's idle timer and the listener's shutdown in a task of its own;
-/// the receiver resolves with the first that is due. The task ends with the connection
-/// (the receiver dropped).
-fn watch_closing(
-    activity: Arc<conn::Activity>,
-    limits: Arc<ConnLimits>,
-    mut shutdown: watch::Receiver<bool>,
-    name: &'static str,
-    peer: SocketAddr,
-) -> tokio::sync::oneshot::Receiver<Closing> {
-    let (mut tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let why = tokio::select! {
-            () = tx.closed() => return,
-            () = activity.idle_for(limits.idle) => {
-                limits.metrics.idle_timeouts.inc();
-                tracing::debug!(listener = name, %peer, "idle; closing");
-                Closing::Idle
-            }
-            () = stopped(&mut shutdown) => Closing::Drain,
-        };
-        let _ = tx.send(why);
-    });
-    rx
 }
 
 #[cfg(test)]

@@ -1,0 +1,160 @@
+//! One task per listener (one per worker) that tells idle connections to close and every
+//! connection to drain when the listener stops: no task or timer per connection (issue 14:
+//! a watcher task with its own timer cost each idle connection about 0.5 KiB).
+//!
+//! A connection is registered when it is accepted and sweeps drop it once it has ended. A
+//! sweep runs every [`tick`] (a quarter of the idle timeout, at most 1 s and at least
+//! 100 ms), so an idle connection is told to close between `idle` and `idle + tick` after its
+//! last request ended. Nothing runs per request: a request only updates its connection's
+//! [`Activity`] atomics, as before.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::conn::Activity;
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// The listener is draining.
+    Drain,
+}
+
+/// How often connections are swept for an idle timeout of `idle`.
+pub fn tick(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+struct Watched {
+    activity: Arc<Activity>,
+    close: oneshot::Sender<Closing>,
+}
+
+#[derive(Default)]
+struct Registry {
+    watched: Vec<Watched>,
+    /// The listener stopped: a connection registered from now on is told to drain at once.
+    draining: bool,
+}
+
+/// The connections of one listener, as the sweeper sees them.
+#[derive(Clone, Default)]
+pub struct Sweeper {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl Sweeper {
+    /// Starts the sweep task for connections idle after `idle`; it ends when `shutdown` turns
+    /// true, after telling every connection to drain.
+    pub fn start(idle: Duration, mut shutdown: watch::Receiver<bool>) -> Sweeper {
+        let sweeper = Sweeper::default();
+        let task = sweeper.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(tick(idle));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => task.sweep(Instant::now(), idle),
+                    () = super::stopped(&mut shutdown) => break,
+                }
+            }
+            task.drain();
+        });
+        sweeper
+    }
+
+    /// Watches a new connection; the receiver resolves when it should close.
+    pub fn register(&self, activity: Arc<Activity>) -> oneshot::Receiver<Closing> {
+        let (close, rx) = oneshot::channel();
+        let mut r = self.lock();
+        if r.draining {
+            let _ = close.send(Closing::Drain);
+        } else {
+            r.watched.push(Watched { activity, close });
+        }
+        rx
+    }
+
+    /// Tells connections idle for `idle` at `now` to close and forgets those that ended.
+    fn sweep(&self, now: Instant, idle: Duration) {
+        let due: Vec<Watched> = self
+            .lock()
+            .watched
+            .extract_if(.., |w| w.close.is_closed() || w.activity.idle_at(now, idle))
+            .collect();
+        for w in due {
+            // An ended connection's receiver is gone: nothing to tell.
+            let _ = w.close.send(Closing::Idle);
+        }
+    }
+
+    fn drain(&self) {
+        let mut r = self.lock();
+        r.draining = true;
+        for w in r.watched.drain(..) {
+            let _ = w.close.send(Closing::Drain);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding it leaves a Vec that is still whole: keep using it.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn watched(&self) -> usize {
+        self.lock().watched.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_come_every_quarter_of_the_idle_timeout_between_100_ms_and_1_s() {
+        assert_eq!(tick(Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(tick(Duration::from_secs(2)), Duration::from_millis(500));
+        assert_eq!(tick(Duration::from_millis(100)), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_told_once_a_busy_one_never_and_all_drain_at_shutdown() {
+        let (stop, shutdown) = watch::channel(false);
+        let idle = Duration::from_secs(4);
+        let sweeper = Sweeper::start(idle, shutdown);
+        let (quiet, busy) = (Activity::new(), Activity::new());
+        let mut quiet_rx = sweeper.register(quiet.clone());
+        let mut busy_rx = sweeper.register(busy.clone());
+        let _in_flight = busy.enter();
+        let ended = sweeper.register(Activity::new());
+        drop(ended);
+
+        tokio::time::sleep(Duration::from_millis(3_900)).await;
+        assert!(quiet_rx.try_recv().is_err(), "not idle long enough yet");
+        assert_eq!(sweeper.watched(), 2, "the ended connection is forgotten");
+        // Closed within one tick (1 s) after the idle timeout.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert_eq!(quiet_rx.try_recv().ok(), Some(Closing::Idle));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            busy_rx.try_recv().is_err(),
+            "a request in flight is never idle"
+        );
+
+        stop.send_replace(true);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(busy_rx.try_recv().ok(), Some(Closing::Drain));
+        let late = sweeper.register(Activity::new());
+        assert_eq!(
+            late.await.ok(),
+            Some(Closing::Drain),
+            "registered while draining"
+        );
+    }
+}
