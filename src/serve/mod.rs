@@ -366,10 +366,14 @@ impl Connection {
                 self.drive(builder.http1.serve_connection(io, svc).with_upgrades())
                     .await;
             }
-            proto::Proto::Http2 => self.drive(builder.http2.serve_connection(io, svc)).await,
+            // Boxed: an HTTP/2 (or sniffing) connection's state is several KiB, and held
+            // inline it would make every HTTP/1.1 connection's task as large (4.3 KiB, where
+            // an HTTP/1.1 connection needs about 1: issue 14, idle connections).
+            proto::Proto::Http2 => {
+                Box::pin(self.drive(builder.http2.serve_connection(io, svc))).await;
+            }
             proto::Proto::Sniff => {
-                self.drive(builder.auto.serve_connection_with_upgrades(io, svc))
-                    .await;
+                Box::pin(self.drive(builder.auto.serve_connection_with_upgrades(io, svc))).await;
             }
         }
         metrics.open.dec();
