@@ -157,10 +157,12 @@ impl HeaderList {
 
     /// [`HeaderList::allows`] on a request's bytes.
     pub fn allows_bytes(&self, name: &[u8]) -> bool {
-        self.names
-            .iter()
-            .any(|n| n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name))
-            || (self.any && !name.eq_ignore_ascii_case(b"authorization"))
+        // `names` are lower case, and so is what browsers send (Fetch lowercases the
+        // requested names): one memcmp finds them, the byte-wise fold is the fallback.
+        self.names.iter().any(|n| {
+            n.len() == name.len()
+                && (n.as_bytes() == name || n.as_bytes().eq_ignore_ascii_case(name))
+        }) || (self.any && !name.eq_ignore_ascii_case(b"authorization"))
     }
 
     /// The configured list as one header value, `*` included when configured.
