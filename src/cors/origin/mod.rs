@@ -14,6 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use regex::{RegexSet, RegexSetBuilder};
 
+mod check;
+pub use check::check_patterns;
+
 /// Longest `Origin` value we look at; real ones are far shorter (hosts are at most 253 bytes).
 pub const MAX_ORIGIN_LEN: usize = 2048;
 

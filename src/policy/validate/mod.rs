@@ -10,7 +10,7 @@ use std::fmt;
 use super::limits::{self, MAX_AGE_SECONDS, PORT, TIMEOUT_SECONDS};
 use super::{CorsPolicySpec, CorsPreset, CorsRule, Upstream};
 use crate::cors::lists::is_token;
-use crate::cors::origin::{OriginPattern, Patterns, compile_patterns};
+use crate::cors::origin::{OriginPattern, Patterns, check_patterns};
 
 /// One problem in a policy: `path` is a JSON path such as `spec.cors.allowOrigins[1]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,32 +78,32 @@ pub fn parse(spec: &CorsPolicySpec) -> Result<Parsed, Vec<FieldError>> {
     let base = "spec.cors";
     let base_origins = ParsedOrigins {
         origins: origins(
-            &format!("{base}.allowOrigins"),
+            &format_args!("{base}.allowOrigins"),
             &cors.allow_origins,
             true,
             &mut errs,
         ),
         patterns: patterns(
-            &format!("{base}.allowOriginPatterns"),
+            &format_args!("{base}.allowOriginPatterns"),
             &cors.allow_origin_patterns,
             &mut errs,
         ),
     };
     if let Some(m) = &cors.allow_methods {
-        methods(&format!("{base}.allowMethods"), m, &mut errs);
+        methods(&format_args!("{base}.allowMethods"), m, &mut errs);
     }
     header_names(
-        &format!("{base}.allowHeaders"),
+        &format_args!("{base}.allowHeaders"),
         &cors.allow_headers,
         &mut errs,
     );
     header_names(
-        &format!("{base}.exposeHeaders"),
+        &format_args!("{base}.exposeHeaders"),
         &cors.expose_headers,
         &mut errs,
     );
     max_age(
-        &format!("{base}.maxAgeSeconds"),
+        &format_args!("{base}.maxAgeSeconds"),
         cors.max_age_seconds,
         &mut errs,
     );
@@ -118,7 +118,11 @@ pub fn parse(spec: &CorsPolicySpec) -> Result<Parsed, Vec<FieldError>> {
     }
     let mut rules = Vec::with_capacity(cors.rules.len());
     for (i, rule) in cors.rules.iter().enumerate() {
-        rules.push(self::rule(&format!("{base}.rules[{i}]"), rule, &mut errs));
+        rules.push(self::rule(
+            &format_args!("{base}.rules[{i}]"),
+            rule,
+            &mut errs,
+        ));
     }
     credentials_star(cors, &mut errs);
     if let Some(preset) = spec.cors.preset {
@@ -363,7 +367,7 @@ pub fn upstream_url(url: &str) -> Result<http::Uri, String> {
 }
 
 fn origins(
-    path: &str,
+    path: &dyn fmt::Display,
     origins: &[String],
     allow_star: bool,
     errs: &mut Vec<FieldError>,
@@ -383,9 +387,13 @@ fn origins(
     parsed
 }
 
-fn patterns(path: &str, patterns: &[String], errs: &mut Vec<FieldError>) -> Option<Patterns> {
-    match compile_patterns(patterns) {
-        Ok(_) => Patterns::checked(patterns),
+fn patterns(
+    path: &dyn fmt::Display,
+    patterns: &[String],
+    errs: &mut Vec<FieldError>,
+) -> Option<Patterns> {
+    match check_patterns(patterns) {
+        Ok(()) => Patterns::checked(patterns),
         Err((i, e)) => {
             errs.push(FieldError::new(format!("{path}[{i}]"), e.message, e.fix));
             None
@@ -393,10 +401,10 @@ fn patterns(path: &str, patterns: &[String], errs: &mut Vec<FieldError>) -> Opti
     }
 }
 
-fn methods(path: &str, methods: &[String], errs: &mut Vec<FieldError>) {
+fn methods(path: &dyn fmt::Display, methods: &[String], errs: &mut Vec<FieldError>) {
     if methods.is_empty() {
         errs.push(FieldError::new(
-            path,
+            path.to_string(),
             "the list is empty, so no preflight could ever pass",
             "list methods such as [\"GET\", \"POST\"], or omit the field for GET, HEAD, POST",
         ));
@@ -412,7 +420,7 @@ fn methods(path: &str, methods: &[String], errs: &mut Vec<FieldError>) {
     }
 }
 
-fn header_names(path: &str, names: &[String], errs: &mut Vec<FieldError>) {
+fn header_names(path: &dyn fmt::Display, names: &[String], errs: &mut Vec<FieldError>) {
     for (i, n) in names.iter().enumerate() {
         if n != "*" && !is_token(n) {
             errs.push(FieldError::new(
@@ -424,12 +432,12 @@ fn header_names(path: &str, names: &[String], errs: &mut Vec<FieldError>) {
     }
 }
 
-fn max_age(path: &str, v: Option<i32>, errs: &mut Vec<FieldError>) {
+fn max_age(path: &dyn fmt::Display, v: Option<i32>, errs: &mut Vec<FieldError>) {
     if let Some(v) = v
         && !MAX_AGE_SECONDS.contains(&v)
     {
         errs.push(FieldError::new(
-            path,
+            path.to_string(),
             format!("{v} is out of range"),
             format!(
                 "use {} seconds (browsers cap it lower: Chromium at {}), or omit it",
@@ -440,7 +448,7 @@ fn max_age(path: &str, v: Option<i32>, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) -> ParsedOrigins {
+fn rule(path: &dyn fmt::Display, r: &CorsRule, errs: &mut Vec<FieldError>) -> ParsedOrigins {
     if r.origins.is_empty() && r.origin_patterns.is_empty() {
         errs.push(FieldError::new(
             format!("{path}.origins"),
@@ -449,19 +457,27 @@ fn rule(path: &str, r: &CorsRule, errs: &mut Vec<FieldError>) -> ParsedOrigins {
         ));
     }
     let parsed = ParsedOrigins {
-        origins: origins(&format!("{path}.origins"), &r.origins, false, errs),
-        patterns: patterns(&format!("{path}.originPatterns"), &r.origin_patterns, errs),
+        origins: origins(&format_args!("{path}.origins"), &r.origins, false, errs),
+        patterns: patterns(
+            &format_args!("{path}.originPatterns"),
+            &r.origin_patterns,
+            errs,
+        ),
     };
     if let Some(m) = &r.allow_methods {
-        methods(&format!("{path}.allowMethods"), m, errs);
+        methods(&format_args!("{path}.allowMethods"), m, errs);
     }
     if let Some(h) = &r.allow_headers {
-        header_names(&format!("{path}.allowHeaders"), h, errs);
+        header_names(&format_args!("{path}.allowHeaders"), h, errs);
     }
     if let Some(h) = &r.expose_headers {
-        header_names(&format!("{path}.exposeHeaders"), h, errs);
+        header_names(&format_args!("{path}.exposeHeaders"), h, errs);
     }
-    max_age(&format!("{path}.maxAgeSeconds"), r.max_age_seconds, errs);
+    max_age(
+        &format_args!("{path}.maxAgeSeconds"),
+        r.max_age_seconds,
+        errs,
+    );
     parsed
 }
 
