@@ -499,9 +499,12 @@ fn compiling_on_threads_gives_what_one_thread_gives() {
         })
         .collect();
     let none = std::collections::HashMap::new();
-    let view = |r: Vec<Result<std::sync::Arc<CompiledPolicy>, Vec<crate::policy::FieldError>>>| {
+    let view = |r: Vec<super::snapshot::Compiled>| {
         r.into_iter()
-            .map(|c| c.map(|p| p.effective()).map_err(|e| format!("{e:?}")))
+            .map(|c| {
+                c.map(|(p, json)| (p.effective(), json))
+                    .map_err(|e| format!("{e:?}"))
+            })
             .collect::<Vec<_>>()
     };
     let one = view(super::snapshot::compile_on(&inputs, &none, 1));

@@ -199,6 +199,31 @@ fn version_depends_on_content_not_order() {
     assert_ne!(Snapshot::build(vec![a(), changed]).version, v1);
 }
 
+/// The version is a wire value: a proxy rejects a config document whose version it does not
+/// rebuild, so a controller and a proxy of different releases must compute it alike. It is
+/// the SHA-256 of each accepted policy's `namespace/name`, NUL, its spec as JSON, NUL, in
+/// name order; this pins it.
+#[test]
+fn version_is_a_stable_function_of_names_and_specs() {
+    let a = mk_policy("a", "one", None, &["one.test"], &["/v1"]);
+    let b = mk_policy("b", "two", None, &["two.test"], &[]);
+    let mut expected = <sha2::Sha256 as sha2::Digest>::new();
+    for p in [&a, &b] {
+        sha2::Digest::update(&mut expected, p.id.to_string().as_bytes());
+        sha2::Digest::update(&mut expected, [0]);
+        sha2::Digest::update(&mut expected, serde_json::to_vec(&p.spec).expect("json"));
+        sha2::Digest::update(&mut expected, [0]);
+    }
+    let expected: String = sha2::Digest::finalize(expected)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let v = Snapshot::build(vec![b, a]).version;
+    assert_eq!(v, expected);
+    assert_eq!(v, "7a40f8b1876e");
+}
+
 #[test]
 fn load_errors_name_file_document_and_field() {
     let text = r#"
