@@ -5,6 +5,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use std::hint::black_box;
 
+use corsgate::config::certs::Secrets;
 use corsgate::config::{PolicyId, PolicyInput, Snapshot};
 use corsgate::cors;
 
@@ -125,6 +126,19 @@ fn scenario_d(c: &mut Criterion) {
         b.iter_batched(|| inputs(10_000), Snapshot::build, BatchSize::PerIteration)
     });
     let snap = snapshot(10_000);
+    // A reload: the same policies but one, built onto the snapshot serving.
+    let changed = || {
+        let mut inputs = inputs(10_000);
+        inputs[5_000].spec.cors.max_age_seconds = Some(5);
+        inputs
+    };
+    c.bench_function("snapshot rebuild: 10,001 policies, one changed", |b| {
+        b.iter_batched(
+            changed,
+            |inputs| Snapshot::build_reusing(inputs, &Secrets::default(), Some(&snap)),
+            BatchSize::PerIteration,
+        )
+    });
     c.bench_function("route among 10,001 policies: exact host", |b| {
         b.iter(|| black_box(snap.route(black_box("api.example.test"), black_box("/v1/items"))))
     });

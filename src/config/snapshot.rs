@@ -465,7 +465,10 @@ fn version_of(
     sorted.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     let mut h = Sha256::new();
     for (p, json) in sorted {
-        h.update(p.id.to_string().as_bytes());
+        // `namespace/name`, as `PolicyId` displays, without formatting a string for it.
+        h.update(p.id.namespace.as_bytes());
+        h.update(b"/");
+        h.update(p.id.name.as_bytes());
         h.update([0]);
         h.update(json);
         h.update([0]);
