@@ -377,10 +377,7 @@ async fn reload_in_span(store: &Arc<Store>, path: &std::path::Path) {
             for r in &snap.rejected {
                 tracing::warn!(policy = %r.policy, rejected = ?r.rejected, "policy not serving");
             }
-            let (version, policies) = (snap.version.clone(), snap.policies.len());
-            if store.install_off_runtime(snap).await {
-                tracing::info!(version = %version, policies, "configuration loaded");
-            }
+            store.install_logged(snap, "configuration loaded").await;
         }
         Err(errors) => {
             let reason = errors.first().map_or("invalid", config::LoadError::reason);

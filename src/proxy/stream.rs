@@ -234,10 +234,9 @@ async fn try_poll(
             .await
             .map_err(|e| StreamError::Body(Box::new(e)))??;
             let v = snap.version.clone();
-            let policies = snap.policies.len();
-            if store.install_off_runtime(snap).await {
-                tracing::info!(version = %v, policies, "configuration from the controller installed");
-            }
+            store
+                .install_logged(snap, "configuration from the controller installed")
+                .await;
             Ok(PollResult::Installed(v))
         }
         status => {
