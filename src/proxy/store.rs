@@ -103,12 +103,11 @@ impl Store {
     /// [`Store::install_off_runtime`], logged as `what` with the version, the policy count
     /// and how long building (`build_ms`, parsing excluded) and installing (`install_ms`)
     /// took. Nothing is logged when the version is unchanged.
-    pub async fn install_logged(self: &Arc<Self>, snapshot: Snapshot, what: &str) -> bool {
+    pub async fn install_logged(self: &Arc<Self>, snapshot: Snapshot, what: &str) {
         let (version, policies) = (snapshot.version.clone(), snapshot.policies.len());
         let build_ms = snapshot.built_in.as_secs_f64() * 1e3;
         let installing = std::time::Instant::now();
-        let installed = self.install_off_runtime(snapshot).await;
-        if installed {
+        if self.install_off_runtime(snapshot).await {
             let install_ms = installing.elapsed().as_secs_f64() * 1e3;
             tracing::info!(
                 version = %version,
@@ -118,7 +117,6 @@ impl Store {
                 "{what}"
             );
         }
-        installed
     }
 
     /// Installs a snapshot. Returns false (and keeps the current one) when the version is

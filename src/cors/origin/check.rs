@@ -20,36 +20,25 @@
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::syntax;
 
-use super::{OriginError, REGEX_SIZE_LIMIT, anchored, regex_error};
+use super::{OriginError, anchored, judged};
 
-/// The error `regex` reports for the first of `patterns` it would reject (by index), or for
-/// the set as a whole (reported at index 0, as [`super::compile_patterns`] does).
+/// What [`super::compile_patterns`] would reject, with the same index and error, without
+/// building the matcher.
 pub fn check_patterns(patterns: &[String]) -> Result<(), (usize, OriginError)> {
-    match patterns {
-        [] => Ok(()),
-        [p] => check(std::slice::from_ref(p), REGEX_SIZE_LIMIT).map_err(|e| (0, e)),
-        _ => {
-            for (i, p) in patterns.iter().enumerate() {
-                check(std::slice::from_ref(p), REGEX_SIZE_LIMIT).map_err(|e| (i, e))?;
-            }
-            check(patterns, REGEX_SIZE_LIMIT * 4).map_err(|e| (0, e))
-        }
-    }
+    judged(patterns, check).map(|_| ())
 }
 
-/// What `RegexSetBuilder::new(patterns anchored).size_limit(limit).build()` would fail
-/// with, named after the first pattern (as `compile_patterns` names a set's error).
-fn check(patterns: &[String], limit: usize) -> Result<(), OriginError> {
-    let first = patterns.first().map_or("", String::as_str);
-    let fail = |e: regex::Error| regex_error(first, &e);
+/// What `RegexSetBuilder::new(patterns anchored).size_limit(limit).build()` would fail with.
+fn check(patterns: &[String], limit: usize) -> Result<(), regex::Error> {
     // `RegexSetBuilder::build`: the default syntax options, UTF-8 on.
     let syntax = syntax::Config::new().utf8(true);
-    let mut hirs = Vec::with_capacity(patterns.len());
-    for p in patterns {
-        let hir = syntax::parse_with(&anchored(p), &syntax)
-            .map_err(|e| fail(regex::Error::Syntax(e.to_string())))?;
-        hirs.push(hir);
-    }
+    let hirs = patterns
+        .iter()
+        .map(|p| {
+            syntax::parse_with(&anchored(p), &syntax)
+                .map_err(|e| regex::Error::Syntax(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // The meta engine's NFA options for a set (`Config::to_thompson_config` with
     // `utf8_empty(true)` and `which_captures(None)`).
     let forward = thompson::Config::new()
@@ -62,13 +51,11 @@ fn check(patterns: &[String], limit: usize) -> Result<(), OriginError> {
         thompson::Compiler::new()
             .configure(config)
             .build_many_from_hir(&hirs)
-            .map_err(|e| {
-                fail(match e.size_limit() {
-                    Some(limit) => regex::Error::CompiledTooBig(limit),
-                    // Too many states or patterns: unreachable under this size limit, and
-                    // `regex` would report the meta engine's text for it.
-                    None => regex::Error::Syntax("error building NFA".into()),
-                })
+            .map_err(|e| match e.size_limit() {
+                Some(limit) => regex::Error::CompiledTooBig(limit),
+                // Too many states or patterns: unreachable under this size limit, and
+                // `regex` would report the meta engine's text for it.
+                None => regex::Error::Syntax("error building NFA".into()),
             })?;
     }
     Ok(())
