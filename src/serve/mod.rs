@@ -143,6 +143,21 @@ pub fn bind_reuseport(
     let fail = |e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
     };
+    // SO_REUSEPORT would let this process share a port that another one (a second proxy
+    // started by mistake, or on a port picked free but taken meanwhile) already listens on,
+    // and the kernel would split connections between them. A socket bound without it first
+    // is refused (EADDRINUSE) by any listener there; it is closed before the workers bind.
+    if addr.port() != 0 {
+        let probe = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(fail)?;
+        // Connections in TIME_WAIT from an earlier run do not hold the port.
+        probe.set_reuse_address(true).map_err(fail)?;
+        probe.bind(&addr.into()).map_err(fail)?;
+    }
     let first = one(addr).map_err(fail)?;
     let bound = first.local_addr()?;
     let mut all = vec![first];
@@ -430,6 +445,26 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two processes' worth of `SO_REUSEPORT` sockets on one port would split its
+    /// connections; the second bind is refused instead, naming the address. A port bound
+    /// and closed (its listener gone) can be bound again.
+    #[test]
+    fn a_port_already_listened_on_is_refused_not_shared() {
+        let first = bind_reuseport("traffic", "127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        assert_eq!(first[1].local_addr().unwrap(), addr);
+        let e = bind_reuseport("traffic", addr, 2).expect_err("the port is taken");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(
+            e.to_string()
+                .contains(&format!("cannot listen on {addr} (traffic)")),
+            "{e}"
+        );
+        drop(first);
+        let again = bind_reuseport("traffic", addr, 2).expect("free again");
+        assert_eq!(again.len(), 2);
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("outer: {0}")]
