@@ -95,6 +95,103 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert!(n >= 1.0, "counted: {n}");
 }
 
+/// A slowloris: a request head that never ends, one header line every 200 ms. It is cut at
+/// the header timeout however steadily its bytes come, with no response, and counted.
+#[tokio::test]
+async fn a_request_head_trickling_in_is_cut_at_the_header_timeout() {
+    let up = Upstream::start().await;
+    let p = proxy(
+        &up,
+        &[
+            "--header-timeout-seconds",
+            "1",
+            "--idle-timeout-seconds",
+            "60",
+        ],
+    )
+    .await;
+    let s = TcpStream::connect(p.addr).await.expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    let start = Instant::now();
+    let trickle = tokio::spawn(async move {
+        if wr
+            .write_all(format!("GET /x HTTP/1.1\r\nhost: {HOST}\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // At most 10 s of it.
+        for i in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr
+                .write_all(format!("x-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(15), rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break Some(start.elapsed()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break None,
+        }
+    };
+    trickle.abort();
+    let closed = closed.expect("closed within 15 s");
+    assert!(
+        got.is_empty(),
+        "no response: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(8),
+        "at the header timeout (1 s, checked every 250 ms), not at once nor never: {closed:?}"
+    );
+    let n = metric_value(&p, "corsgate_connections_closed_total", &["header_timeout"]).await;
+    assert!(n >= 1.0, "counted: {n}");
+}
+
+/// On HTTP/1.1 the header timeout also bounds the wait for a keep-alive connection's next
+/// request, when it is shorter than the idle timeout.
+#[tokio::test]
+async fn a_keep_alive_connection_waits_for_its_next_request_at_most_the_header_timeout() {
+    let up = Upstream::start().await;
+    let p = proxy(
+        &up,
+        &[
+            "--header-timeout-seconds",
+            "1",
+            "--idle-timeout-seconds",
+            "60",
+        ],
+    )
+    .await;
+    let mut s = TcpStream::connect(p.addr).await.expect("connect");
+    s.write_all(format!("GET /x HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("ok"), "whole response in one read: {head}");
+    let (more, closed) = read_until_closed(&mut s, Duration::from_secs(15)).await;
+    assert!(more.is_empty(), "{more:?}");
+    let closed = closed.expect("closed within 15 s, long before the idle timeout");
+    assert!(closed >= Duration::from_millis(900), "{closed:?}");
+    let n = metric_value(&p, "corsgate_connections_closed_total", &["header_timeout"]).await;
+    assert!(n >= 1.0, "counted: {n}");
+}
+
 /// The HTTP/2 frames in `bytes` as (type, stream id).
 fn h2_frames(mut bytes: &[u8]) -> Vec<(u8, u32)> {
     let mut out = Vec::new();

@@ -9,8 +9,12 @@
 //!   hyper's protocol detection (whose HTTP/1 header timeout starts only after it);
 //! - idle: a connection with no request in flight (counted from request to the end of its
 //!   response body, [`Tracked`]) for this long is shut down gracefully (HTTP/2: GOAWAY);
-//!   for HTTP/1.1 hyper's header timeout also runs while it waits for the next request, so
-//!   a keep-alive connection closes after the shorter of the two;
+//! - header (HTTP/1.1): a connection with no request in flight, whose next request head has
+//!   not been read in full for this long, is dropped: a head still arriving (however steadily
+//!   it trickles) or a keep-alive connection waiting for its next request, so the shorter of
+//!   the two timeouts applies. The listener's sweeper enforces both (`sweep`); hyper's own
+//!   header timer, a boxed timer set and dropped on every request, is off (issue 14). Only a
+//!   connection whose protocol hyper-util still has to sniff keeps hyper's timer;
 //! - send: [`TimedIo`] fails a write that stays pending this long (nginx `send_timeout`);
 //! - connections: a semaphore; over the limit a connection is accepted and closed at once,
 //!   and counted.
@@ -18,7 +22,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,6 +34,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use super::sweep::Closing;
 
 /// Default of `--first-byte-timeout-seconds`.
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,8 +176,11 @@ impl ConnMetrics {
 pub struct Activity {
     start: Instant,
     in_flight: AtomicUsize,
-    /// Milliseconds after `start` at which the last request ended.
+    /// Milliseconds after `start` at which the last request ended (or HTTP/1.1 serving began).
     idle_since_ms: AtomicU64,
+    /// Served as HTTP/1.1 by hyper without its own header timer: the sweeper applies the
+    /// header timeout.
+    head_timed: AtomicBool,
 }
 
 impl Activity {
@@ -180,6 +189,7 @@ impl Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            head_timed: AtomicBool::new(false),
         })
     }
 
@@ -189,13 +199,45 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Whether, at `now`, no request has been in flight for `idle`.
-    pub fn idle_at(&self, now: Instant, idle: Duration) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0 && {
-            let since =
-                self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-            now >= since + idle
+    /// hyper starts serving the connection as HTTP/1.1 without a header timer of its own: the
+    /// header timeout runs from now (after the first byte or the TLS handshake), and again
+    /// from the end of each request.
+    pub fn serving_http1(&self) {
+        self.idle_since_ms
+            .store(self.elapsed_ms(), Ordering::Release);
+        self.head_timed.store(true, Ordering::Release);
+    }
+
+    /// Whether a request is in flight.
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) != 0
+    }
+
+    /// What, at `now`, the connection has overstayed with no request in flight: the header
+    /// timeout (HTTP/1.1 only) or the idle timeout, the shorter when both.
+    pub fn overdue(&self, now: Instant, idle: Duration, header: Duration) -> Option<Closing> {
+        if self.busy() {
+            return None;
         }
+        let since = self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        let waited = now.saturating_duration_since(since);
+        let header_first = header <= idle;
+        let header = self.head_timed.load(Ordering::Acquire) && waited >= header;
+        match (header, waited >= idle) {
+            (false, false) => None,
+            (true, false) => Some(Closing::Header),
+            (false, true) => Some(Closing::Idle),
+            // Both: the shorter limit is the one that ran out first.
+            (true, true) => Some(if header_first {
+                Closing::Header
+            } else {
+                Closing::Idle
+            }),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -205,8 +247,9 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.idle_since_ms.store(ms, Ordering::Release);
+        self.0
+            .idle_since_ms
+            .store(self.0.elapsed_ms(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -360,20 +403,84 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
 mod tests {
     use super::*;
 
+    const NEVER: Duration = Duration::from_secs(3600);
+
     #[tokio::test(start_paused = true)]
     async fn idle_counts_from_the_end_of_the_last_request() {
         let a = Activity::new();
         let idle = Duration::from_secs(5);
         let guard = a.enter();
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(
-            !a.idle_at(Instant::now(), idle),
+        assert_eq!(
+            a.overdue(Instant::now(), idle, NEVER),
+            None,
             "in flight: never idle, however long"
         );
         drop(guard);
         let ended = Instant::now();
-        assert!(!a.idle_at(ended + Duration::from_secs(4), idle));
-        assert!(a.idle_at(ended + Duration::from_secs(5), idle));
+        assert_eq!(a.overdue(ended + Duration::from_secs(4), idle, NEVER), None);
+        assert_eq!(
+            a.overdue(ended + Duration::from_secs(5), idle, NEVER),
+            Some(Closing::Idle)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_header_timeout_applies_to_http1_only_and_runs_from_serving_and_each_request_end() {
+        let (idle, header) = (Duration::from_secs(60), Duration::from_secs(2));
+        let h2 = Activity::new();
+        let h1 = Activity::new();
+        // The first byte (or TLS handshake) took 5 s: the header timeout starts after it.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        h1.serving_http1();
+        let served = Instant::now();
+        assert_eq!(
+            h1.overdue(served + Duration::from_millis(1_999), idle, header),
+            None
+        );
+        assert_eq!(
+            h1.overdue(served + header, idle, header),
+            Some(Closing::Header)
+        );
+        assert_eq!(
+            h2.overdue(served + header, idle, header),
+            None,
+            "not HTTP/1.1: hyper's own limits apply"
+        );
+        let guard = h1.enter();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            h1.overdue(Instant::now(), idle, header),
+            None,
+            "a request in flight is not waiting for a head"
+        );
+        drop(guard);
+        let ended = Instant::now();
+        assert_eq!(
+            h1.overdue(ended + Duration::from_secs(1), idle, header),
+            None
+        );
+        assert_eq!(
+            h1.overdue(ended + header, idle, header),
+            Some(Closing::Header)
+        );
+        // Both overstayed: the shorter limit is named.
+        assert_eq!(
+            h1.overdue(
+                ended + Duration::from_secs(3),
+                Duration::from_secs(1),
+                header
+            ),
+            Some(Closing::Idle)
+        );
+        assert_eq!(
+            h1.overdue(
+                ended + Duration::from_secs(3),
+                Duration::from_millis(2_500),
+                header
+            ),
+            Some(Closing::Header)
+        );
     }
 
     #[test]

@@ -197,8 +197,9 @@ pub async fn serve<M, H, Fut, B>(
             .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_connections)))
     });
     let mut refusals = Refusals::default();
-    // One task for every connection's idle timeout and drain signal (no task per connection).
-    let sweeper = sweep::Sweeper::start(limits.idle, shutdown.clone());
+    // One task for every connection's idle and header timeouts and drain signal (no task or
+    // timer per connection).
+    let sweeper = sweep::Sweeper::start(limits.idle, how.header_timeout, shutdown.clone());
     // Every connection task holds a sender; the drain waits until all are gone.
     let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
@@ -242,7 +243,8 @@ pub async fn serve<M, H, Fut, B>(
             name,
             peer,
             limits: limits.clone(),
-            close: sweeper.register(activity),
+            close: sweeper.register(activity.clone()),
+            activity,
             _slot: slot,
             _alive: alive.clone(),
         };
@@ -323,16 +325,19 @@ struct Connection {
     name: &'static str,
     peer: SocketAddr,
     limits: Arc<ConnLimits>,
-    /// Resolves when the sweeper says this connection is idle or the listener drains.
+    /// Resolves when the sweeper says this connection is idle, has sent no request head in
+    /// time (HTTP/1.1), or the listener drains.
     close: tokio::sync::oneshot::Receiver<Closing>,
+    /// What the sweeper reads: requests in flight and since when there have been none.
+    activity: Arc<conn::Activity>,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     _alive: tokio::sync::mpsc::Sender<()>,
 }
 
 impl Connection {
-    /// Cleartext: the first byte must come within the first-byte timeout (hyper's own
-    /// header timeout starts only after its protocol detection has read some). The bytes
-    /// peeked then also tell HTTP/2's preface from HTTP/1.1.
+    /// Cleartext: the first byte must come within the first-byte timeout (the header
+    /// timeout starts only once the connection is served). The bytes peeked then also tell
+    /// HTTP/2's preface from HTTP/1.1.
     async fn run_plain<S, B>(self, builder: &proto::Builders, stream: TcpStream, svc: S)
     where
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -357,7 +362,8 @@ impl Connection {
     }
 
     /// Serves the connection until it ends, shutting it down gracefully when it has been
-    /// idle too long or the listener drains.
+    /// idle too long or the listener drains, and dropping it when an HTTP/1.1 request head
+    /// does not come in time.
     async fn run<I, S, B>(mut self, builder: &proto::Builders, proto: proto::Proto, io: I, svc: S)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -378,6 +384,7 @@ impl Connection {
         ));
         match proto {
             proto::Proto::Http1 => {
+                self.activity.serving_http1();
                 self.drive(builder.http1.serve_connection(io, svc).with_upgrades())
                     .await;
             }
@@ -422,6 +429,18 @@ impl Connection {
                                 tracing::debug!(listener = name, %peer, "idle close not acknowledged; dropping");
                                 None
                             }
+                        }
+                    }
+                    // HTTP/1.1 without a whole request head in time (hyper's own header timer
+                    // is off): dropped, as that timer would. A head that completed since the
+                    // sweep has its request finished, and the connection closes after it.
+                    Ok(Closing::Header) => {
+                        metrics.header_timeouts.inc();
+                        tracing::debug!(listener = name, %peer, "no request head within the header timeout; closing");
+                        if self.activity.busy() {
+                            Some(conn.as_mut().await)
+                        } else {
+                            None
                         }
                     }
                     // Draining: in-flight requests finish, up to the listener's drain deadline.

@@ -73,8 +73,9 @@ impl Builders {
         let max_buf = limits.max_header_bytes.max(MIN_HEADER_BYTES);
         let max_list = u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX);
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(how.header_timeout)
+        // The listener's sweeper applies the header timeout to these connections (`sweep`):
+        // hyper's own would set a boxed timer for every request and drop it after the head.
+        h1.header_read_timeout(None)
             .max_buf_size(max_buf)
             .keep_alive(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -83,6 +84,8 @@ impl Builders {
             .keep_alive_timeout(limits.h2_keepalive_timeout)
             .max_concurrent_streams(how.h2_max_concurrent_streams)
             .max_header_list_size(max_list);
+        // Rare (a partial preface, or TLS without ALPN): hyper's header timer stays on, as the
+        // sweeper does not know whether such a connection turns out HTTP/1.1.
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())

@@ -1,12 +1,13 @@
-//! One task per listener (one per worker) that tells idle connections to close and every
+//! One task per listener (one per worker) that tells idle connections to close, HTTP/1.1
+//! connections that have not sent a request head within the header timeout to go, and every
 //! connection to drain when the listener stops: no task or timer per connection (issue 14:
-//! a watcher task with its own timer cost each idle connection about 0.5 KiB).
+//! a watcher task with its own timer cost each idle connection about 0.5 KiB, and hyper's
+//! header timer, set and dropped on every request, about 500 instructions a request).
 //!
 //! A connection is registered when it is accepted and sweeps drop it once it has ended. A
-//! sweep runs every [`tick`] (a quarter of the idle timeout, at most 1 s and at least
-//! 100 ms), so an idle connection is told to close between `idle` and `idle + tick` after its
-//! last request ended. Nothing runs per request: a request only updates its connection's
-//! [`Activity`] atomics, as before.
+//! sweep runs every [`tick`] (a quarter of the shorter of the two timeouts, at most 1 s and
+//! at least 100 ms), so a connection is told between its limit and one tick after it. Nothing
+//! runs per request: a request only updates its connection's [`Activity`] atomics.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,18 +22,22 @@ use super::conn::Activity;
 pub enum Closing {
     /// No request in flight for the idle timeout.
     Idle,
+    /// HTTP/1.1: no request head read in full within the header timeout.
+    Header,
     /// The listener is draining.
     Drain,
 }
 
-/// How often connections are swept for an idle timeout of `idle`.
-pub fn tick(idle: Duration) -> Duration {
-    (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+/// How often connections are swept for a shortest timeout of `shortest`.
+pub fn tick(shortest: Duration) -> Duration {
+    (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 struct Watched {
     activity: Arc<Activity>,
     close: oneshot::Sender<Closing>,
+    /// Set by the sweep that found it overdue.
+    why: Option<Closing>,
 }
 
 #[derive(Default)]
@@ -49,17 +54,18 @@ pub struct Sweeper {
 }
 
 impl Sweeper {
-    /// Starts the sweep task for connections idle after `idle`; it ends when `shutdown` turns
-    /// true, after telling every connection to drain.
-    pub fn start(idle: Duration, mut shutdown: watch::Receiver<bool>) -> Sweeper {
+    /// Starts the sweep task for connections idle after `idle`, and HTTP/1.1 ones waiting
+    /// for a request head for `header`; it ends when `shutdown` turns true, after telling
+    /// every connection to drain.
+    pub fn start(idle: Duration, header: Duration, mut shutdown: watch::Receiver<bool>) -> Sweeper {
         let sweeper = Sweeper::default();
         let task = sweeper.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(tick(idle));
+            let mut every = tokio::time::interval(tick(idle.min(header)));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = every.tick() => task.sweep(Instant::now(), idle),
+                    _ = every.tick() => task.sweep(Instant::now(), idle, header),
                     () = super::stopped(&mut shutdown) => break,
                 }
             }
@@ -75,21 +81,30 @@ impl Sweeper {
         if r.draining {
             let _ = close.send(Closing::Drain);
         } else {
-            r.watched.push(Watched { activity, close });
+            r.watched.push(Watched {
+                activity,
+                close,
+                why: None,
+            });
         }
         rx
     }
 
-    /// Tells connections idle for `idle` at `now` to close and forgets those that ended.
-    fn sweep(&self, now: Instant, idle: Duration) {
+    /// Tells connections overdue at `now` to close and forgets those that ended.
+    fn sweep(&self, now: Instant, idle: Duration, header: Duration) {
         let due: Vec<Watched> = self
             .lock()
             .watched
-            .extract_if(.., |w| w.close.is_closed() || w.activity.idle_at(now, idle))
+            .extract_if(.., |w| {
+                w.why = w.activity.overdue(now, idle, header);
+                w.close.is_closed() || w.why.is_some()
+            })
             .collect();
         for w in due {
             // An ended connection's receiver is gone: nothing to tell.
-            let _ = w.close.send(Closing::Idle);
+            if let Some(why) = w.why {
+                let _ = w.close.send(why);
+            }
         }
     }
 
@@ -124,10 +139,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_http1_connection_without_a_request_head_is_told_at_the_header_timeout() {
+        let (_stop, shutdown) = watch::channel(false);
+        let (idle, header) = (Duration::from_secs(60), Duration::from_secs(2));
+        let sweeper = Sweeper::start(idle, header, shutdown);
+        let (h1, h2) = (Activity::new(), Activity::new());
+        h1.serving_http1();
+        let mut h1_rx = sweeper.register(h1.clone());
+        let mut h2_rx = sweeper.register(h2.clone());
+        tokio::time::sleep(Duration::from_millis(1_900)).await;
+        assert!(h1_rx.try_recv().is_err(), "within the header timeout");
+        // Swept every 500 ms (a quarter of the shorter timeout).
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(h1_rx.try_recv().ok(), Some(Closing::Header));
+        assert!(
+            h2_rx.try_recv().is_err(),
+            "HTTP/2 has no header timeout here"
+        );
+        tokio::time::sleep(Duration::from_secs(58)).await;
+        assert_eq!(h2_rx.try_recv().ok(), Some(Closing::Idle));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_told_once_a_busy_one_never_and_all_drain_at_shutdown() {
         let (stop, shutdown) = watch::channel(false);
         let idle = Duration::from_secs(4);
-        let sweeper = Sweeper::start(idle, shutdown);
+        let sweeper = Sweeper::start(idle, Duration::from_secs(3600), shutdown);
         let (quiet, busy) = (Activity::new(), Activity::new());
         let mut quiet_rx = sweeper.register(quiet.clone());
         let mut busy_rx = sweeper.register(busy.clone());
