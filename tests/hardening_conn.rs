@@ -39,6 +39,23 @@ async fn metric_value(p: &Proxy, name: &str, labels: &[&str]) -> f64 {
     metric(&m, name, labels)
 }
 
+/// A keep-alive connection that has had one GET answered (the whole response read).
+async fn one_keep_alive_get(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET /x HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("ok"), "whole response in one read: {head}");
+    s
+}
+
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_first_byte_timeout() {
     let up = Upstream::start().await;
@@ -73,18 +90,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         ],
     )
     .await;
-    let mut s = TcpStream::connect(p.addr).await.expect("connect");
-    s.write_all(format!("GET /x HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("answered")
-        .expect("read");
-    let head = String::from_utf8_lossy(&buf[..n]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.ends_with("ok"), "whole response in one read: {head}");
+    let mut s = one_keep_alive_get(p.addr).await;
     let (more, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
     assert!(more.is_empty(), "{more:?}");
     assert!(
@@ -172,18 +178,7 @@ async fn a_keep_alive_connection_waits_for_its_next_request_at_most_the_header_t
         ],
     )
     .await;
-    let mut s = TcpStream::connect(p.addr).await.expect("connect");
-    s.write_all(format!("GET /x HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("answered")
-        .expect("read");
-    let head = String::from_utf8_lossy(&buf[..n]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.ends_with("ok"), "whole response in one read: {head}");
+    let mut s = one_keep_alive_get(p.addr).await;
     let (more, closed) = read_until_closed(&mut s, Duration::from_secs(15)).await;
     assert!(more.is_empty(), "{more:?}");
     let closed = closed.expect("closed within 15 s, long before the idle timeout");
