@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use http::{Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use super::metrics::Latency;
 use super::rescue::ProxyError;
@@ -53,10 +54,19 @@ impl Default for ForwardOptions {
 /// `--max-upstream-requests-per-connection` when not given.
 pub const DEFAULT_MAX_UPSTREAM_PER_CONNECTION: u32 = 100;
 
-/// One client connection: its address, formatted once, and its share of upstream work.
+/// One client connection: its address, formatted once, its share of upstream work, and
+/// the timer its requests' upstream timeouts reuse.
 pub struct ClientConn {
     pub peer: HeaderValue,
     pub slots: Arc<Semaphore>,
+    /// The upstream timeout's timer, kept between this connection's requests (issue 14). A
+    /// registered tokio timer moved to a later deadline is one compare-and-swap (the wheel
+    /// reschedules it when its old slot comes round); a new timer is a locked insert into the
+    /// timer wheel and a locked removal when dropped, about 700 instructions a request
+    /// (callgrind). Empty before the first forwarded request, while a request holds it (an
+    /// HTTP/2 stream beside it makes its own), and after an exchange went on without its
+    /// client and took it along.
+    timer: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
 impl ClientConn {
@@ -66,6 +76,31 @@ impl ClientConn {
             slots: Arc::new(Semaphore::new(
                 opts.max_upstream_per_connection.max(1) as usize
             )),
+            timer: Mutex::new(None),
+        }
+    }
+
+    /// A timer due at `deadline`: the connection's kept one, reset, or a new one.
+    fn timer(&self, deadline: tokio::time::Instant) -> Pin<Box<Sleep>> {
+        let kept = self
+            .timer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match kept {
+            Some(mut t) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps `timer` for the next request, unless another one is kept already.
+    fn keep(&self, timer: Pin<Box<Sleep>>) {
+        let mut kept = self.timer.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.is_none() {
+            *kept = Some(timer);
         }
     }
 }
@@ -243,56 +278,80 @@ pub async fn forward(
         Err(_) => tokio::time::timeout_at(deadline, client.slots.clone().acquire_owned()).await,
     };
     let sent = match permit {
-        Err(elapsed) => Err(elapsed),
+        Err(_elapsed) => None,
         Ok(permit) => {
             let (upstreams, idle) = (upstreams.clone(), idle.clone());
             let target = policy.upstream.clone();
-            let exchange = tokio::time::timeout_at(deadline, async move {
-                upstreams.send(&idle, &target, req, permit.ok()).await
-            });
-            Detached(Some(Box::pin(exchange))).await
+            let exchange = async move { upstreams.send(&idle, &target, req, permit.ok()).await };
+            let (sent, timer) = Detached::new(Box::pin(exchange), client.timer(deadline)).await;
+            client.keep(timer);
+            sent
         }
     };
     latency.observe(started.elapsed());
     match sent {
-        Err(_) => Err(ProxyError::Timeout {
+        None => Err(ProxyError::Timeout {
             upstream: policy.upstream.url(),
             seconds: policy.upstream.timeout.as_secs(),
         }),
-        Ok(Err(source)) => Err(upstream_error(policy, source)),
-        Ok(Ok(mut resp)) => {
+        Some(Err(source)) => Err(upstream_error(policy, source)),
+        Some(Ok(mut resp)) => {
             strip_hop_by_hop(resp.headers_mut(), false);
             Ok(resp)
         }
     }
 }
 
-/// A future that, dropped before it is done (the client went away), finishes in a spawned
-/// task instead of being cancelled; its output is then dropped, which returns the upstream
-/// connection to the pool (`PooledBody`'s drop drains the rest). Bounded by the timeout the
-/// future carries.
-struct Detached<T: Send + 'static>(Option<Pin<Box<dyn Future<Output = T> + Send>>>);
+type Exchange<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// An exchange bounded by its timer: `Some` with its output, `None` once the timer fired
+/// first (the exchange is then dropped, as `tokio::time::timeout` would).
+fn poll_bounded<T>(
+    exchange: &mut Exchange<T>,
+    timer: &mut Pin<Box<Sleep>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<T>> {
+    if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
+        return Poll::Ready(Some(out));
+    }
+    timer.as_mut().poll(cx).map(|()| None)
+}
+
+/// An exchange and its timer. Done, it gives back the timer with the output (`None`: timed
+/// out) so the connection's next request can reuse it. Dropped before it is done (the client
+/// went away), it finishes in a spawned task, still bounded by the timer, instead of being
+/// cancelled; its output is then dropped, which returns the upstream connection to the pool
+/// (`PooledBody`'s drop drains the rest).
+struct Detached<T: Send + 'static>(Option<(Exchange<T>, Pin<Box<Sleep>>)>);
+
+impl<T: Send + 'static> Detached<T> {
+    fn new(exchange: Exchange<T>, timer: Pin<Box<Sleep>>) -> Self {
+        Detached(Some((exchange, timer)))
+    }
+}
 
 impl<T: Send + 'static> Future for Detached<T> {
-    type Output = T;
+    type Output = (Option<T>, Pin<Box<Sleep>>);
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let Some(fut) = self.0.as_mut() else {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some((exchange, timer)) = self.0.as_mut() else {
             return Poll::Pending;
         };
-        let out = std::task::ready!(fut.as_mut().poll(cx));
-        self.0 = None;
-        Poll::Ready(out)
+        let out = std::task::ready!(poll_bounded(exchange, timer, cx));
+        match self.0.take() {
+            Some((_, timer)) => Poll::Ready((out, timer)),
+            None => Poll::Pending,
+        }
     }
 }
 
 impl<T: Send + 'static> Drop for Detached<T> {
     fn drop(&mut self) {
-        if let Some(fut) = self.0.take()
+        if let Some((mut exchange, mut timer)) = self.0.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
-                drop(fut.await);
+                drop(std::future::poll_fn(|cx| poll_bounded(&mut exchange, &mut timer, cx)).await);
             });
         }
     }

@@ -510,6 +510,122 @@ async fn errors_carry_cors_headers_upstream_5xx_refused_and_timeout() {
     );
 }
 
+/// A proxy with two timeouts: `api.example.com` 2 s, `patient.example.com` 6 s.
+async fn two_timeouts() -> (Upstream, Proxy) {
+    let up = Upstream::start().await;
+    let cors = "  cors: {allowOrigins: [\"https://app.example.com\"]}";
+    let api = policy("api", "[\"api.example.com\"]", cors, &up.url());
+    let patient = policy("patient", "[\"patient.example.com\"]", cors, &up.url())
+        .replace("timeoutSeconds: 2", "timeoutSeconds: 6");
+    let proxy = Proxy::start(&format!("{api}---\n{patient}"), true).await;
+    (up, proxy)
+}
+
+/// Sends a GET for `path` to `host` on an open connection: its status and how long it took.
+async fn timed_get<B>(
+    sender: &mut hyper::client::conn::http1::SendRequest<B>,
+    host: &str,
+    path: &str,
+) -> (u16, Duration)
+where
+    B: hyper::body::Body + Default + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let started = Instant::now();
+    let req = http::Request::get(path)
+        .header("host", host)
+        .header("origin", APP)
+        .body(B::default())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), sender.send_request(req))
+        .await
+        .expect("answered within 20 s")
+        .expect("the connection stays up");
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.expect("whole body");
+    (status, started.elapsed())
+}
+
+// Each connection keeps one timer for its requests' upstream timeouts and moves it to each
+// request's deadline: later (one policy's 2 s, then another's 6 s), earlier, and after it fired.
+#[tokio::test]
+async fn every_request_of_a_keep_alive_connection_gets_its_own_policys_upstream_timeout() {
+    let (_up, proxy) = two_timeouts().await;
+    let io = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(io))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+
+    let (status, _) = timed_get(&mut sender, "api.example.com", "/fast").await;
+    assert_eq!(status, 200);
+    // Due 2 s after the first request had it would be a 504 at 2 s: it must wait 3 s.
+    let (status, took) = timed_get(&mut sender, "patient.example.com", "/slow/3000").await;
+    assert_eq!(status, 200, "the 6 s timeout, not the first request's 2 s");
+    assert!(took >= Duration::from_millis(2900), "{took:?}");
+    // An earlier deadline than the one the timer has, then a timer that already fired.
+    for round in 0..2 {
+        let (status, took) = timed_get(&mut sender, "api.example.com", "/slow/5000").await;
+        assert_eq!(status, 504, "round {round}");
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_millis(4500),
+            "round {round}: the 2 s timeout, took {took:?}"
+        );
+    }
+    let (status, _) = timed_get(&mut sender, "api.example.com", "/fast").await;
+    assert_eq!(status, 200, "the connection still serves");
+}
+
+// HTTP/2 streams of one connection run at once: one holds the connection's kept timer and
+// the other makes its own; each keeps its own policy's timeout.
+#[tokio::test]
+async fn concurrent_http2_streams_each_keep_their_upstream_timeout() {
+    let (_up, proxy) = two_timeouts().await;
+    let io = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<bytes::Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(io),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let get = |host: &'static str, path: &'static str| {
+        let mut sender = sender.clone();
+        async move {
+            let started = Instant::now();
+            let req = http::Request::get(format!("http://{host}{path}"))
+                .header("origin", APP)
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let resp = tokio::time::timeout(Duration::from_secs(20), sender.send_request(req))
+                .await
+                .expect("answered within 20 s")
+                .expect("the stream is answered");
+            (resp.status().as_u16(), started.elapsed())
+        }
+    };
+    // The first request of the connection, then one that must time out beside it.
+    let patient = tokio::spawn(get("patient.example.com", "/slow/3000"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, took) = get("api.example.com", "/slow/5000").await;
+    assert_eq!(status, 504);
+    assert!(
+        took < Duration::from_millis(4500),
+        "the 2 s timeout, took {took:?}"
+    );
+    let (status, took) = patient.await.unwrap();
+    assert_eq!(status, 200, "the 6 s timeout");
+    assert!(took >= Duration::from_millis(2900), "{took:?}");
+    let (status, _) = get("api.example.com", "/fast").await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn unmatched_host_or_path_gets_a_plain_404() {
     let (up, proxy) = setup().await;
