@@ -33,6 +33,9 @@ pub fn tick(shortest: Duration) -> Duration {
     (shortest / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
+/// Entries the list of watched connections keeps room for however few there are.
+const KEPT_ROOM: usize = 64;
+
 struct Watched {
     activity: Arc<Activity>,
     close: oneshot::Sender<Closing>,
@@ -90,16 +93,24 @@ impl Sweeper {
         rx
     }
 
-    /// Tells connections overdue at `now` to close and forgets those that ended.
+    /// Tells connections overdue at `now` to close and forgets those that ended. The list
+    /// gives back room a burst of connections left behind, once it is a quarter full.
     fn sweep(&self, now: Instant, idle: Duration, header: Duration) {
-        let due: Vec<Watched> = self
-            .lock()
-            .watched
-            .extract_if(.., |w| {
-                w.why = w.activity.overdue(now, idle, header);
-                w.close.is_closed() || w.why.is_some()
-            })
-            .collect();
+        let due: Vec<Watched> = {
+            let mut r = self.lock();
+            let due = r
+                .watched
+                .extract_if(.., |w| {
+                    w.why = w.activity.overdue(now, idle, header);
+                    w.close.is_closed() || w.why.is_some()
+                })
+                .collect();
+            let (len, room) = (r.watched.len(), r.watched.capacity());
+            if room > KEPT_ROOM && len < room / 4 {
+                r.watched.shrink_to((len * 2).max(KEPT_ROOM));
+            }
+            due
+        };
         for w in due {
             // An ended connection's receiver is gone: nothing to tell.
             if let Some(why) = w.why {
@@ -125,6 +136,11 @@ impl Sweeper {
     fn watched(&self) -> usize {
         self.lock().watched.len()
     }
+
+    #[cfg(test)]
+    fn room(&self) -> usize {
+        self.lock().watched.capacity()
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +152,25 @@ mod tests {
         assert_eq!(tick(Duration::from_secs(60)), Duration::from_secs(1));
         assert_eq!(tick(Duration::from_secs(2)), Duration::from_millis(500));
         assert_eq!(tick(Duration::from_millis(100)), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_connections_leaves_no_room_behind_once_they_end() {
+        let (_stop, shutdown) = watch::channel(false);
+        let sweeper = Sweeper::start(Duration::from_secs(60), Duration::from_secs(60), shutdown);
+        let kept = Activity::new();
+        let _kept_rx = sweeper.register(kept.clone());
+        let burst: Vec<_> = (0..5_000)
+            .map(|_| sweeper.register(Activity::new()))
+            .collect();
+        assert!(sweeper.room() >= 5_001);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert_eq!(sweeper.watched(), 5_001, "all still open");
+        assert!(sweeper.room() >= 5_001);
+        drop(burst);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert_eq!(sweeper.watched(), 1, "the ended ones are forgotten");
+        assert!(sweeper.room() <= KEPT_ROOM, "room: {}", sweeper.room());
     }
 
     #[tokio::test(start_paused = true)]
