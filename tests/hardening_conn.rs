@@ -77,22 +77,26 @@ async fn a_silent_connection_is_closed_after_the_first_byte_timeout() {
     assert!(n >= 1.0, "counted: {n}");
 }
 
+/// A proxy started with `flags` and a keep-alive connection that has had one GET answered:
+/// how long the proxy then took to close it, sending nothing more (`None`: open after `within`).
+async fn keep_alive_closed_after(flags: &[&str], within: Duration) -> (Proxy, Option<Duration>) {
+    let up = Upstream::start().await;
+    let p = proxy(&up, flags).await;
+    let mut s = one_keep_alive_get(p.addr).await;
+    let (more, closed) = read_until_closed(&mut s, within).await;
+    assert!(more.is_empty(), "{more:?}");
+    (p, closed)
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let up = Upstream::start().await;
-    let p = proxy(
-        &up,
-        &[
-            "--idle-timeout-seconds",
-            "1",
-            "--header-timeout-seconds",
-            "60",
-        ],
-    )
-    .await;
-    let mut s = one_keep_alive_get(p.addr).await;
-    let (more, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
-    assert!(more.is_empty(), "{more:?}");
+    let flags = [
+        "--idle-timeout-seconds",
+        "1",
+        "--header-timeout-seconds",
+        "60",
+    ];
+    let (p, closed) = keep_alive_closed_after(&flags, Duration::from_secs(10)).await;
     assert!(
         closed.is_some(),
         "idle keep-alive connection closed within 10 s"
@@ -167,20 +171,13 @@ async fn a_request_head_trickling_in_is_cut_at_the_header_timeout() {
 /// request, when it is shorter than the idle timeout.
 #[tokio::test]
 async fn a_keep_alive_connection_waits_for_its_next_request_at_most_the_header_timeout() {
-    let up = Upstream::start().await;
-    let p = proxy(
-        &up,
-        &[
-            "--header-timeout-seconds",
-            "1",
-            "--idle-timeout-seconds",
-            "60",
-        ],
-    )
-    .await;
-    let mut s = one_keep_alive_get(p.addr).await;
-    let (more, closed) = read_until_closed(&mut s, Duration::from_secs(15)).await;
-    assert!(more.is_empty(), "{more:?}");
+    let flags = [
+        "--header-timeout-seconds",
+        "1",
+        "--idle-timeout-seconds",
+        "60",
+    ];
+    let (p, closed) = keep_alive_closed_after(&flags, Duration::from_secs(15)).await;
     let closed = closed.expect("closed within 15 s, long before the idle timeout");
     assert!(closed >= Duration::from_millis(900), "{closed:?}");
     let n = metric_value(&p, "corsgate_connections_closed_total", &["header_timeout"]).await;
