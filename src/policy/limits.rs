@@ -82,21 +82,26 @@ pub const HOP_BY_HOP: [http::HeaderName; 9] = [
     http::header::UPGRADE,
 ];
 
-/// Whether `name` is one of [`HOP_BY_HOP`]: a length check and at most one comparison, so
-/// scanning a request's names costs little on the request path.
+/// Where `name` is in [`HOP_BY_HOP`], if it is one: a length check and at most one
+/// comparison, so scanning a request's names costs little on the request path.
+pub fn hop_by_hop_index(name: &http::HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
+/// Whether `name` is one of [`HOP_BY_HOP`].
 pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    hop_by_hop_index(name).is_some()
 }
 
 #[cfg(test)]
@@ -105,8 +110,9 @@ mod tests {
 
     #[test]
     fn is_hop_by_hop_is_the_list() {
-        for h in &HOP_BY_HOP {
+        for (i, h) in HOP_BY_HOP.iter().enumerate() {
             assert!(is_hop_by_hop(h), "{h}");
+            assert_eq!(hop_by_hop_index(h), Some(i), "{h}");
         }
         for h in [
             "host",

@@ -26,7 +26,7 @@ use super::metrics::Latency;
 use super::rescue::ProxyError;
 use super::upstream::{ClientBody, Idle, PooledBody, UpstreamError, Upstreams};
 use crate::config::CompiledPolicy;
-use crate::policy::limits::{HOP_BY_HOP, is_hop_by_hop};
+use crate::policy::limits::{HOP_BY_HOP, hop_by_hop_index};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -108,18 +108,14 @@ impl ClientConn {
 /// Removes hop-by-hop headers, including those named by `Connection`. `keep_upgrade`: an
 /// upgrade the proxy relays keeps `Upgrade` and gets `Connection: upgrade` back.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names present (usually none is hop-by-hop, or only `Connection`),
-    // then a removal for each found: no lookup for the names that are absent.
-    let mut found: [Option<HeaderName>; 9] = Default::default();
-    let mut n = 0;
-    // `keys()` yields each name once, so at most `HOP_BY_HOP.len()` (9) are found.
-    for k in headers.keys().filter(|k| is_hop_by_hop(k)) {
-        if let Some(slot) = found.get_mut(n) {
-            *slot = Some(k.clone());
-            n += 1;
-        }
-    }
-    if n == 0 {
+    // One pass over the names present (usually none is hop-by-hop, or only `Connection`)
+    // marks which of `HOP_BY_HOP` are there, then each found is removed: no lookup for the
+    // names that are absent.
+    let found = headers
+        .keys()
+        .filter_map(hop_by_hop_index)
+        .fold(0u16, |found, i| found | 1 << i);
+    if found == 0 {
         return;
     }
     let upgrade = if keep_upgrade {
@@ -142,8 +138,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    for h in found.iter().flatten() {
-        if h != header::CONNECTION {
+    for (i, h) in HOP_BY_HOP.iter().enumerate() {
+        if found & 1 << i != 0 && *h != header::CONNECTION {
             headers.remove(h);
         }
     }
