@@ -62,8 +62,8 @@ pub struct ClientConn {
     /// The upstream timeout's timer, kept between this connection's requests (issue 14). A
     /// registered tokio timer moved to a later deadline is one compare-and-swap (the wheel
     /// reschedules it when its old slot comes round); a new timer is a locked insert into the
-    /// timer wheel and a locked removal when dropped, about 700 instructions a request
-    /// (callgrind). Empty before the first forwarded request, while a request holds it (an
+    /// timer wheel and a locked removal when dropped. Per request in B that was about 400
+    /// instructions and is now about 150 (callgrind, docs/performance.md "Session 8"). Empty before the first forwarded request, while a request holds it (an
     /// HTTP/2 stream beside it makes its own), and after an exchange went on without its
     /// client and took it along.
     timer: Mutex<Option<Pin<Box<Sleep>>>>,
