@@ -39,23 +39,6 @@ async fn metric_value(p: &Proxy, name: &str, labels: &[&str]) -> f64 {
     metric(&m, name, labels)
 }
 
-/// A keep-alive connection that has had one GET answered (the whole response read).
-async fn one_keep_alive_get(addr: SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET /x HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("answered")
-        .expect("read");
-    let head = String::from_utf8_lossy(&buf[..n]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.ends_with("ok"), "whole response in one read: {head}");
-    s
-}
-
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_first_byte_timeout() {
     let up = Upstream::start().await;
@@ -82,7 +65,18 @@ async fn a_silent_connection_is_closed_after_the_first_byte_timeout() {
 async fn keep_alive_closed_after(flags: &[&str], within: Duration) -> (Proxy, Option<Duration>) {
     let up = Upstream::start().await;
     let p = proxy(&up, flags).await;
-    let mut s = one_keep_alive_get(p.addr).await;
+    let mut s = TcpStream::connect(p.addr).await.expect("connect");
+    s.write_all(format!("GET /x HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("ok"), "whole response in one read: {head}");
     let (more, closed) = read_until_closed(&mut s, within).await;
     assert!(more.is_empty(), "{more:?}");
     (p, closed)
